@@ -1,0 +1,62 @@
+"""Data: named sources (mnist10k, tfds:, folder:, npz:) → one tf.data pipeline."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from gen_keras.config import ConfigError
+from gen_keras.data.sources import SourceInfo, check_dataset_name, open_source
+
+
+@dataclasses.dataclass
+class Datasets:
+    train: "object"  # tf.data.Dataset of (images, labels), GLOBAL batches
+    test: "object"
+    info: SourceInfo
+
+
+def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
+    """Open the configured source and build the train/test pipelines for the configured model."""
+    from gen_keras.data.pipeline import make_pipeline
+
+    model, data, train = run_config.model, run_config.data, run_config.train
+    splits, info = open_source(data, seed=train.seed)
+    check_compatible(model, info)
+    common = dict(image_shape=tuple(model.image_shape), value_range=type(model).value_range,
+                  batch_size=train.batch_size, seed=train.seed, cache=data.cache,
+                  shuffle_buffer=data.shuffle_buffer, prefetch=prefetch)
+    n_train = min(info.num_train, data.limit_train) if data.limit_train else info.num_train
+    if n_train < train.batch_size:
+        raise ConfigError(f"train.batch_size={train.batch_size} is larger than the "
+                          f"{n_train} training images of data.dataset={data.dataset!r}")
+    return Datasets(
+        train=make_pipeline(splits["train"], training=True, limit=data.limit_train, **common),
+        test=make_pipeline(splits["test"], training=False, limit=data.limit_test, **common),
+        info=info,
+    )
+
+
+def check_compatible(model_config, info: SourceInfo) -> None:
+    if model_config.conditional:
+        if info.num_classes == 0:
+            raise ConfigError(f"model.kind={model_config.kind!r} is class-conditional but "
+                              f"data.dataset={info.name!r} has no labels")
+        if info.num_classes > model_config.num_classes:
+            raise ConfigError(f"model.num_classes={model_config.num_classes} is smaller than the "
+                              f"{info.num_classes} classes of data.dataset={info.name!r}")
+
+
+def load_split_arrays(run_config, split: str, limit: int = 0):
+    """A whole split as numpy ``(images in the model's range, labels)`` — for evaluation."""
+    from gen_keras.data.pipeline import make_pipeline
+
+    splits, info = open_source(run_config.data, seed=run_config.train.seed)
+    ds = make_pipeline(splits[split], image_shape=tuple(run_config.model.image_shape),
+                       value_range=type(run_config.model).value_range, batch_size=1000,
+                       training=False, seed=0, cache=False, limit=limit)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+__all__ = ["Datasets", "SourceInfo", "make_datasets", "load_split_arrays", "check_dataset_name"]

@@ -1,0 +1,70 @@
+"""The tf.data pipeline every source goes through: decode → resize/crop → scale → cache →
+shuffle (seeded) → batch to the GLOBAL batch → prefetch."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def to_model_range(image: tf.Tensor, value_range: tuple[float, float]) -> tf.Tensor:
+    """uint8 [0, 255] → float32 in ``value_range`` ([0, 1] for Bernoulli decoders, [-1, 1] for tanh)."""
+    lo, hi = value_range
+    return tf.cast(image, tf.float32) / 255.0 * (hi - lo) + lo
+
+
+def fit_image(image: tf.Tensor, image_shape: tuple[int, int, int]) -> tf.Tensor:
+    """Bring one uint8 image to ``image_shape``: channels (gray<->RGB), central square crop, resize."""
+    h, w, c = image_shape
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank == 2:
+        image = image[..., None]
+    channels = image.shape[-1]
+    if channels != c:
+        if c == 1 and channels == 3:
+            image = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+        elif c == 3 and channels == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        elif channels == 4:
+            image = image[..., :c] if c == 3 else tf.cast(
+                tf.round(tf.image.rgb_to_grayscale(tf.cast(image[..., :3], tf.float32))), tf.uint8)
+    static = image.shape
+    if static[0] == h and static[1] == w:
+        return image
+    shape = tf.shape(image)
+    side = tf.minimum(shape[0], shape[1])
+    image = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2, (shape[1] - side) // 2,
+                                          side, side)
+    image = tf.image.resize(image, (h, w), method="area", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def make_pipeline(elements: tf.data.Dataset, *, image_shape, value_range, batch_size: int,
+                  training: bool, seed: int, cache: bool = True, shuffle_buffer: int = 10_000,
+                  limit: int = 0, prefetch: bool = True) -> tf.data.Dataset:
+    """Batches of ``(images float32 [B, H, W, C], labels int32 [B])``.
+
+    ``batch_size`` is the GLOBAL batch (the strategy splits it across replicas). Training
+    batches drop the remainder so every replica gets the same share.
+    """
+    ds = elements
+    if limit:
+        ds = ds.take(limit)
+
+    def prepare(ex):
+        image = to_model_range(fit_image(ex["image"], image_shape), value_range)
+        image = tf.ensure_shape(image, image_shape)
+        return image, tf.cast(ex["label"], tf.int32)
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=training)
+    if prefetch:
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # DATA sharding on purpose: every source here is in memory or a TFDS reader whose file count
+    # is smaller than a multi-worker cluster may be; FILE sharding would starve workers.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return ds.with_options(options)

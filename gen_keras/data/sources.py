@@ -1,0 +1,269 @@
+"""Data sources, each named by one string: ``mnist10k``, ``tfds:<name>[:<split>]``,
+``folder:<path>``, ``npz:<path>``.
+
+Every source yields, per split, a ``tf.data.Dataset`` of ``{"image": uint8 [H, W, C],
+"label": int64}`` plus a :class:`SourceInfo`; the pipeline turns that into model batches, so
+all sources reach the model the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from gen_keras.config import ConfigError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+OFFLINE_ALTERNATIVES = (
+    "offline alternatives: 'mnist10k' (bundled), 'npz:<path>' (arrays x[, y] in an .npz file), "
+    "'folder:<path>' (a folder of images), or a TFDS data set already prepared in data.data_dir"
+)
+
+
+@dataclasses.dataclass
+class SourceInfo:
+    name: str  # the config string
+    num_classes: int  # 0 when the source has no labels
+    num_train: int
+    num_test: int
+    source_uri: str  # a path or URL MLflow can resolve, for mlflow.log_input
+    skipped: int = 0  # unreadable / corrupt files skipped (folder sources)
+    skipped_files: list[str] = dataclasses.field(default_factory=list)
+    image_shape: tuple[int, int, int] | None = None  # native shape, when known
+
+
+def check_dataset_name(name: str, field: str = "data.dataset") -> None:
+    """Reject a malformed data set string before anything is read."""
+    if name == "mnist10k":
+        return
+    scheme, _, rest = name.partition(":")
+    if scheme not in ("tfds", "folder", "npz") or not rest:
+        raise ConfigError(
+            f"{field}={name!r} is not a known data set; use 'mnist10k', 'tfds:<name>[:<split>]', "
+            "'folder:<path>' or 'npz:<path>'"
+        )
+    if scheme == "folder" and not Path(rest).expanduser().is_dir():
+        raise ConfigError(f"{field}={name!r}: folder {rest!r} does not exist")
+    if scheme == "npz" and not Path(rest).expanduser().is_file():
+        raise ConfigError(f"{field}={name!r}: file {rest!r} does not exist")
+
+
+def default_data_dir(data_dir: str = "") -> Path:
+    if data_dir:
+        return Path(data_dir).expanduser()
+    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras")) / "tfds"
+
+
+# ----------------------------------------------------------------------------------------------
+def open_source(data_cfg, seed: int = 0):
+    """Return ``(splits, info)`` where ``splits`` maps 'train'/'test' to element datasets."""
+    name = data_cfg.dataset
+    check_dataset_name(name)
+    if name == "mnist10k":
+        return _open_mnist10k(data_cfg)
+    scheme, _, rest = name.partition(":")
+    if scheme == "tfds":
+        return _open_tfds(rest, data_cfg, seed)
+    if scheme == "npz":
+        x, y = _read_npz(Path(rest).expanduser())
+        return _from_arrays(name, str(Path(rest).expanduser().resolve()), x, y, data_cfg, seed)
+    x, y, num_classes, skipped = read_folder(Path(rest).expanduser())
+    splits, info = _from_arrays(name, str(Path(rest).expanduser().resolve()), x, y, data_cfg, seed,
+                                num_classes=num_classes)
+    info.skipped, info.skipped_files = len(skipped), skipped
+    return splits, info
+
+
+def _open_mnist10k(data_cfg):
+    from gen_keras.data import mnist10k
+
+    b = mnist10k.builder(default_data_dir(data_cfg.data_dir))
+    splits = {s: b.as_dataset(split=s, shuffle_files=False) for s in ("train", "test")}
+    info = SourceInfo("mnist10k", 10, mnist10k.NUM_TRAIN, mnist10k.NUM_TEST,
+                      source_uri=str(Path(b.data_dir).resolve()), image_shape=(28, 28, 1))
+    return splits, info
+
+
+def _open_tfds(spec: str, data_cfg, seed: int):
+    import tensorflow_datasets as tfds
+
+    ds_name, _, split = spec.partition(":")
+    data_dir = default_data_dir(data_cfg.data_dir)
+    try:
+        b = tfds.builder(ds_name, data_dir=str(data_dir))
+    except Exception as exc:  # DatasetNotFoundError and friends
+        raise ConfigError(f"data.dataset='tfds:{spec}': TFDS has no data set {ds_name!r} "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not _tfds_prepared(b):
+        _require_internet(f"tfds:{spec}", data_cfg.tfds_timeout_s)
+        b.download_and_prepare()
+    available = list(b.info.splits)
+    features = b.info.features
+    label_key = "label" if "label" in features else None
+    num_classes = int(features["label"].num_classes) if label_key else 0
+    image_key = "image" if "image" in features else None
+    if image_key is None:
+        raise ConfigError(f"data.dataset='tfds:{spec}' has no 'image' feature")
+
+    def elements(split_spec):
+        ds = b.as_dataset(split=split_spec, shuffle_files=False)
+
+        def to_element(ex):
+            import tensorflow as tf
+
+            label = tf.cast(ex[label_key], tf.int64) if label_key else tf.constant(-1, tf.int64)
+            return {"image": ex[image_key], "label": label}
+
+        return ds.map(to_element)
+
+    if split:
+        if split not in available and "[" not in split:
+            raise ConfigError(f"data.dataset='tfds:{spec}': split {split!r} not in {available}")
+        frac = int(round(data_cfg.test_fraction * 100))
+        splits = {"train": elements(f"{split}[:{100 - frac}%]"), "test": elements(f"{split}[{100 - frac}%:]")}
+        n = b.info.splits[split.split("[")[0]].num_examples
+        n_train, n_test = int(n * (100 - frac) / 100), n - int(n * (100 - frac) / 100)
+    elif "train" in available and "test" in available:
+        splits = {"train": elements("train"), "test": elements("test")}
+        n_train, n_test = b.info.splits["train"].num_examples, b.info.splits["test"].num_examples
+    else:
+        raise ConfigError(f"data.dataset='tfds:{spec}': name a split, one of {available}")
+    shape = tuple(int(d) for d in features[image_key].shape)
+    info = SourceInfo(f"tfds:{spec}", num_classes, n_train, n_test,
+                      source_uri=str(Path(b.data_dir).resolve()), image_shape=shape)
+    return splits, info
+
+
+def _tfds_prepared(b) -> bool:
+    try:
+        return Path(b.data_dir, "dataset_info.json").exists() and bool(b.info.splits)
+    except Exception:
+        return False
+
+
+def _require_internet(what: str, timeout_s: float, host: str = "storage.googleapis.com") -> None:
+    """Fail within ``timeout_s`` seconds when the TFDS download host cannot be reached.
+
+    (A plain ``tfds.load`` without internet retries for minutes before it gives up.)
+    """
+    result: dict[str, object] = {}
+
+    def probe():
+        try:
+            socket.create_connection((host, 443), timeout=timeout_s).close()
+            result["ok"] = True
+        except OSError as exc:
+            result["error"] = exc
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout_s + 0.5)
+    if not result.get("ok"):
+        reason = result.get("error") or f"no answer within {timeout_s:.0f}s"
+        raise ConfigError(
+            f"data.dataset={what!r} must be downloaded, but the download server cannot be reached "
+            f"({reason}); {OFFLINE_ALTERNATIVES}"
+        )
+
+
+def _read_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f:
+                raise ConfigError(f"data.dataset='npz:{path}': the file has no array 'x' "
+                                  f"(arrays: {sorted(f.files)})")
+            x = f["x"]
+            y = f["y"] if "y" in f else None
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"data.dataset='npz:{path}': cannot read the file ({exc})") from None
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ConfigError(f"data.dataset='npz:{path}': x has shape {x.shape}; expected "
+                          "[N, H, W] or [N, H, W, 1|3]")
+    if x.dtype != np.uint8:
+        xf = x.astype(np.float32)
+        if not np.isfinite(xf).all():
+            raise ConfigError(f"data.dataset='npz:{path}': x holds NaN or Inf")
+        lo, hi = float(xf.min()), float(xf.max())
+        if lo >= 0.0 and hi <= 1.0:
+            xf = xf * 255.0
+        elif lo < 0.0 or hi > 255.0:
+            raise ConfigError(f"data.dataset='npz:{path}': x values in [{lo}, {hi}]; expected "
+                              "uint8, [0, 1] or [0, 255]")
+        x = np.round(xf).astype(np.uint8)
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+            raise ConfigError(f"data.dataset='npz:{path}': y must be non-negative integers, one "
+                              f"per image (x has {x.shape[0]}, y has shape {y.shape})")
+        y = y.astype(np.int64)
+    return x, y
+
+
+def read_folder(root: Path):
+    """Decode every image under ``root``; sub-folders are classes. Corrupt files are skipped.
+
+    Returns ``(images uint8 [N,H,W,C], labels or None, num_classes, skipped paths)``. Images of
+    different sizes are brought to the size of the first readable one.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if subdirs:
+        entries = [(f, i) for i, d in enumerate(subdirs) for f in sorted(d.rglob("*"))
+                   if f.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        entries = [(f, -1) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+    images, labels, skipped = [], [], []
+    size, mode = None, None
+    for path, label in entries:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                if mode is None:
+                    mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
+                im = im.convert(mode)
+                if size is None:
+                    size = im.size
+                elif im.size != size:
+                    im = im.resize(size)
+                arr = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            skipped.append(str(path))
+            continue
+        images.append(arr[..., None] if arr.ndim == 2 else arr)
+        labels.append(label)
+    if not images:
+        raise ConfigError(f"data.dataset='folder:{root}': no readable images "
+                          f"({len(skipped)} unreadable) among {sorted(IMAGE_SUFFIXES)}")
+    x = np.stack(images)
+    y = np.asarray(labels, np.int64) if subdirs else None
+    return x, y, (len(subdirs) if subdirs else 0), skipped
+
+
+def _from_arrays(name, uri, x, y, data_cfg, seed, num_classes=None):
+    import tensorflow as tf
+
+    n = x.shape[0]
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(n * data_cfg.test_fraction)))
+    if n - n_test < 1:
+        raise ConfigError(f"data.dataset={name!r} holds {n} image(s): too few to split")
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    labels = y if y is not None else np.full((n,), -1, np.int64)
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y is not None else 0
+    splits = {
+        "train": tf.data.Dataset.from_tensor_slices({"image": x[train_idx], "label": labels[train_idx]}),
+        "test": tf.data.Dataset.from_tensor_slices({"image": x[test_idx], "label": labels[test_idx]}),
+    }
+    info = SourceInfo(name, num_classes, len(train_idx), len(test_idx), uri,
+                      image_shape=tuple(int(d) for d in x.shape[1:]))
+    return splits, info

@@ -1,0 +1,147 @@
+"""The base every generative model shares: its config, seeded per-replica noise, trackers, and
+the declaration of its export surface (which networks become signatures and ONNX files)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass
+class Endpoint:
+    """One exported function: a functional network with named inputs and ordered named outputs.
+
+    The exporter turns each endpoint into a SavedModel signature AND an ONNX file; serving reads
+    ``inputs`` / ``outputs`` from the manifest (ONNX output names are generic, so the order here
+    is the contract).
+    """
+    name: str  # generate | encode | reconstruct | ...
+    network: keras.Model
+    outputs: list[str]
+    aliases: list[str] = dataclasses.field(default_factory=list)  # extra SavedModel signature names
+
+
+class GenerativeModel(keras.Model):
+    """Base class. Subclasses build their networks in :meth:`build_networks` and name the
+    quantities they report in ``tracker_names`` (one ``Mean`` tracker each)."""
+
+    kind = "base"
+    tracker_names: tuple[str, ...] = ("loss",)
+
+    def __init__(self, config=None, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            from gen_keras.config import model_config_from_dict
+
+            config = model_config_from_dict(config)
+        self.config = config
+        self.seed = int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed_generator")
+        self._trackers: dict[str, keras.metrics.Mean] = {}
+        self.build_networks()
+        self._create_trackers(self.tracker_names)
+        # Every weight exists now (functional sub-networks), so the model counts as built: saving
+        # and load_model then restore the optimizer state too.
+        self.built = True
+
+    def build_networks(self) -> None:
+        raise NotImplementedError
+
+    # -- configuration ------------------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.config.image_shape)
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.config.latent_dim)
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        return type(self.config).value_range
+
+    def get_config(self):
+        return {"config": dataclasses.asdict(self.config), "seed": self.seed, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- trackers -----------------------------------------------------------------------------
+    def tracker(self, name: str) -> keras.metrics.Mean:
+        if name not in self._trackers:
+            self._trackers[name] = keras.metrics.Mean(name=name)
+        return self._trackers[name]
+
+    def _create_trackers(self, names) -> None:
+        for n in names:
+            self.tracker(n)
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    def update_trackers(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for name, value in values.items():
+            self.tracker(name).update_state(value)
+        return {name: self.tracker(name).result() for name in values}
+
+    # -- randomness ---------------------------------------------------------------------------
+    def replica_normal(self, batch_size, shape) -> tf.Tensor:
+        """Standard-normal noise ``[batch_size, *shape]``, different on every replica.
+
+        The noise for the whole GLOBAL batch is drawn from one stateless seed and each replica
+        takes its own slice, so replicas never share noise (keras.random with a SeedGenerator
+        would give every replica the same numbers) and a step on N replicas draws exactly the
+        noise one device draws for the same global batch.
+        """
+        return self._replica_slice(batch_size, shape, tf.random.stateless_normal)
+
+    def replica_uniform(self, batch_size, shape) -> tf.Tensor:
+        """Uniform[0, 1) noise, sliced per replica like :meth:`replica_normal`."""
+        return self._replica_slice(batch_size, shape, tf.random.stateless_uniform)
+
+    def _replica_slice(self, batch_size, shape, draw):
+        replicas, replica_id = replica_info()
+        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        full = draw(tf.concat([[batch_size * replicas], tf.constant(shape, tf.int32)], 0), seed=seed)
+        start = replica_id * batch_size
+        return full[start:start + batch_size]
+
+    def global_batch_size(self, x) -> tf.Tensor:
+        replicas, _ = replica_info()
+        return tf.shape(x)[0] * replicas
+
+    # -- optimization helper shared by every train_step ---------------------------------------
+    def apply_loss(self, tape, loss, variables, optimizer=None):
+        """Gradient of ``loss`` (already averaged over the global batch) applied to ``variables``.
+
+        ``scale_loss`` is the identity except under a LossScaleOptimizer (mixed_float16).
+        """
+        optimizer = optimizer or self.optimizer
+        grads = tape.gradient(optimizer.scale_loss(loss), variables)
+        optimizer.apply_gradients(zip(grads, variables))
+
+    # -- generation and export surface (subclasses override) ----------------------------------
+    def generate(self, z, labels=None):
+        """Images in ``value_range`` for latent codes ``z`` (and labels, when conditional)."""
+        raise NotImplementedError
+
+    def export_endpoints(self) -> list[Endpoint]:
+        raise NotImplementedError
+
+    def sample_latent(self, n: int, seed: int = 0) -> np.ndarray:
+        return np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype("float32")
+
+
+def replica_info():
+    """(replicas in sync, this replica's id) — (1, 0) outside any strategy."""
+    strategy = tf.distribute.get_strategy()
+    ctx = tf.distribute.get_replica_context()
+    replica_id = ctx.replica_id_in_sync_group if ctx is not None else 0
+    if isinstance(replica_id, tf.Tensor):
+        replica_id = tf.cast(replica_id, tf.int32)
+    return strategy.num_replicas_in_sync, replica_id

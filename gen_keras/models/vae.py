@@ -1,0 +1,156 @@
+"""The variational autoencoder (Kingma & Welling 2014): Gaussian q(z|x), N(0, I) prior,
+Bernoulli (logits) or Gaussian p(x|z), trained on -ELBO."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from gen_keras import losses
+from gen_keras.config import ConfigError, ModelConfig
+from gen_keras.models.base import Endpoint, GenerativeModel
+from gen_keras.models.networks import conv_decoder, conv_encoder
+from gen_keras.models.registry import register_model
+
+
+@dataclass
+class VAEConfig(ModelConfig):
+    kind: str = "vae"
+    filters: int = 32
+    hidden: int = 256
+    likelihood: str = "bernoulli"  # bernoulli (decoder gives logits) | gaussian (decoder gives means)
+    gaussian_sigma: float = 0.1  # fixed decoder std for the gaussian likelihood
+    # Bernoulli only: "dynamic" draws a fresh binarization of each training batch (x ~ Bern(pixel)),
+    # the convention behind the published MNIST likelihoods; "none" trains on grey levels.
+    binarize: str = "dynamic"
+
+    def validate(self, prefix="model"):
+        super().validate(prefix)
+        if self.likelihood not in ("bernoulli", "gaussian"):
+            raise ConfigError(f"{prefix}.likelihood={self.likelihood!r} is not one of "
+                              "['bernoulli', 'gaussian']")
+        if self.binarize not in ("none", "dynamic"):
+            raise ConfigError(f"{prefix}.binarize={self.binarize!r} is not one of ['none', 'dynamic']")
+        if self.gaussian_sigma <= 0:
+            raise ConfigError(f"{prefix}.gaussian_sigma={self.gaussian_sigma} must be > 0")
+
+
+@register_model("vae", VAEConfig)
+@keras.saving.register_keras_serializable(package="gen_keras")
+class VAE(GenerativeModel):
+    """Subclasses change the objective through :meth:`kl_weight_and_penalty` only."""
+
+    tracker_names = ("loss", "reconstruction", "kl")
+
+    def build_networks(self):
+        self.encoder = self.build_encoder()
+        self.decoder = self.build_decoder()
+
+    # -- networks (the conditional VAE overrides these two) ------------------------------------
+    def build_encoder(self):
+        c = self.config
+        return conv_encoder(c.image_shape, [c.latent_dim, c.latent_dim], filters=c.filters,
+                            hidden=c.hidden, out_names=["mean", "log_var"])
+
+    def build_decoder(self):
+        c = self.config
+        return conv_decoder(c.image_shape, c.latent_dim, filters=c.filters, hidden=c.hidden)
+
+    def encoder_inputs(self, x, labels):
+        return x
+
+    def decoder_inputs(self, z, labels):
+        return z
+
+    # -- the model ------------------------------------------------------------------------------
+    def encode(self, x, labels=None, training=False):
+        """(mean, log_var) of q(z|x)."""
+        mean, log_var = self.encoder(self.encoder_inputs(x, labels), training=training)
+        return mean, log_var
+
+    def reparameterize(self, mean, log_var):
+        """z = mean + sigma * eps, eps ~ N(0, I) (per-replica seeded noise)."""
+        eps = self.replica_normal(tf.shape(mean)[0], [self.latent_dim])
+        return mean + tf.exp(0.5 * log_var) * tf.cast(eps, mean.dtype)
+
+    def decoder_output(self, z, labels=None, training=False):
+        """Logits (Bernoulli) or means (Gaussian) of p(x|z)."""
+        return self.decoder(self.decoder_inputs(z, labels), training=training)
+
+    def decode(self, z, labels=None, training=False):
+        """Images in [0, 1]: the Bernoulli means sigmoid(logits), or the Gaussian means."""
+        return self._image_head(self.decoder_output(z, labels, training))
+
+    def generate(self, z, labels=None):
+        return self.decode(z, labels)
+
+    def call(self, x, training=False):
+        mean, _ = self.encode(x, training=training)
+        return self.decode(mean, training=training)
+
+    def log_likelihood(self, x, decoder_out):
+        """log p(x|z) per example."""
+        if self.config.likelihood == "bernoulli":
+            return losses.bernoulli_log_likelihood(x, decoder_out)
+        return losses.gaussian_log_likelihood(x, decoder_out, math.log(self.config.gaussian_sigma))
+
+    def kl_weight_and_penalty(self, kl):
+        """The objective's KL part per example: beta * KL for the VAE (beta = 1).
+
+        Beta-VAE variants override this (KL weight, warm-up, capacity).
+        """
+        return kl
+
+    def loss_terms(self, x, labels=None, training=False):
+        """Per-example ``{"loss", "reconstruction", "kl"}`` (nats); loss is the objective."""
+        mean, log_var = self.encode(x, labels, training=training)
+        z = self.reparameterize(mean, log_var)
+        reconstruction = -self.log_likelihood(x, self.decoder_output(z, labels, training))
+        kl = losses.kl_divergence(mean, log_var)
+        return {"loss": reconstruction + self.kl_weight_and_penalty(kl),
+                "reconstruction": reconstruction, "kl": kl}
+
+    def binarize_input(self, x):
+        """A fresh stochastic binarization of a training batch (Bernoulli + 'dynamic' only)."""
+        if self.config.likelihood != "bernoulli" or self.config.binarize != "dynamic":
+            return x
+        u = self.replica_uniform(tf.shape(x)[0], list(self.image_shape))
+        return tf.cast(u < x, x.dtype)
+
+    def train_step(self, data):
+        x, labels = data
+        x = self.binarize_input(x)
+        with tf.GradientTape() as tape:
+            terms = self.loss_terms(x, labels, training=True)
+            loss = losses.average_over_global_batch(terms["loss"], self.global_batch_size(x))
+        self.apply_loss(tape, loss, self.trainable_variables)
+        return self.update_trackers(terms)
+
+    def test_step(self, data):
+        x, labels = data
+        return self.update_trackers(self.loss_terms(x, labels, training=False))
+
+    def score(self, x, labels=None):
+        """Per-example anomaly score: the single-sample negative ELBO."""
+        terms = self.loss_terms(x, labels)
+        return terms["reconstruction"] + terms["kl"]
+
+    # -- export ---------------------------------------------------------------------------------
+    def _image_head(self, out):
+        if self.config.likelihood == "bernoulli":
+            return keras.layers.Activation("sigmoid", dtype="float32")(out) if isinstance(
+                out, keras.KerasTensor) else keras.ops.sigmoid(out)
+        return out
+
+    def export_endpoints(self):
+        z = keras.Input((self.latent_dim,), name="z")
+        x = keras.Input(self.image_shape, name="x")
+        mean, log_var = self.encoder(x)
+        gen = keras.Model(z, self._image_head(self.decoder(z)), name="generate")
+        enc = keras.Model(x, [mean, log_var], name="encode")
+        rec = keras.Model(x, self._image_head(self.decoder(mean)), name="reconstruct")
+        return [Endpoint("generate", gen, ["image"], aliases=["decode"]),
+                Endpoint("encode", enc, ["mean", "log_var"]),
+                Endpoint("reconstruct", rec, ["image"])]
