@@ -51,7 +51,11 @@ class Autoencoder(GenerativeModel):
         out = self.decoder(z, training=training)
         return keras.ops.sigmoid(out) if self.config.reconstruction == "bce" else out
 
-    generate = decode
+    def generate(self, z, labels=None):
+        return self.decode(z)
+
+    def reconstruct(self, x, labels=None):
+        return self.decode(self.encoder(x))
 
     def corrupt(self, x, training):
         """The input the encoder sees: x itself (the denoising autoencoder overrides this)."""

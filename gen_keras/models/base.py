@@ -125,6 +125,23 @@ class GenerativeModel(keras.Model):
         grads = tape.gradient(optimizer.scale_loss(loss), variables)
         optimizer.apply_gradients(zip(grads, variables))
 
+    # -- compiling from the run config (GANs override: two optimizers) ------------------------
+    def compile_for_training(self, train_cfg, replicas: int = 1) -> None:
+        """Compile with the configured optimizer, learning rate scaling and speed options, and
+        build the optimizer now (inside the strategy scope, never lazily outside it)."""
+        self.compile(optimizer=make_optimizer(train_cfg, replicas),
+                     jit_compile=train_cfg.jit_compile,
+                     steps_per_execution=train_cfg.steps_per_execution)
+        self.optimizer.build(self.trainable_variables)
+
+    def extra_callbacks(self, run_config, sink) -> list:
+        """Model-specific training callbacks (the GANs' collapse guards); none by default."""
+        return []
+
+    def optimizers_to_track(self) -> dict:
+        """Every optimizer whose state a checkpoint must carry."""
+        return {"optimizer": self.optimizer}
+
     # -- generation and export surface (subclasses override) ----------------------------------
     def generate(self, z, labels=None):
         """Images in ``value_range`` for latent codes ``z`` (and labels, when conditional)."""
@@ -135,6 +152,28 @@ class GenerativeModel(keras.Model):
 
     def sample_latent(self, n: int, seed: int = 0) -> np.ndarray:
         return np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype("float32")
+
+
+def scaled_learning_rate(train_cfg, replicas: int, base: float | None = None) -> float:
+    """The configured rate, times the number of replicas under ``lr_scaling: linear``
+    (Goyal et al. 2017, "Accurate, Large Minibatch SGD")."""
+    lr = train_cfg.learning_rate if base is None else base
+    return lr * replicas if train_cfg.lr_scaling == "linear" else lr
+
+
+def make_optimizer(train_cfg, replicas: int = 1, learning_rate: float | None = None,
+                   beta_1: float | None = None):
+    lr = scaled_learning_rate(train_cfg, replicas, learning_rate)
+    if train_cfg.optimizer == "adam":
+        opt = keras.optimizers.Adam(lr, beta_1=train_cfg.beta_1 if beta_1 is None else beta_1,
+                                    beta_2=train_cfg.beta_2)
+    elif train_cfg.optimizer == "rmsprop":
+        opt = keras.optimizers.RMSprop(lr)
+    else:
+        opt = keras.optimizers.SGD(lr)
+    if train_cfg.mixed_precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
 
 
 def replica_info():

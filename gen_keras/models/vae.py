@@ -86,6 +86,11 @@ class VAE(GenerativeModel):
     def generate(self, z, labels=None):
         return self.decode(z, labels)
 
+    def reconstruct(self, x, labels=None):
+        """The decoded posterior mean: a deterministic reconstruction."""
+        mean, _ = self.encode(x, labels)
+        return self.decode(mean, labels)
+
     def call(self, x, training=False):
         mean, _ = self.encode(x, training=training)
         return self.decode(mean, training=training)

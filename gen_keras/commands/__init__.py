@@ -1,0 +1,1 @@
+"""Sub-commands of the ``gen-keras`` CLI, one module each (thin: parse, call the library)."""

@@ -1,0 +1,179 @@
+"""Export a trained model for serving: SavedModel signatures + one ONNX file per endpoint +
+``manifest.json``.
+
+The model declares its export surface (``export_endpoints``: generate / encode / reconstruct);
+this module has no per-model branches. Everything is written into a temporary folder beside the
+target; the ONNX outputs are checked against Keras (max abs diff <= ``tolerance``) before the
+manifest is written, and only then is the folder renamed into place, so a failed export leaves
+nothing half-written behind and an earlier export at the same place stays intact.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from gen_keras.artifacts import ArtifactIntegrityError, sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class ExportError(RuntimeError):
+    """The export could not be written or failed its parity check; nothing was published."""
+
+
+def _input_specs(network):
+    specs = []
+    for t in network.inputs:
+        specs.append({"name": t.name.split(":")[0], "shape": [None, *[int(d) for d in t.shape[1:]]],
+                      "dtype": str(t.dtype)})
+    return specs
+
+
+def _random_inputs(specs, num_classes: int, rng, batch: int = 8):
+    feeds = {}
+    for s in specs:
+        shape = [batch, *s["shape"][1:]]
+        if s["dtype"].startswith("int"):
+            feeds[s["name"]] = rng.integers(0, max(num_classes, 1), shape).astype(s["dtype"])
+        elif s["name"] == "x":
+            feeds[s["name"]] = rng.uniform(0, 1, shape).astype("float32")
+        else:
+            feeds[s["name"]] = rng.standard_normal(shape).astype("float32")
+    return feeds
+
+
+def _signature_fn(ep):
+    """A SavedModel endpoint: positional inputs → dict of named float32 outputs."""
+    import tensorflow as tf
+
+    def fn(*args):
+        out = ep.network(list(args) if len(args) > 1 else args[0], training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return {n: tf.cast(o, tf.float32) for n, o in zip(ep.outputs, out)}
+
+    return fn
+
+
+def export_model(model, target: str | Path, *, run_id: str | None = None, name: str | None = None,
+                 tolerance: float = 1e-4, overwrite: bool = False, _fail_after: str | None = None) -> Path:
+    """Write the export folder ``target`` atomically; returns it."""
+    import keras
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    import gen_keras
+
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass overwrite=True (--overwrite) to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        endpoints = model.export_endpoints()
+        cfg = model.config
+        rng = np.random.default_rng(0)
+        manifest_endpoints = {}
+        archive = keras.export.ExportArchive()
+        for ep in endpoints:
+            archive.track(ep.network)
+            specs = _input_specs(ep.network)
+            signature = [tf.TensorSpec([None, *s["shape"][1:]], s["dtype"], name=s["name"]) for s in specs]
+
+            for signature_name in [ep.name, *ep.aliases]:
+                archive.add_endpoint(signature_name, _signature_fn(ep), input_signature=signature)
+            # Parity: onnxruntime vs Keras on a random batch (the Keras call also marks the
+            # network as called, which Keras' ONNX exporter requires).
+            feeds = _random_inputs(specs, cfg.num_classes, rng)
+            want = ep.network([feeds[s["name"]] for s in specs] if len(specs) > 1 else feeds[specs[0]["name"]])
+            want = want if isinstance(want, (list, tuple)) else [want]
+            onnx_file = f"{ep.name}.onnx"
+            ep.network.export(str(tmp / onnx_file), format="onnx", verbose=False)
+            sess = ort.InferenceSession(str(tmp / onnx_file), providers=["CPUExecutionProvider"])
+            onnx_inputs = [i.name for i in sess.get_inputs()]
+            missing = set(onnx_inputs) - set(feeds)
+            if missing:
+                raise ExportError(f"{ep.name}: ONNX inputs {onnx_inputs} differ from Keras inputs "
+                                  f"{list(feeds)}")
+            got = sess.run(None, {k: feeds[k] for k in onnx_inputs})
+            diff = max(float(np.max(np.abs(np.asarray(g) - np.asarray(w)))) for g, w in zip(got, want))
+            if not diff <= tolerance:
+                raise ExportError(f"{ep.name}: ONNX output differs from Keras by {diff:.3g} "
+                                  f"(> {tolerance}); export aborted")
+            manifest_endpoints[ep.name] = {
+                "onnx": onnx_file, "signature": ep.name, "aliases": ep.aliases, "inputs": specs,
+                "outputs": ep.outputs, "onnx_parity_max_abs_diff": diff,
+            }
+        archive.write_out(str(tmp / "saved_model"), verbose=False)
+        if _fail_after == "files":  # fault injection for tests: a failure before the manifest
+            raise ExportError("planted failure after writing files (test fault injection)")
+        files = {str(p.relative_to(tmp)): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": name or target.name,
+            "kind": cfg.kind,
+            "latent_dim": int(cfg.latent_dim),
+            "image_shape": [int(d) for d in cfg.image_shape],
+            "value_range": list(type(cfg).value_range),
+            "num_classes": int(cfg.num_classes),
+            "conditional": bool(type(cfg).conditional),
+            "model_config": json.loads(json.dumps(model.get_config()["config"])),
+            "source_run_id": run_id,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": {"gen_keras": gen_keras.__version__, "tensorflow": tf.__version__,
+                         "keras": keras.__version__, "onnxruntime": ort.__version__},
+            "saved_model": "saved_model",
+            "endpoints": manifest_endpoints,
+            "files": files,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _publish(tmp, target)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (ExportError, KeyboardInterrupt)):
+            raise
+        raise ExportError(f"export to {target} failed: {type(exc).__name__}: {exc}") from exc
+    return target
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Move the finished folder into place; an existing export is replaced only at the end."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def read_manifest(export_dir: str | Path, verify: bool = True) -> dict:
+    """The manifest of an export folder; with ``verify``, every listed file's sha256 is checked."""
+    export_dir = Path(export_dir)
+    path = export_dir / MANIFEST
+    if not path.is_file():
+        raise ArtifactIntegrityError(f"{export_dir}: no {MANIFEST}; not an export folder")
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactIntegrityError(f"{path}: unreadable manifest ({exc})") from None
+    if verify:
+        for rel, digest in files.items():
+            p = export_dir / rel
+            if not p.is_file():
+                raise ArtifactIntegrityError(f"{export_dir}: {rel} is listed in the manifest but missing")
+            if sha256_file(p) != digest:
+                raise ArtifactIntegrityError(f"{export_dir}: {rel} does not match its sha256 in the manifest")
+    return manifest

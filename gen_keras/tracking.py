@@ -1,0 +1,169 @@
+"""MLflow tracking: where runs go, and a sink that survives a tracking server going away.
+
+Policy when the server is unreachable (documented in the README): training goes on; metrics,
+params, tags and artifacts are buffered in memory (and mirrored to ``pending.json`` beside the
+checkpoints) and retried at every epoch end. Once the server answers, the buffer is flushed in
+order. If it is still down when training ends, the run's outputs stay on disk, the pending
+records are saved to ``pending.json``, a warning says so, and the next ``gen-keras train`` of the
+same run (or ``gen-keras sync``) delivers them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("gen_keras.tracking")
+
+# MLflow's HTTP client retries each request with exponential backoff for minutes by default;
+# a training loop must not stall on a dead server, so fail fast and let the sink buffer.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def default_tracking_uri(root: str | Path | None = None) -> str:
+    """``$MLFLOW_TRACKING_URI``, else the SQLite store ``./mlflow/mlflow.db``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = Path(root or Path.cwd() / "mlflow")
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """For a local SQLite store, artifacts go to ``mlflow/artifacts`` beside the database."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri))
+    except Exception:
+        exp = client.get_experiment_by_name(name)  # created meanwhile by another process
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+@dataclass
+class RunContext:
+    """Where one run writes: tracking URI, run id, and its output folders."""
+    tracking_uri: str
+    experiment: str
+    run_id: str | None
+    run_name: str
+    outputs_dir: Path
+    is_chief: bool = True
+    sink: "TrackingSink | None" = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.outputs_dir / "checkpoints" / self.run_name
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.outputs_dir / "samples" / self.run_name
+
+    @property
+    def export_dir(self) -> Path:
+        return self.outputs_dir / "exports" / self.run_name
+
+
+@dataclass
+class TrackingSink:
+    """Buffered writes to one MLflow run; never raises into the training loop."""
+    client: object
+    run_id: str
+    pending_path: Path | None = None
+    pending: list = field(default_factory=list)
+    warned: bool = False
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        ts = int(time.time() * 1000)
+        for k, v in metrics.items():
+            self.pending.append(("metric", k, float(v), ts, int(step)))
+        self.flush()
+
+    def log_params(self, params: dict[str, str]) -> None:
+        for k, v in params.items():
+            self.pending.append(("param", k, str(v)[:6000]))
+        self.flush()
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.pending.append(("tag", key, str(value)))
+        self.flush()
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.pending.append(("artifact", str(path), artifact_path))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Send what is pending, in order; on failure keep the rest and warn once per outage."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        while self.pending:
+            batch_end = 0
+            metrics, params, tags = [], [], []
+            for item in self.pending:
+                if item[0] == "artifact" or batch_end >= 900:
+                    break
+                if item[0] == "metric":
+                    metrics.append(Metric(item[1], item[2], item[3], item[4]))
+                elif item[0] == "param":
+                    params.append(Param(item[1], item[2]))
+                else:
+                    tags.append(RunTag(item[1], item[2]))
+                batch_end += 1
+            try:
+                if batch_end:
+                    self.client.log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
+                else:
+                    _, path, artifact_path = self.pending[0]
+                    if Path(path).is_dir():
+                        self.client.log_artifacts(self.run_id, path, artifact_path)
+                    else:
+                        self.client.log_artifact(self.run_id, path, artifact_path)
+                    batch_end = 1
+            except Exception as exc:  # server down, network error: keep it for later
+                if not self.warned:
+                    warnings.warn(f"MLflow is unreachable ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:200]}); training goes on and "
+                                  f"{len(self.pending)} record(s) are buffered for retry",
+                                  RuntimeWarning, stacklevel=2)
+                    self.warned = True
+                self._save_pending()
+                return False
+            del self.pending[:batch_end]
+        if self.warned:
+            log.warning("MLflow is reachable again; buffered records were delivered")
+            self.warned = False
+        self._save_pending()
+        return True
+
+    def _save_pending(self) -> None:
+        if self.pending_path is None:
+            return
+        if self.pending:
+            self.pending_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.pending_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.pending))
+            tmp.replace(self.pending_path)
+        elif self.pending_path.exists():
+            self.pending_path.unlink()
+
+    def load_pending(self) -> None:
+        """Re-queue records a previous process could not deliver."""
+        if self.pending_path is not None and self.pending_path.exists():
+            self.pending = [tuple(x) for x in json.loads(self.pending_path.read_text())] + self.pending

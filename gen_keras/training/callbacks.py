@@ -1,0 +1,97 @@
+"""Side effects of training, each in its own callback (never inside a train_step)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from gen_keras.images import image_grid, save_png
+
+
+class NonFiniteLossError(RuntimeError):
+    """A reported loss became NaN or infinite; training stopped at that step."""
+
+
+def metric_name(key: str) -> str:
+    """Keras log keys → MLflow names: ``loss`` → ``train_loss``, ``val_loss`` → ``test_loss``."""
+    return f"test_{key[4:]}" if key.startswith("val_") else f"train_{key}"
+
+
+class HealthGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite reported quantity, naming it and the step.
+
+    ``TerminateOnNaN`` looks only at ``logs["loss"]``; GANs report ``d_loss`` and ``g_loss``, so
+    every reported value is checked. The exception propagates out of ``fit`` before the epoch's
+    checkpoint is written, so the last good checkpoint is what survives.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.step = 0
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        for key, value in (logs or {}).items():
+            v = np.asarray(value, dtype=np.float64)
+            if not np.all(np.isfinite(v)):
+                raise NonFiniteLossError(
+                    f"non-finite {key} ({float(v.ravel()[0])}) at epoch {self.epoch + 1}, "
+                    f"step {self.step}: training stopped; the last good checkpoint is kept"
+                )
+
+
+class MLflowMetrics(keras.callbacks.Callback):
+    """Per-epoch train and test metrics to the run (step = 1-based epoch number)."""
+
+    def __init__(self, sink):
+        super().__init__()
+        self.sink = sink
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = {metric_name(k): float(np.asarray(v).ravel()[0]) for k, v in (logs or {}).items()}
+        self.sink.log_metrics(values, step=epoch + 1)
+
+
+class PreviewImages(keras.callbacks.Callback):
+    """Each epoch: a grid of samples from a FIXED latent batch (one row per class for conditional
+    models) and, for models that reconstruct, test images beside their reconstructions."""
+
+    def __init__(self, model_, test_images, out_dir: Path, sink=None, n: int = 64, seed: int = 1234):
+        super().__init__()
+        self.out_dir = Path(out_dir)
+        self.sink = sink
+        self.value_range = model_.value_range
+        num_classes = model_.config.num_classes
+        if num_classes:
+            per_class = max(1, n // num_classes)
+            self.labels = np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
+            self.ncols = per_class
+        else:
+            self.labels, self.ncols = None, int(math.sqrt(n))
+        self.z = model_.sample_latent(len(self.labels) if self.labels is not None else n, seed)
+        self.test_images = np.asarray(test_images[:16])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write(epoch + 1)
+
+    def write(self, epoch: int) -> list[Path]:
+        m = self.model
+        paths = []
+        samples = np.asarray(m.generate(self.z, self.labels))
+        paths.append(save_png(image_grid(samples, self.ncols, self.value_range),
+                              self.out_dir / "samples" / f"epoch_{epoch:03d}.png"))
+        if hasattr(m, "reconstruct"):
+            rec = np.asarray(m.reconstruct(self.test_images))
+            pairs = np.stack([self.test_images, rec], 1).reshape(-1, *self.test_images.shape[1:])
+            paths.append(save_png(image_grid(pairs, 8, self.value_range),
+                                  self.out_dir / "reconstructions" / f"epoch_{epoch:03d}.png"))
+        if self.sink is not None:
+            for p in paths:
+                self.sink.log_artifact(p, p.parent.name)
+        return paths

@@ -1,0 +1,61 @@
+"""Epoch checkpoints that survive a kill: model weights, EVERY optimizer's state, the epoch,
+and the MLflow run id, so the same command resumes the same run where it stopped.
+
+Keras' ``BackupAndRestore`` restores only the model's optimizer, not the two optimizers of a
+GAN; ``tf.train.Checkpoint`` over the model and each optimizer restores them all.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+STATE = "state.json"
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Writes ``ckpt-N`` then ``state.json`` (atomically) at the end of every epoch."""
+
+    def __init__(self, directory: Path, model_, run_id: str | None, config: dict, max_to_keep: int = 2):
+        super().__init__()
+        self.directory = Path(directory)
+        self.run_id = run_id
+        self.config = config
+        self.checkpoint = tf.train.Checkpoint(model=model_, **model_.optimizers_to_track())
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory / "tf"),
+                                                  max_to_keep=max_to_keep)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.manager.save(checkpoint_number=epoch + 1)
+        clean = {k: float(tf.reshape(v, [-1])[0]) for k, v in (logs or {}).items()}
+        write_state(self.directory, {"run_id": self.run_id, "epochs_done": epoch + 1,
+                                     "checkpoint": path, "config": self.config,
+                                     "last_logs": clean, "finished": False})
+
+    def restore(self) -> int:
+        """Restore the latest checkpoint; returns the number of completed epochs (0 if none)."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return 0
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return int(latest.rsplit("-", 1)[1])
+
+
+def read_state(directory: Path) -> dict | None:
+    path = Path(directory) / STATE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def write_state(directory: Path, state: dict) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(directory / STATE)
