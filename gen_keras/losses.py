@@ -58,6 +58,8 @@ def gaussian_log_likelihood(x: tf.Tensor, mean: tf.Tensor, log_sigma: tf.Tensor 
 def log_normal_diag(z: tf.Tensor, mean: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
     """log N(z; mean, diag(exp(log_var))) summed over the last axis (used by the IWAE bound)."""
     z = tf.convert_to_tensor(z, tf.float32)
+    mean = tf.cast(mean, tf.float32)
+    log_var = tf.cast(log_var, tf.float32)
     return -0.5 * tf.reduce_sum(
         LOG_2PI + log_var + tf.square(z - mean) * tf.exp(-log_var), axis=-1
     )
