@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 NAME = "mnist10k"
-VERSION = "1.0.0"
+VERSION = "1.0.1"
 NUM_TRAIN = 8000
 NUM_TEST = 2000
 FILES = {
@@ -109,6 +109,7 @@ def builder(data_dir: Path):
             homepage="http://yann.lecun.com/exdb/mnist/",
             citation="LeCun, Cortes, Burges. The MNIST database of handwritten digits. CC BY-SA 3.0.",
             data_dir=str(data_dir),
+            disable_shuffling=True,  # keep file order: test example i is image 8000 + i
         )
 
     # Prepare once; concurrent processes (multi-worker, parallel tests) wait on the lock.
