@@ -160,11 +160,12 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
             else:
                 sink.set_tag("gen_keras.resumed_from_epoch", initial_epoch)
                 _relog_last_epoch(sink, state, initial_epoch)
-        test_images = next(iter(data.test.unbatch().batch(16)))[0].numpy()
+        test_images, test_labels = (t.numpy() for t in next(iter(data.test.unbatch().batch(16))))
         callbacks = [HealthGuard(), *model.extra_callbacks(cfg, sink)]
         if is_chief:
             callbacks += [checkpoint, MLflowMetrics(sink),
-                          PreviewImages(model, test_images, ctx.samples_dir, sink)]
+                          PreviewImages(model, test_images, ctx.samples_dir, sink,
+                                        test_labels=test_labels)]
         if verbose is None:
             verbose = (1 if sys.stdout.isatty() else 2) if cfg.train.progress else 0
         history = {}

@@ -62,7 +62,8 @@ class PreviewImages(keras.callbacks.Callback):
     """Each epoch: a grid of samples from a FIXED latent batch (one row per class for conditional
     models) and, for models that reconstruct, test images beside their reconstructions."""
 
-    def __init__(self, model_, test_images, out_dir: Path, sink=None, n: int = 64, seed: int = 1234):
+    def __init__(self, model_, test_images, out_dir: Path, sink=None, n: int = 64, seed: int = 1234,
+                 test_labels=None):
         super().__init__()
         self.out_dir = Path(out_dir)
         self.sink = sink
@@ -76,6 +77,9 @@ class PreviewImages(keras.callbacks.Callback):
             self.labels, self.ncols = None, int(math.sqrt(n))
         self.z = model_.sample_latent(len(self.labels) if self.labels is not None else n, seed)
         self.test_images = np.asarray(test_images[:16])
+        # A conditional model reconstructs an image given its label.
+        self.test_labels = (np.asarray(test_labels[:16], np.int32)
+                            if num_classes and test_labels is not None else None)
 
     def on_epoch_end(self, epoch, logs=None):
         self.write(epoch + 1)
@@ -87,7 +91,8 @@ class PreviewImages(keras.callbacks.Callback):
         paths.append(save_png(image_grid(samples, self.ncols, self.value_range),
                               self.out_dir / "samples" / f"epoch_{epoch:03d}.png"))
         if hasattr(m, "reconstruct"):
-            rec = np.asarray(m.reconstruct(self.test_images))
+            rec = np.asarray(m.reconstruct(self.test_images) if self.test_labels is None
+                             else m.reconstruct(self.test_images, self.test_labels))
             pairs = np.stack([self.test_images, rec], 1).reshape(-1, *self.test_images.shape[1:])
             paths.append(save_png(image_grid(pairs, 8, self.value_range),
                                   self.out_dir / "reconstructions" / f"epoch_{epoch:03d}.png"))
