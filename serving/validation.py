@@ -1,0 +1,366 @@
+"""Request bodies → validated arrays. Every rejection is a :class:`RequestError` whose message
+names the field and what is wrong with it, so a client can fix the request without reading code.
+
+Nothing here runs a model; each ``parse_*`` returns exactly the arrays a backend is fed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+
+import numpy as np
+
+from serving.latents import PATHS, seeded_latents
+from serving.registry import EndpointSpec, ModelSpec
+
+MAX_SEED = 2**63 - 1
+
+
+class RequestError(Exception):
+    """A client error: HTTP ``status`` with a message that names the problem."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    max_n: int = 64  # images per request (generate, encode, reconstruct, predict instances)
+    max_steps: int = 64  # interpolation frames per request
+    max_body_bytes: int = 4 * 2**20
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- the body -----------------------------------------------------------------------------------
+def _reject_constant(name: str):
+    raise RequestError(400, f"{name} is not a valid JSON number; every value must be finite")
+
+
+def decode_json(raw: bytes, content_type: str | None) -> dict:
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media != "application/json":
+        got = f"got {content_type!r}" if content_type else "the request has no Content-Type header"
+        raise RequestError(415, f"Content-Type must be application/json; {got}")
+    if not raw.strip():
+        raise RequestError(400, "the request body is empty; send a JSON object")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"the request body is not UTF-8 text (bad byte at offset {exc.start})") from None
+    try:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise RequestError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal with thousands of digits
+        raise RequestError(400, f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, f"the request body must be a JSON object, got a JSON "
+                                f"{_json_type(body)}")
+    return body
+
+
+def _json_type(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number"}.get(type(v), type(v).__name__)
+
+
+def check_fields(body: dict, allowed, operation: str) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise RequestError(400, f"unknown field {unknown[0]!r} for :{operation}; the fields are "
+                                f"{', '.join(sorted(allowed))}")
+
+
+# -- scalars --------------------------------------------------------------------------------------
+def integer(body: dict, key: str, default, lo: int, hi: int, limit_note: str = "") -> int:
+    v = body.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RequestError(400, f"{key} must be an integer, got {_short(v)}")
+    if v < lo:
+        raise RequestError(400, f"{key}={v} is too small; it must be at least {lo}")
+    if v > hi:
+        raise RequestError(400, f"{key}={_short(v)} is over the limit of {hi}{limit_note}")
+    return v
+
+
+def choice(body: dict, key: str, default: str, options) -> str:
+    v = body.get(key, default)
+    if v not in options:
+        raise RequestError(400, f"{key}={_short(v)} is not one of {', '.join(options)}")
+    return v
+
+
+def response_format(body: dict, accept: str | None, options=("json", "png")) -> str:
+    """The ``format`` field if given, else the Accept header: ``image/png`` → png,
+    ``application/json`` or a wildcard → json (q-values are not weighed)."""
+    if "format" in body:
+        return choice(body, "format", "json", options)
+    types = [part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")]
+    if "png" in options and "image/png" in types and "application/json" not in types:
+        return "png"
+    if any(t in ("application/json", "application/*", "*/*") for t in types):
+        return "json"
+    if "png" in options and "image/*" in types:
+        return "png"
+    media = " or ".join({"json": "application/json", "png": "image/png"}[o] for o in options)
+    raise RequestError(406, f"cannot answer Accept: {accept!r}; this operation answers {media} "
+                            "(set the Accept header or the 'format' field)")
+
+
+# -- arrays ---------------------------------------------------------------------------------------
+def _path(field: str, index) -> str:
+    return field + "".join(f"[{i}]" for i in index)
+
+
+def _shape_problem(value, want: tuple, field: str, index=()) -> str:
+    """The first place where nested lists ``value`` differ from the shape ``want``."""
+    if not want:
+        return f"{_path(field, index)} is a list where a number belongs"
+    if not isinstance(value, list):
+        return f"{_path(field, index)} is {_short(value)}, where a list of {want[0]} belongs"
+    if len(value) != want[0]:
+        return f"{_path(field, index)} has {len(value)} entries; {want[0]} expected"
+    for i, item in enumerate(value):
+        if len(want) > 1 or isinstance(item, list):
+            problem = _shape_problem(item, want[1:], field, index + (i,))
+            if problem:
+                return problem
+    return ""
+
+
+def numbers(value, field: str, inner: tuple, max_rows: int, what: str, rows: int | None = None) -> np.ndarray:
+    """Nested lists of finite numbers, shape [rows, *inner] → float32 array."""
+    if not isinstance(value, list):
+        raise RequestError(400, f"{field} must be a list of {what}, got {_short(value)}")
+    if rows is not None and len(value) != rows:
+        raise RequestError(400, f"{field} must hold exactly {rows} {what}; it has {len(value)}")
+    if not value:
+        raise RequestError(400, f"{field} is empty; give at least 1 of {what}")
+    if len(value) > max_rows:
+        raise RequestError(400, f"{field} holds {len(value)} {what}; the limit is {max_rows} per request")
+    want = (len(value), *inner)
+    try:
+        grid = np.array(value, dtype=object)
+    except ValueError:
+        grid = None
+    if grid is None or grid.shape != want:
+        problem = _shape_problem(value, want, field)
+        raise RequestError(400, f"{field} must have shape {list(want)} ({what}): {problem or 'ragged lists'}")
+    flat = grid.ravel()
+    for i, v in enumerate(flat):
+        if type(v) is not float and type(v) is not int:
+            where = _path(field, np.unravel_index(i, want))
+            raise RequestError(400, f"{where} is {_short(v)}, not a number")
+    try:
+        wide = flat.astype("float64")
+    except OverflowError:
+        wide = np.array([float("inf") if abs(v) > 1e308 else v for v in flat], dtype="float64")
+    out = wide.astype("float32").reshape(want)
+    finite = np.isfinite(out)
+    if not finite.all():
+        i = int(np.argmin(finite.ravel()))
+        raise RequestError(400, f"{_path(field, np.unravel_index(i, want))} = {_short(flat[i])} is not "
+                                "a finite float32 number (|value| must stay below 3.4e38)")
+    return out
+
+
+def integers(value, field: str, n: int, num_classes: int) -> np.ndarray:
+    """One class label per example, each in 0 .. num_classes - 1 → int array."""
+    if not isinstance(value, list):
+        raise RequestError(400, f"{field} must be a list of integer class labels, got {_short(value)}")
+    if len(value) != n:
+        raise RequestError(400, f"{field} has {len(value)} labels for {n} images; give one per image")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise RequestError(400, f"{field}[{i}] is {_short(v)}, not an integer class label")
+        if not 0 <= v < num_classes:
+            raise RequestError(400, f"{field}[{i}]={_short(v)} is outside the label range "
+                                    f"0..{num_classes - 1}")
+    return np.asarray(value, dtype="int64")
+
+
+def labels(body: dict, spec: ModelSpec, model: str, n: int, required: bool = False) -> np.ndarray | None:
+    """``labels`` (one per image) or ``label`` (one for all) for conditional models; an
+    unconditional model refuses both. Without either, generation cycles 0, 1, 2, ..."""
+    given = [k for k in ("labels", "label") if k in body]
+    if not spec.conditional:
+        if given:
+            raise RequestError(400, f"model {model!r} is not conditional; it takes no {given[0]!r} "
+                                    "(remove the field)")
+        return None
+    if len(given) == 2:
+        raise RequestError(400, "give either 'labels' (one per image) or 'label' (one for all), not both")
+    if given == ["label"]:
+        return integers([body["label"]], "label", 1, spec.num_classes).repeat(n)
+    if given == ["labels"]:
+        return integers(body["labels"], "labels", n, spec.num_classes)
+    if required:
+        raise RequestError(400, f"model {model!r} is conditional: give 'labels' (one per image) or "
+                                f"'label' (0..{spec.num_classes - 1})")
+    return np.arange(n, dtype="int64") % spec.num_classes
+
+
+def feeds(ep: EndpointSpec, z=None, x=None, y=None) -> dict[str, np.ndarray]:
+    """The backend's inputs for ``ep``: its integer input takes the labels, its rank-2 float input
+    the codes, its image-shaped input the images (names follow the exporter: label, z, x)."""
+    out = {}
+    for i in ep.inputs:
+        value = y if i.dtype.startswith("int") else (z if len(i.shape) == 2 else x)
+        out[i.name] = np.asarray(value, dtype=i.dtype)
+    return out
+
+
+# -- operations -------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Parsed:
+    z: np.ndarray | None = None
+    x: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    seed: int | None = None
+    seeds: list | None = None
+    format: str = "json"
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def parse_generate(body: dict, spec: ModelSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
+    check_fields(body, {"n", "seed", "z", "labels", "label", "format"}, "generate")
+    fmt = response_format(body, accept)
+    if "z" in body:
+        if "n" in body or "seed" in body:
+            raise RequestError(400, "give either 'z' (explicit codes) or 'n'/'seed', not both")
+        z = numbers(body["z"], "z", (spec.latent_dim,), limits.max_n,
+                    f"latent codes of length {spec.latent_dim} (the model's latent_dim)")
+        seed = None
+    else:
+        n = integer(body, "n", min(16, limits.max_n), 1, limits.max_n, " images per request")
+        # Without a seed, draw one and report it, so any grid can be reproduced.
+        seed = integer(body, "seed", 0, 0, MAX_SEED) if "seed" in body else secrets.randbelow(2**31)
+        z = seeded_latents(n, spec.latent_dim, seed)
+    return Parsed(z=z, labels=labels(body, spec, model, len(z)), seed=seed, format=fmt)
+
+
+def parse_interpolate(body: dict, spec: ModelSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
+    check_fields(body, {"seeds", "z", "steps", "method", "label", "format"}, "interpolate")
+    fmt = response_format(body, accept)
+    steps = integer(body, "steps", min(8, limits.max_steps), 2, limits.max_steps, " frames per request")
+    method = choice(body, "method", "linear", tuple(PATHS))
+    if ("seeds" in body) == ("z" in body):
+        raise RequestError(400, "give either 'seeds' ([seed_a, seed_b]) or 'z' ([z_a, z_b]), exactly one")
+    seeds = None
+    if "z" in body:
+        ends = numbers(body["z"], "z", (spec.latent_dim,), 2,
+                       f"latent codes of length {spec.latent_dim} (the model's latent_dim)", rows=2)
+    else:
+        seeds = body["seeds"]
+        if not isinstance(seeds, list) or len(seeds) != 2:
+            raise RequestError(400, f"seeds must be a list of two integer seeds, got {_short(seeds)}")
+        for i in range(2):
+            integer({f"seeds[{i}]": seeds[i]}, f"seeds[{i}]", 0, 0, MAX_SEED)
+        ends = np.stack([seeded_latents(1, spec.latent_dim, s)[0] for s in seeds])
+    z = PATHS[method](ends[0], ends[1], steps)
+    y = None
+    if spec.conditional:
+        y = labels({"label": body.get("label", 0)}, spec, model, steps)
+    elif "label" in body:
+        labels(body, spec, model, steps)  # raises: unconditional
+    return Parsed(z=z, labels=y, seeds=seeds, format=fmt, extra={"steps": steps, "method": method})
+
+
+def parse_images(body: dict, spec: ModelSpec, model: str, limits: Limits, accept: str | None,
+                 operation: str, ep: EndpointSpec) -> Parsed:
+    check_fields(body, {"images", "labels", "label", "format"}, operation)
+    fmt = response_format(body, accept, ("json", "png") if operation == "reconstruct" else ("json",))
+    if "images" not in body:
+        raise RequestError(400, f":{operation} needs 'images': a list of images of shape "
+                                f"{list(spec.image_shape)}")
+    h, w, c = spec.image_shape
+    what = f"images of shape {list(spec.image_shape)}"
+    value = body["images"]
+    # Grey images may leave out the channel axis: [n, h, w].
+    if c == 1 and isinstance(value, list) and value and isinstance(value[0], list) and value[0] \
+            and isinstance(value[0][0], list) and value[0][0] and not isinstance(value[0][0][0], list):
+        x = numbers(value, "images", (h, w), limits.max_n, what)[..., None]
+    else:
+        x = numbers(value, "images", (h, w, c), limits.max_n, what)
+    lo, hi = spec.value_range
+    if x.min() < lo or x.max() > hi:
+        raise RequestError(400, f"images must lie in the model's value range [{lo:g}, {hi:g}]; found "
+                                f"values from {float(x.min()):g} to {float(x.max()):g}")
+    needs_labels = any(i.dtype.startswith("int") for i in ep.inputs)
+    y = labels(body, spec, model, len(x), required=needs_labels) if needs_labels or "labels" in body \
+        or "label" in body else None
+    return Parsed(x=x, labels=y, format=fmt)
+
+
+def parse_predict(body: dict, spec: ModelSpec, limits: Limits) -> tuple[EndpointSpec, dict, bool]:
+    """TensorFlow Serving's REST predict body → (endpoint, feeds, row format?).
+
+    Row format: ``{"instances": [v, ...]}`` (single input) or ``[{"z": ..., "label": ...}, ...]``;
+    columnar: ``{"inputs": batch}`` or ``{"inputs": {"z": batch, "label": batch}}``. The optional
+    ``signature_name`` picks the endpoint (``serving_default`` = generate).
+    """
+    check_fields(body, {"signature_name", "instances", "inputs"}, "predict")
+    signature = body.get("signature_name", "serving_default")
+    ep = None
+    for candidate in spec.endpoints.values():
+        if signature in (candidate.name, *candidate.aliases) or (
+                signature == "serving_default" and candidate.name == "generate"):
+            ep = candidate
+    if ep is None:
+        names = sorted({"serving_default", *[n for e in spec.endpoints.values() for n in (e.name, *e.aliases)]})
+        raise RequestError(400, f"signature_name={_short(signature)} is not served; this model has "
+                                f"{', '.join(names)}")
+    if ("instances" in body) == ("inputs" in body):
+        raise RequestError(400, "give 'instances' (row format) or 'inputs' (columnar format), exactly "
+                                "one, as in TensorFlow Serving's REST API")
+    names = [i.name for i in ep.inputs]
+    if "instances" in body:
+        rows = body["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise RequestError(400, f"instances must be a non-empty list, got {_short(rows)}")
+        if len(rows) > limits.max_n:
+            raise RequestError(400, f"instances holds {len(rows)} rows; the limit is {limits.max_n} per request")
+        if len(names) == 1 and not all(isinstance(r, dict) for r in rows):
+            columns = {names[0]: (rows, "instances")}
+        else:
+            for k, r in enumerate(rows):
+                if not isinstance(r, dict) or set(r) != set(names):
+                    raise RequestError(400, f"instances[{k}] must be an object with exactly the inputs "
+                                            f"{names}; got {_short(r)}")
+            columns = {nm: ([r[nm] for r in rows], f"instances[*].{nm}") for nm in names}
+    else:
+        cols = body["inputs"]
+        if len(names) == 1 and not isinstance(cols, dict):
+            cols = {names[0]: cols}
+        if not isinstance(cols, dict) or set(cols) != set(names):
+            raise RequestError(400, f"inputs must be an object with exactly the inputs {names}; got "
+                                    f"{_short(cols if not isinstance(cols, dict) else sorted(cols))}")
+        columns = {nm: (cols[nm], f"inputs.{nm}") for nm in names}
+    out, batch = {}, None
+    for spec_in in ep.inputs:
+        value, field = columns[spec_in.name]
+        if spec_in.dtype.startswith("int"):
+            n = len(value) if isinstance(value, list) else 0
+            if spec.num_classes:
+                arr = integers(value, field, n, spec.num_classes)
+            else:
+                arr = np.asarray(numbers(value, field, (), limits.max_n, "integers"))
+        else:
+            arr = numbers(value, field, tuple(spec_in.shape[1:]), limits.max_n,
+                          f"{spec_in.name} values of shape {list(spec_in.shape[1:])}")
+        if batch is not None and len(arr) != batch:
+            raise RequestError(400, f"{field} has {len(arr)} rows but the other inputs have {batch}")
+        batch = len(arr)
+        out[spec_in.name] = arr.astype(spec_in.dtype)
+    return ep, out, "instances" in body
