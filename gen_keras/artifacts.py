@@ -67,3 +67,20 @@ def load_model(path: str | Path, expected_sha256: str | None = None):
                                      f"{expected_sha256}; the file was altered or truncated")
     model_kinds()  # import every model module so deserialization finds the classes
     return keras.saving.load_model(path, safe_mode=True)
+
+
+def load_model_from_run(run_id: str, tracking_uri: str | None = None, dst: str | Path | None = None):
+    """Download ``model/`` from an MLflow run and load it (sha256-checked, safe_mode on)."""
+    import mlflow
+
+    from gen_keras.tracking import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
+                                                    dst_path=str(dst) if dst else None,
+                                                    tracking_uri=uri)
+    except Exception as exc:
+        raise ArtifactIntegrityError(f"run {run_id} at {uri}: cannot download its model "
+                                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    return load_model(Path(local) / "model.keras")
