@@ -1,0 +1,144 @@
+"""DCGAN (Radford et al. 2015, "Unsupervised Representation Learning with Deep Convolutional
+GANs"): strided transposed convolutions with batch norm and ReLU in G, a tanh output; strided
+convolutions with LeakyReLU(0.2) in D; no pooling, no hidden dense layers.
+
+For 28x28 images G starts from 7x7, for 32x32 / 64x64 from 4x4, doubling the resolution and
+halving the channels at each layer (64x64x3 with ``g_filters=128`` is the paper's generator:
+1024 → 512 → 256 → 128 → 3 channels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from gen_keras.config import ConfigError
+from gen_keras.models.adversarial import AdversarialConfig, AdversarialModel
+from gen_keras.models.networks import OneHot
+from gen_keras.models.registry import register_model
+
+D_NORMS = ("none", "batch", "layer")
+
+
+@dataclass
+class DCGANConfig(AdversarialConfig):
+    kind: str = "dcgan"
+    g_filters: int = 64  # channels of G's last hidden layer (doubling towards the input)
+    d_filters: int = 64  # channels of D's first layer (doubling with depth)
+    # Radford et al. use batch norm in D; "layer" or "none" where examples must stay independent
+    # (a gradient penalty). Batch norm is never applied to D's input layer.
+    d_norm: str = "batch"
+    bn_momentum: float = 0.9  # moving averages that keep up with a fast-changing G
+
+    def validate(self, prefix: str = "model") -> None:
+        super().validate(prefix)
+        if self.d_norm not in D_NORMS:
+            raise ConfigError(f"{prefix}.d_norm={self.d_norm!r} is not one of {list(D_NORMS)}")
+        if self.d_norm == "batch" and self.gradient_penalty_weight:
+            raise ConfigError(f"{prefix}.d_norm='batch' cannot be used with a gradient penalty "
+                              "(gradient_penalty_weight > 0): batch norm mixes the examples "
+                              "whose input gradients are penalized; use 'layer' or 'none'")
+        for name in ("g_filters", "d_filters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{prefix}.{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 < self.bn_momentum < 1.0:
+            raise ConfigError(f"{prefix}.bn_momentum={self.bn_momentum} must be in (0, 1)")
+
+
+def _base_and_upsamplings(image_shape) -> tuple[int, int]:
+    h = image_shape[0]
+    base = 7 if h % 7 == 0 else 4
+    n = 0
+    while base * 2 ** n < h:
+        n += 1
+    return base, n
+
+
+def dcgan_generator(image_shape, latent_dim: int, filters: int, *, label_count: int = 0,
+                    bn_momentum: float = 0.9, name: str = "generator") -> keras.Model:
+    """``z`` [and int ``label``] → image in [-1, 1].
+
+    The label (conditional GAN) is one-hot encoded and concatenated to ``z`` (Mirza & Osindero
+    2014, sec. 4.1) and, as a constant plane per class, to the first feature map.
+    """
+    base, n = _base_and_upsamplings(image_shape)
+    z_in = keras.Input((latent_dim,), name="z")
+    inputs, h = [z_in], z_in
+    if label_count:
+        y_in = keras.Input((), dtype="int32", name="label")
+        inputs.append(y_in)
+        one_hot = OneHot(label_count, name="label_one_hot")(y_in)
+        h = layers.Concatenate(name="z_label")([z_in, one_hot])
+    top = filters * 2 ** (n - 1)
+    h = layers.Dense(base * base * top, use_bias=False, name="project")(h)
+    h = layers.BatchNormalization(momentum=bn_momentum, name="project_bn")(h)
+    h = layers.ReLU()(h)
+    h = layers.Reshape((base, base, top))(h)
+    if label_count:
+        plane = layers.Dense(base * base * label_count, use_bias=False, name="label_plane")(one_hot)
+        h = layers.Concatenate(name="features_label")(
+            [h, layers.Reshape((base, base, label_count))(plane)])
+    for i in reversed(range(n - 1)):
+        h = layers.Conv2DTranspose(filters * 2 ** i, 4, strides=2, padding="same", use_bias=False,
+                                   name=f"deconv{n - 1 - i}")(h)
+        h = layers.BatchNormalization(momentum=bn_momentum, name=f"deconv{n - 1 - i}_bn")(h)
+        h = layers.ReLU()(h)
+    image = layers.Conv2DTranspose(image_shape[-1], 4, strides=2, padding="same",
+                                   activation="tanh", dtype="float32", name="image")(h)
+    return keras.Model(inputs if label_count else z_in, image, name=name)
+
+
+def dcgan_discriminator(image_shape, filters: int, *, norm: str = "batch", label_count: int = 0,
+                        bn_momentum: float = 0.9, name: str = "discriminator") -> keras.Model:
+    """Image [and int ``label``] → one raw score (a logit for the cross-entropy losses).
+
+    The label enters as one learned plane per class concatenated to the image (the "one-hot
+    concatenation" of Mirza & Osindero 2014, made spatial), and through the projection term
+    ``<embed(y), features>`` of Miyato & Koyama 2018, "cGANs with Projection Discriminator",
+    eq. 3, which is what makes D check that the image matches its label.
+    """
+    h_in, n = image_shape[0], _base_and_upsamplings(image_shape)[1]
+    x_in = keras.Input(tuple(image_shape), name="x")
+    inputs, h = [x_in], x_in
+    if label_count:
+        y_in = keras.Input((), dtype="int32", name="label")
+        inputs.append(y_in)
+        one_hot = OneHot(label_count, name="label_one_hot")(y_in)
+        plane = layers.Dense(h_in * h_in, use_bias=False, name="label_plane")(one_hot)
+        h = layers.Concatenate(name="image_label")([x_in, layers.Reshape((h_in, h_in, 1))(plane)])
+    for i in range(n):
+        h = layers.Conv2D(filters * 2 ** i, 4, strides=2, padding="same", use_bias=norm == "none" or i == 0,
+                          name=f"conv{i}")(h)
+        if i > 0 and norm == "batch":
+            h = layers.BatchNormalization(momentum=bn_momentum, name=f"conv{i}_bn")(h)
+        elif i > 0 and norm == "layer":
+            h = layers.LayerNormalization(axis=[1, 2, 3], name=f"conv{i}_ln")(h)
+        h = layers.LeakyReLU(0.2)(h)
+    features = layers.Flatten(name="features")(h)
+    score = layers.Dense(1, dtype="float32", name="score")(features)
+    if label_count:
+        embed = layers.Dense(features.shape[-1], use_bias=False, name="label_embedding")(one_hot)
+        projection = layers.Dot(axes=1, dtype="float32", name="projection")([embed, features])
+        score = layers.Add(dtype="float32", name="score_with_label")([score, projection])
+    return keras.Model(inputs if label_count else x_in, score, name=name)
+
+
+@register_model("dcgan", DCGANConfig)
+@keras.saving.register_keras_serializable(package="gen_keras")
+class DCGAN(AdversarialModel):
+    def build_generator(self):
+        c = self.config
+        return dcgan_generator(c.image_shape, c.latent_dim, c.g_filters,
+                               label_count=c.num_classes if self.conditional else 0,
+                               bn_momentum=c.bn_momentum)
+
+    def build_discriminator(self):
+        c = self.config
+        return dcgan_discriminator(c.image_shape, c.d_filters, norm=c.d_norm,
+                                   label_count=c.num_classes if self.conditional else 0,
+                                   bn_momentum=c.bn_momentum)
+
+    @property
+    def conditional(self) -> bool:
+        return type(self.config).conditional
