@@ -99,3 +99,148 @@ def average_over_global_batch(per_example: tf.Tensor, global_batch_size: tf.Tens
     the global batch, and the gradients equal those of one device on the same global batch.
     """
     return tf.reduce_sum(per_example) / tf.cast(global_batch_size, per_example.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# --- GAN losses ---
+#
+# Every function takes the discriminator's (critic's) raw outputs — logits for the
+# cross-entropy losses, unbounded scores for the others — of shape ``[batch]`` or ``[batch, 1]``
+# and returns a ``[batch]`` tensor; the caller averages over the global batch. The discriminator
+# minimizes the ``*_discriminator_loss`` / ``*_critic_loss``, the generator its
+# ``*_generator_loss``.
+# ----------------------------------------------------------------------------------------------
+def _scores(t: tf.Tensor) -> tf.Tensor:
+    """``[batch]`` or ``[batch, 1]`` discriminator outputs → float32 ``[batch]``."""
+    return _sum_except_batch(tf.cast(tf.convert_to_tensor(t), tf.float32)[:, None])
+
+
+def discriminator_loss(real_logits: tf.Tensor, fake_logits: tf.Tensor,
+                       label_smoothing: float = 0.0) -> tf.Tensor:
+    """The discriminator's binary cross-entropy, per example.
+
+    Goodfellow et al. 2014, "Generative Adversarial Nets", eq. 1: D maximizes
+    ``log D(x) + log(1 - D(G(z)))``, i.e. minimizes
+    ``-log sigmoid(l_real) - log(1 - sigmoid(l_fake)) = softplus(-l_real) + softplus(l_fake)``.
+
+    ``label_smoothing = s`` is the one-sided label smoothing of Salimans et al. 2016, "Improved
+    Techniques for Training GANs", sec. 3.4: the REAL target becomes ``1 - s`` (fake stays 0),
+    so the real term is ``-(1-s) log sigmoid(l) - s log(1 - sigmoid(l))``.
+
+    >>> discriminator_loss([0.0], [0.0])  # 2 log 2 = 1.3863
+    """
+    real, fake = _scores(real_logits), _scores(fake_logits)
+    real_target = tf.fill(tf.shape(real), 1.0 - float(label_smoothing))
+    return (tf.nn.sigmoid_cross_entropy_with_logits(labels=real_target, logits=real)
+            + tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.zeros_like(fake), logits=fake))
+
+
+def minimax_generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:
+    """The saturating generator loss ``log(1 - D(G(z))) = -softplus(l_fake)``, per example.
+
+    Goodfellow et al. 2014, eq. 1 (the generator's side of the minimax game). Its gradient
+    vanishes when D confidently rejects the samples, which is why it is not the default.
+
+    >>> minimax_generator_loss([0.0])  # log(1/2) = -0.6931
+    """
+    return -tf.nn.softplus(_scores(fake_logits))
+
+
+def non_saturating_generator_loss(fake_logits: tf.Tensor) -> tf.Tensor:
+    """The non-saturating generator loss ``-log D(G(z)) = softplus(-l_fake)``, per example.
+
+    Goodfellow et al. 2014, sec. 3 (maximize log D(G(z)) instead of minimizing
+    log(1 - D(G(z)))): the same fixed point, strong gradients early in training. The default.
+
+    >>> non_saturating_generator_loss([0.0])  # log 2 = 0.6931
+    """
+    return tf.nn.softplus(-_scores(fake_logits))
+
+
+def least_squares_discriminator_loss(real_scores: tf.Tensor, fake_scores: tf.Tensor,
+                                     real_target: float = 1.0, fake_target: float = 0.0) -> tf.Tensor:
+    """LSGAN discriminator loss ``1/2 (D(x) - b)^2 + 1/2 (D(G(z)) - a)^2``, per example.
+
+    Mao et al. 2017, "Least Squares Generative Adversarial Networks", eq. 2, with the 0-1 coding
+    ``a = 0`` (fake), ``b = 1`` (real) of their eq. 9.
+
+    >>> least_squares_discriminator_loss([0.5], [0.5])  # 0.125 + 0.125 = 0.25
+    """
+    real, fake = _scores(real_scores), _scores(fake_scores)
+    return 0.5 * tf.square(real - real_target) + 0.5 * tf.square(fake - fake_target)
+
+
+def least_squares_generator_loss(fake_scores: tf.Tensor, target: float = 1.0) -> tf.Tensor:
+    """LSGAN generator loss ``1/2 (D(G(z)) - c)^2`` with ``c = 1``; Mao et al. 2017, eq. 2 / eq. 9.
+
+    >>> least_squares_generator_loss([0.0])  # 0.5
+    """
+    return 0.5 * tf.square(_scores(fake_scores) - target)
+
+
+def hinge_discriminator_loss(real_scores: tf.Tensor, fake_scores: tf.Tensor) -> tf.Tensor:
+    """Hinge loss ``max(0, 1 - D(x)) + max(0, 1 + D(G(z)))``, per example.
+
+    Lim & Ye 2017, "Geometric GAN"; in the form of Miyato et al. 2018, "Spectral Normalization
+    for GANs", eq. 16.
+
+    >>> hinge_discriminator_loss([0.5], [-2.0])  # 0.5 + 0
+    """
+    real, fake = _scores(real_scores), _scores(fake_scores)
+    return tf.nn.relu(1.0 - real) + tf.nn.relu(1.0 + fake)
+
+
+def hinge_generator_loss(fake_scores: tf.Tensor) -> tf.Tensor:
+    """The hinge generator loss ``-D(G(z))``; Miyato et al. 2018, eq. 17."""
+    return -_scores(fake_scores)
+
+
+def wasserstein_critic_loss(real_scores: tf.Tensor, fake_scores: tf.Tensor) -> tf.Tensor:
+    """The critic's loss ``D(G(z)) - D(x)``, per example (the critic maximizes E D(x) - E D(G(z))).
+
+    Arjovsky et al. 2017, "Wasserstein GAN", eq. 3 (Kantorovich-Rubinstein duality); the first two
+    terms of Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", eq. 3 (the gradient
+    penalty is :func:`gradient_penalty`).
+
+    >>> wasserstein_critic_loss([3.0], [1.0])  # -2
+    """
+    return _scores(fake_scores) - _scores(real_scores)
+
+
+def wasserstein_generator_loss(fake_scores: tf.Tensor) -> tf.Tensor:
+    """The generator's loss ``-D(G(z))``; Arjovsky et al. 2017, Algorithm 1 (line 10)."""
+    return -_scores(fake_scores)
+
+
+def safe_l2_norm(t: tf.Tensor, epsilon: float = 1e-12) -> tf.Tensor:
+    """``sqrt(sum(t^2) + epsilon)`` over all but the batch axis.
+
+    The plain norm's derivative ``t / ||t||`` is 0/0 = NaN at ``t = 0``; the epsilon keeps the
+    gradient finite (exactly 0 there) and changes the value by at most ``sqrt(epsilon)``.
+    """
+    return tf.sqrt(_sum_except_batch(tf.square(tf.cast(t, tf.float32))) + epsilon)
+
+
+def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor,
+                     target_norm: float = 1.0) -> tf.Tensor:
+    """WGAN-GP penalty ``(||grad_x̂ D(x̂)||_2 - 1)^2`` at ``x̂ = alpha x + (1 - alpha) x̃``, per example.
+
+    Gulrajani et al. 2017, "Improved Training of Wasserstein GANs", eq. 3 and Algorithm 1
+    (lines 4-7): ``alpha ~ Uniform[0, 1]`` per example (shape ``[batch, 1, 1, 1]`` for images),
+    ``x̃ = G(z)``; the caller multiplies by lambda (10 in the paper). The norm is
+    :func:`safe_l2_norm`, so the penalty's own gradient stays finite where the critic's input
+    gradient is zero.
+
+    ``critic`` is a function of a batch of inputs returning ``[batch]`` or ``[batch, 1]`` scores;
+    it must treat examples independently (no batch normalization, paper sec. 4), or the
+    per-example gradients mix.
+    """
+    real = tf.convert_to_tensor(real, tf.float32)
+    fake = tf.cast(fake, tf.float32)
+    alpha = tf.cast(alpha, tf.float32)
+    interpolates = alpha * real + (1.0 - alpha) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(interpolates)
+        scores = _scores(critic(interpolates))
+    grads = tape.gradient(tf.reduce_sum(scores), interpolates)
+    return tf.square(safe_l2_norm(grads) - target_norm)
