@@ -25,7 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from gen_keras.artifacts import ArtifactIntegrityError
     from gen_keras.config import ConfigError
+    from gen_keras.data.mnist10k import DataIntegrityError
+    from gen_keras.export import ExportError
+    from gen_keras.training.callbacks import NonFiniteLossError
 
     args = build_parser().parse_args(argv)
     try:
@@ -33,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gen-keras: error: {exc}", file=sys.stderr)
         return 2
+    except (ArtifactIntegrityError, DataIntegrityError, ExportError, NonFiniteLossError) as exc:
+        print(f"gen-keras: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gen-keras: interrupted", file=sys.stderr)
         return 130
