@@ -1,0 +1,104 @@
+"""Evaluation: the numbers each model kind is judged by.
+
+- VAE family (an encoder and a decoder likelihood): test ELBO and the importance-weighted NLL
+  (:mod:`gen_keras.eval.likelihood`), in nats and bits/dim.
+- Every generator: FID, KID, precision/recall, density/coverage, mode coverage and (conditional
+  models) conditional accuracy against the test split, in the feature space of the evaluator
+  network the project trains once per data set (:mod:`gen_keras.eval.evaluator`).
+
+Entry points: :func:`evaluate_model` (all metrics that fit; the training pipeline calls it at the
+end of a run), :func:`gate_score` (one lower-is-better number for the retraining gate) and
+:func:`load_for_eval` (a model from an MLflow run or an export folder, for ``gen-keras evaluate``).
+"""
+from __future__ import annotations
+
+import re
+
+from gen_keras.eval.likelihood import is_vae_family
+from gen_keras.eval.loading import EvalTarget, load_for_eval
+
+# The IWAE sample count behind gate_score("nll"): fixed, so every gate compares like with like.
+GATE_IWAE_K = 100
+GATE_METRICS = ("nll", "fid", "kid")
+
+
+class Metrics(dict):
+    """``dict[str, float]`` of metric values, plus ``notes``: how they were measured (MLflow tags)."""
+
+    def __init__(self, *args, notes: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.notes = dict(notes or {})
+
+
+def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
+                   iwae_k: int = 100, likelihood: bool = True, sample_metrics: bool = True,
+                   evaluator=None) -> Metrics:
+    """Every metric that fits the model kind, as ``{name: value}``.
+
+    VAE family: ``test_neg_elbo_nats|bpd`` and ``test_nll_k{iwae_k}_nats|bpd`` on the test split
+    (Bernoulli decoders: a binarization seeded by ``seed``). All generators: ``fid_N``, ``kid_N``
+    (+ ``_std``), ``precision_N``, ``recall_N``, ``density_N``, ``coverage_N``,
+    ``classes_covered``, ``class_kl_N``, ``conditional_accuracy_N`` (conditional models) and
+    ``evaluator_test_accuracy``, with N = min(num_samples, test images). ``data.limit_test`` is
+    honoured, so smoke runs evaluate quickly.
+    """
+    from gen_keras.eval import samples
+    from gen_keras.eval.likelihood import iwae_bounds
+
+    out = Metrics()
+    if likelihood and is_vae_family(model):
+        images, labels = _test_split(run_config)
+        result = iwae_bounds(model, images, labels if type(model.config).conditional else None,
+                             k=iwae_k, seed=seed, source=f"{run_config.data.dataset} test split")
+        out.update(result.metrics("test"))
+        out.notes["gen_keras.eval.likelihood_data"] = result.data_note
+    if sample_metrics and hasattr(model, "generate"):
+        from gen_keras.eval.evaluator import get_evaluator
+
+        evaluator = evaluator or get_evaluator(run_config)
+        out.update(samples.sample_quality(model, run_config, num_samples=num_samples, seed=seed,
+                                          evaluator=evaluator))
+        out.notes["gen_keras.eval.evaluator"] = (
+            f"{evaluator.info['recipe']} trained on the {run_config.data.dataset} train split; "
+            f"test accuracy {evaluator.test_accuracy:.4f}; sha256 {evaluator.info.get('sha256', '?')[:16]}")
+    return out
+
+
+def gate_score(model, run_config, metric: str, num_samples: int, seed: int) -> float:
+    """ONE number, LOWER IS BETTER, for the retraining quality gate.
+
+    - ``"nll"`` (VAE family): the IWAE negative log-likelihood in nats (k = ``GATE_IWAE_K``
+      importance samples) over the first ``num_samples`` test images, binarized with ``seed``.
+    - ``"fid"`` / ``"kid"`` (any generator): FID or KID (mean) of ``num_samples`` generated images
+      against as many test images, under the cached evaluator, latent codes drawn with ``seed``.
+
+    Two models compare only at the same (metric, num_samples, seed) and the same test split.
+    """
+    from gen_keras.eval import samples
+    from gen_keras.eval.likelihood import iwae_bounds
+
+    if metric not in GATE_METRICS:
+        raise ValueError(f"gate metric {metric!r} is not one of {list(GATE_METRICS)}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples={num_samples} must be >= 1")
+    if metric == "nll":
+        if not is_vae_family(model):
+            raise ValueError(f"gate metric 'nll' needs a VAE-family model; {model.config.kind!r} "
+                             "has no likelihood — use 'fid' or 'kid'")
+        images, labels = _test_split(run_config)
+        images, labels = images[:num_samples], labels[:num_samples]
+        return iwae_bounds(model, images, labels if type(model.config).conditional else None,
+                           k=GATE_IWAE_K, seed=seed).nll
+    quality = samples.sample_quality(model, run_config, num_samples=num_samples, seed=seed)
+    (name,) = [k for k in quality if re.fullmatch(rf"{metric}_\d+", k)]
+    return float(quality[name])
+
+
+def _test_split(run_config):
+    from gen_keras.data import load_split_arrays
+
+    return load_split_arrays(run_config, "test", limit=run_config.data.limit_test)
+
+
+__all__ = ["EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
+           "is_vae_family", "load_for_eval"]

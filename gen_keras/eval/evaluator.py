@@ -1,0 +1,202 @@
+"""The evaluator network: a small CNN classifier the project trains itself on a data set's train
+split, whose penultimate activations are the feature space of FID, KID and precision/recall and
+whose class predictions give mode coverage and conditional accuracy.
+
+Inception weights cannot be downloaded here, and MNIST-like data wants a domain network anyway
+(TF-GAN's MNIST metrics use a small MNIST classifier the same way). One evaluator exists per
+(data set, image shape, train-split content, recipe): it is trained once, saved with its sha256
+under ``$GEN_KERAS_CACHE/evaluators`` (default ``~/.cache/gen_keras/evaluators``), and every later
+call loads the checked file. Its test accuracy is stored beside it and reported with the metrics.
+
+Input range: the network is trained on images in [0, 1]; :meth:`Evaluator.features` maps any
+model's ``value_range`` (e.g. [-1, 1] for tanh generators) to [0, 1] first, so real and generated
+images of every model kind reach it the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("gen_keras.eval")
+
+# Bump when the architecture or training recipe changes: old cached evaluators are then ignored.
+RECIPE = "cnn32-64-d128-aug2px-v1"
+FEATURE_LAYER = "features"
+
+
+@dataclasses.dataclass
+class Recipe:
+    epochs: int = 8
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    feature_dim: int = 128
+    shift_pixels: int = 2  # random translations: cheap augmentation, better test accuracy
+    seed: int = 0
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras")) / "evaluators"
+
+
+def to_unit_range(images, value_range) -> np.ndarray:
+    """Images in ``value_range`` → [0, 1] (clipped: generators may overshoot a little)."""
+    lo, hi = (float(v) for v in value_range)
+    if hi <= lo:
+        raise ValueError(f"value_range={value_range} must have lo < hi")
+    x = (np.asarray(images, np.float32) - lo) / (hi - lo)
+    return np.clip(x, 0.0, 1.0)
+
+
+def build_classifier(image_shape, num_classes: int, recipe: Recipe):
+    import keras
+    from keras import layers
+
+    x_in = keras.Input(tuple(image_shape), name="x", dtype="float32")
+    h = x_in
+    # float32 throughout: a caller may have set a mixed-precision global policy for training.
+    for i, f in enumerate((32, 64)):
+        h = layers.Conv2D(f, 3, padding="same", activation="relu", dtype="float32", name=f"conv{i}")(h)
+        h = layers.MaxPooling2D(dtype="float32", name=f"pool{i}")(h)
+    h = layers.Flatten(dtype="float32")(h)
+    h = layers.Dense(recipe.feature_dim, activation="relu", dtype="float32", name=FEATURE_LAYER)(h)
+    h = layers.Dropout(0.3, dtype="float32")(h)
+    logits = layers.Dense(num_classes, dtype="float32", name="logits")(h)
+    return keras.Model(x_in, logits, name="evaluator")
+
+
+class Evaluator:
+    """A trained classifier: ``features`` (penultimate layer) and ``predict`` (class ids)."""
+
+    def __init__(self, classifier, info: dict):
+        import keras
+        import tensorflow as tf
+
+        self.classifier = classifier
+        self.info = info
+        self.num_classes = int(info["num_classes"])
+        both = keras.Model(classifier.input, [classifier.get_layer(FEATURE_LAYER).output,
+                                              classifier.output])
+        self._both = tf.function(lambda x: both(x, training=False), reduce_retracing=True)
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.info["test_accuracy"])
+
+    def features_and_classes(self, images, value_range, batch_size: int = 500):
+        """(features ``[N, D]`` float64, predicted classes ``[N]``) of images in ``value_range``."""
+        x = to_unit_range(images, value_range)
+        feats, classes = [], []
+        for start in range(0, len(x), batch_size):
+            f, logits = self._both(x[start:start + batch_size])
+            feats.append(f.numpy().astype(np.float64))
+            classes.append(np.argmax(logits.numpy(), axis=-1))
+        if not feats:
+            return np.zeros((0, int(self.info["feature_dim"]))), np.zeros((0,), np.int64)
+        return np.concatenate(feats), np.concatenate(classes)
+
+    def features(self, images, value_range) -> np.ndarray:
+        return self.features_and_classes(images, value_range)[0]
+
+    def predict(self, images, value_range) -> np.ndarray:
+        return self.features_and_classes(images, value_range)[1]
+
+
+def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).tobytes())
+    h.update(np.ascontiguousarray(labels.astype(np.int64)).tobytes())
+    return h.hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60]
+
+
+def split_in_unit_range(run_config, split: str):
+    """A whole split (ignoring ``data.limit_*``) in [0, 1], at the model's image shape."""
+    from gen_keras.data import load_split_arrays
+
+    images, labels = load_split_arrays(run_config, split)
+    return to_unit_range(images, type(run_config.model).value_range), labels.astype(np.int64)
+
+
+def get_evaluator(run_config, *, recipe: Recipe | None = None, retrain: bool = False) -> Evaluator:
+    """The cached evaluator for the run's data set and image shape; trained on first use.
+
+    Concurrent processes wait on a file lock, so the evaluator is trained once.
+    """
+    from gen_keras.artifacts import ArtifactIntegrityError, load_model, save_model
+
+    recipe = recipe or Recipe()
+    x_train, y_train = split_in_unit_range(run_config, "train")
+    num_classes = int(y_train.max()) + 1 if len(y_train) else 0
+    if num_classes < 2 or y_train.min() < 0:
+        raise ValueError(f"data.dataset={run_config.data.dataset!r} has no class labels: the "
+                         "sample-quality evaluator is a classifier and needs a labelled data set")
+    shape = tuple(int(d) for d in run_config.model.image_shape)
+    key = hashlib.sha256(json.dumps([RECIPE, dataclasses.asdict(recipe), list(shape),
+                                     data_fingerprint(x_train, y_train)]).encode()).hexdigest()[:16]
+    folder = cache_root() / f"{_slug(run_config.data.dataset)}-{'x'.join(map(str, shape))}-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path, info_path = folder / "evaluator.keras", folder / "info.json"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if model_path.exists() and info_path.exists() and not retrain:
+            try:
+                return Evaluator(load_model(model_path), json.loads(info_path.read_text()))
+            except (ArtifactIntegrityError, ValueError, OSError) as exc:
+                log.warning("cached evaluator %s is unusable (%s); training a new one", folder, exc)
+        x_test, y_test = split_in_unit_range(run_config, "test")
+        classifier, info = train_classifier(x_train, y_train, x_test, y_test, num_classes, recipe)
+        info.update(dataset=run_config.data.dataset, image_shape=list(shape), recipe=RECIPE)
+        save_model(classifier, model_path)
+        info["sha256"] = (folder / "evaluator.keras.sha256").read_text().split()[0]
+        tmp = info_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(info_path)
+        log.info("trained the evaluator for %s: test accuracy %.4f in %.0f s (cached in %s)",
+                 run_config.data.dataset, info["test_accuracy"], info["train_seconds"], folder)
+        return Evaluator(classifier, info)
+
+
+def train_classifier(x_train, y_train, x_test, y_test, num_classes: int, recipe: Recipe):
+    """Train the CNN on [0, 1] images with small random shifts; returns (model, info)."""
+    import keras
+    import tensorflow as tf
+
+    started = time.time()
+    keras.utils.set_random_seed(recipe.seed)
+    model = build_classifier(x_train.shape[1:], num_classes, recipe)
+    steps = recipe.epochs * int(np.ceil(len(x_train) / recipe.batch_size))
+    model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+                      recipe.learning_rate, steps, alpha=0.05)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    shift = recipe.shift_pixels
+
+    def augment(x, y):
+        # A random translation by up to `shift` pixels: pad with zeros, crop back.
+        h, w = int(x.shape[0]), int(x.shape[1])
+        padded = tf.pad(x, [[shift, shift], [shift, shift], [0, 0]])
+        return tf.image.random_crop(padded, [h, w, int(x.shape[2])]), y
+
+    ds = (tf.data.Dataset.from_tensor_slices((x_train.astype(np.float32), y_train.astype(np.int32)))
+          .shuffle(len(x_train), seed=recipe.seed)
+          .map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .batch(recipe.batch_size).prefetch(tf.data.AUTOTUNE))
+    model.fit(ds, epochs=recipe.epochs, verbose=0)
+    logits = model.predict(x_test.astype(np.float32), batch_size=500, verbose=0)
+    accuracy = float(np.mean(np.argmax(logits, -1) == y_test))
+    return model, {"test_accuracy": accuracy, "num_classes": int(num_classes),
+                   "feature_dim": recipe.feature_dim, "train_images": int(len(x_train)),
+                   "test_images": int(len(x_test)), "epochs": recipe.epochs,
+                   "train_seconds": round(time.time() - started, 1)}
