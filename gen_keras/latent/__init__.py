@@ -5,7 +5,8 @@ from gen_keras.latent.arithmetic import arithmetic_grid, attribute_vector, class
 from gen_keras.latent.interpolation import (image_interpolation_strips, interpolate,
                                             interpolation_strips, lerp, slerp)
 from gen_keras.latent.loading import (ExportedModel, InMemoryModel, LatentModel, as_latent_model,
-                                      download_run_export, load_images, log_to_run, open_run)
+                                      download_run_export, load_images, log_to_run, open_model,
+                                      open_run)
 from gen_keras.latent.manifold import (encoded_scatter, manifold_codes, manifold_grid, project_2d,
                                        scatter_image)
 from gen_keras.latent.traversal import traversal_codes, traversal_grid, traversal_values
@@ -14,6 +15,6 @@ __all__ = [
     "ExportedModel", "InMemoryModel", "LatentModel", "arithmetic_grid", "as_latent_model",
     "attribute_vector", "class_means", "download_run_export", "encoded_scatter",
     "image_interpolation_strips", "interpolate", "interpolation_strips", "lerp", "load_images",
-    "log_to_run", "manifold_codes", "manifold_grid", "open_run", "project_2d", "scatter_image",
-    "slerp", "traversal_codes", "traversal_grid", "traversal_values",
+    "log_to_run", "manifold_codes", "manifold_grid", "open_model", "open_run", "project_2d",
+    "scatter_image", "slerp", "traversal_codes", "traversal_grid", "traversal_values",
 ]

@@ -286,3 +286,11 @@ def load_images(dataset: str, split: str, image_shape, value_range, limit: int =
                        batch_size=1000, training=False, seed=0, cache=False, limit=limit)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
     return np.concatenate(xs), np.concatenate(ys).astype(np.int32)
+
+
+def open_model(export: str | Path | None = None, run_id: str | None = None,
+               tracking_uri: str | None = None) -> ExportedModel:
+    """The model named by exactly one of an export folder or an MLflow run id."""
+    if (export is None) == (run_id is None):
+        raise ValueError("name the model by exactly one of an export folder or an MLflow run id")
+    return ExportedModel(export) if export is not None else open_run(run_id, tracking_uri)

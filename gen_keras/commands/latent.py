@@ -1,0 +1,208 @@
+"""``gen-keras latent {interpolate,arithmetic,traverse,manifold,scatter}``: pictures of a latent
+space from an export folder or an MLflow run, written as PNG and logged to the run.
+
+Examples::
+
+    gen-keras latent interpolate --export outputs/exports/vae-1 --out interp.png --method both
+    gen-keras latent arithmetic  --run-id 3f2a... --from-class 1 --to-class 7 --out arith.png
+    gen-keras latent traverse    --export DIR --dims 0,1,2,3 --out traverse.png
+    gen-keras latent manifold    --export DIR --n 15 --out manifold.png
+    gen-keras latent scatter     --export DIR --limit 2000 --out scatter.png
+"""
+from __future__ import annotations
+
+import sys
+
+TOOLS = ("interpolate", "arithmetic", "traverse", "manifold", "scatter")
+
+
+def add_model_args(p) -> None:
+    """--export DIR | --run-id ID [--tracking-uri URI] (shared with ``gen-keras score``)."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--export", metavar="DIR", help="an export folder (manifest.json + ONNX)")
+    which.add_argument("--run-id", metavar="ID", help="an MLflow run whose 'export' artifact to use")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow/mlflow.db)")
+    p.add_argument("--no-log", action="store_true",
+                   help="do not attach the output to the MLflow run (with --run-id)")
+
+
+def add_data_args(p, limit: int = 2000) -> None:
+    p.add_argument("--data", default="mnist10k",
+                   help="data set whose images are encoded (mnist10k | npz:<path> | folder:<path> | tfds:...)")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--limit", type=int, default=limit, help="use the first N images (0 = all)")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="for sources without their own test split: the training run's train.seed")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v.strip()]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("latent", help="latent-space pictures (interpolation, arithmetic, "
+                                      "traversal, manifold, scatter) from an export or a run")
+    tools = p.add_subparsers(dest="tool", metavar="TOOL")
+    tools.required = True
+
+    def tool(name, help_):
+        t = tools.add_parser(name, help=help_)
+        add_model_args(t)
+        t.add_argument("--out", required=True, metavar="PNG", help="the PNG to write")
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--scale", type=int, default=2, help="pixel scale of image grids")
+        t.set_defaults(func=run)
+        return t
+
+    t = tool("interpolate", "strips between pairs of encoded test images (or prior codes)")
+    add_data_args(t)
+    t.add_argument("--pairs", type=int, default=4)
+    t.add_argument("--steps", type=int, default=10)
+    t.add_argument("--method", choices=["linear", "slerp", "both"], default="slerp")
+    t.add_argument("--prior", action="store_true",
+                   help="interpolate between codes from the N(0, I) prior (automatic for GANs)")
+    t.add_argument("--label", type=int, default=None,
+                   help="conditional models: the class of every pair (default: a random class each)")
+
+    t = tool("arithmetic", "attribute vector mean(z|to) - mean(z|from) added to codes of 'from'")
+    add_data_args(t)
+    t.add_argument("--from-class", type=int, required=True)
+    t.add_argument("--to-class", type=int, required=True)
+    t.add_argument("--count", type=int, default=8, help="rows (images of the from-class)")
+    t.add_argument("--scales", type=_floats, default=[0.0, 0.5, 1.0, 1.5, 2.0],
+                   help="multiples of the vector, comma-separated")
+
+    t = tool("traverse", "vary one latent dimension per row, the others fixed")
+    add_data_args(t, limit=0)
+    t.add_argument("--dims", default="all", help="comma-separated dimensions, or 'all'")
+    t.add_argument("--steps", type=int, default=9)
+    t.add_argument("--span", type=float, default=3.0, help="values from -span to +span around the base")
+    t.add_argument("--index", type=int, default=None,
+                   help="start from the code of this test image (default: the prior mean 0)")
+    t.add_argument("--label", type=int, default=None, help="conditional models: the class")
+
+    t = tool("manifold", "decode an n x n grid over two latent dimensions (Gaussian quantiles)")
+    t.add_argument("--n", type=int, default=15)
+    t.add_argument("--dims", type=_ints, default=[0, 1])
+    t.add_argument("--label", type=int, default=None, help="conditional models: the class")
+
+    t = tool("scatter", "encoded test images coloured by label (PCA for latent > 2)")
+    add_data_args(t)
+    t.add_argument("--size", type=int, default=640)
+
+
+def open_from_args(args):
+    from gen_keras.latent.loading import open_model
+
+    return open_model(args.export, args.run_id, args.tracking_uri)
+
+
+def log_output(args, model, path, artifact_path: str) -> None:
+    """Attach ``path`` to the MLflow run when the model came from one."""
+    from gen_keras.latent.loading import log_to_run
+
+    if args.run_id and not args.no_log:
+        log_to_run(args.run_id, path, args.tracking_uri, artifact_path)
+        print(f"logged to MLflow run {args.run_id} under {artifact_path}/")
+
+
+def run(args) -> int:
+    from gen_keras.artifacts import ArtifactIntegrityError
+
+    try:
+        return _run(args)
+    except (ValueError, ArtifactIntegrityError) as exc:
+        print(f"gen-keras latent {args.tool}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    import numpy as np
+
+    from gen_keras import latent
+    from gen_keras.images import image_grid, save_png
+
+    m = open_from_args(args)
+    rng = np.random.default_rng(args.seed)
+
+    def images():
+        return latent.load_images(args.data, args.split, m.image_shape, m.value_range,
+                                  args.limit, seed=args.split_seed)
+
+    if args.tool == "scatter":
+        x, y = images()
+        save_png(latent.encoded_scatter(m, x, y, size=args.size), args.out, scale=1)
+    else:
+        if args.tool == "interpolate":
+            grid, ncols = _interpolate(args, m, rng, images)
+        elif args.tool == "arithmetic":
+            x, y = images()
+            grid, ncols = latent.arithmetic_grid(m, x, y, args.from_class, args.to_class,
+                                                 args.count, args.scales, args.seed)
+        elif args.tool == "traverse":
+            dims = None if args.dims == "all" else _ints(args.dims)
+            base, label = None, args.label
+            if args.index is not None:
+                x, y = images()
+                if not 0 <= args.index < len(x):
+                    raise ValueError(f"--index {args.index} is outside the {len(x)} images")
+                label = int(y[args.index]) if label is None else label
+                base = m.encode(x[args.index:args.index + 1], [label] if m.conditional else None)
+            grid, ncols = latent.traversal_grid(m, base, dims, args.steps, args.span,
+                                                label if m.conditional else None)
+        else:
+            grid, ncols = latent.manifold_grid(m, args.n, args.dims,
+                                               args.label if m.conditional else None)
+        save_png(image_grid(grid, ncols, m.value_range), args.out, scale=args.scale)
+    print(f"wrote {args.out}")
+    log_output(args, m, args.out, "latent")
+    return 0
+
+
+def _interpolate(args, m, rng, images):
+    import numpy as np
+
+    from gen_keras import latent
+
+    methods = ["linear", "slerp"] if args.method == "both" else [args.method]
+    n = args.pairs
+    if n < 1:
+        raise ValueError(f"--pairs {n} must be >= 1")
+    if args.prior or not m.has_encoder:
+        labels = _pair_labels(args, m, rng, n)
+        codes = m.sample_latent(2 * n, args.seed)
+        starts, ends = codes[:n], codes[n:]
+        rows = [latent.interpolation_strips(m, starts[i:i + 1], ends[i:i + 1], args.steps, meth,
+                                            None if labels is None else labels[i:i + 1])
+                for i in range(n) for meth in methods]
+        return np.concatenate(rows), args.steps
+    x, y = images()
+    labels = _pair_labels(args, m, rng, n, y)
+    pairs = []
+    for i in range(n):  # conditional: both images of a pair come from the pair's class
+        pool = np.arange(len(x)) if labels is None else np.flatnonzero(y == labels[i])
+        if len(pool) < 2:
+            raise ValueError(f"fewer than 2 images of class {labels[i]} in --data {args.data}")
+        pairs.append(rng.choice(pool, 2, replace=False))
+    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    rows = [latent.image_interpolation_strips(m, x[a[i:i + 1]], x[b[i:i + 1]], args.steps, meth,
+                                              None if labels is None else labels[i:i + 1])
+            for i in range(n) for meth in methods]
+    return np.concatenate(rows), args.steps + 2
+
+
+def _pair_labels(args, m, rng, n, y=None):
+    import numpy as np
+
+    if not m.conditional:
+        return None
+    if args.label is not None:
+        m.check_labels([args.label], 1)
+        return np.full(n, args.label, np.int32)
+    classes = np.unique(y) if y is not None else np.arange(m.num_classes)
+    return rng.choice(classes, n).astype(np.int32)
