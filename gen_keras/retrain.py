@@ -1,0 +1,528 @@
+"""Scheduled retraining with a quality gate and the MLflow Model Registry.
+
+One job, run on a schedule for a registered model name::
+
+    train a challenger (or resume the interrupted attempt of this schedule slot)
+      → score it on the fixed test split (gen_keras.eval.gate_score; lower is better)
+      → register it as a new version, alias ``challenger``
+      → compare with the ``champion`` under the same evaluator, sample count and seed
+      → move ``champion`` only when the challenger is better by ``margin``
+      → tag the version with the decision, both scores and the reason
+      → publish the champion's export into the serving folder atomically.
+
+The attempt of a slot is the MLflow run ``<model name>-<slot>`` (the slot defaults to today's
+UTC date), so running the same command again after a crash resumes that attempt: an unfinished
+training resumes from its epoch checkpoint, a finished one is not retrained, a registered
+version is not registered twice, a version already gated is not gated twice.
+
+Exit codes (``RetrainResult.exit_code`` / ``gen-keras retrain``): 0 promoted, 3 kept the
+champion, 1 failed (nothing promoted; the champion and the serving folder are untouched),
+2 bad config, 4 another retrain of the same model name holds the lock (nothing done).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from gen_keras.config import ConfigError, RunConfig
+
+log = logging.getLogger("gen_keras.retrain")
+
+EXIT_PROMOTED, EXIT_FAILED, EXIT_BAD_CONFIG, EXIT_KEPT, EXIT_BUSY = 0, 1, 2, 3, 4
+CHAMPION, CHALLENGER = "champion", "challenger"
+TAG = "gate."  # prefix of the decision tags on model versions and runs
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class RetrainError(RuntimeError):
+    """The job failed; nothing was promoted and the served champion is unchanged."""
+
+
+class RetrainBusy(RetrainError):
+    """Another retrain of the same model name holds the lock."""
+
+
+@dataclasses.dataclass
+class GateSpec:
+    """How challenger and champion are compared: same metric, sample count and seed."""
+    metric: str
+    num_samples: int = 1000
+    seed: int = 0
+    margin: float = 0.0  # promote only when challenger < champion - margin (metric units)
+
+
+@dataclasses.dataclass
+class RetrainResult:
+    model_name: str
+    run_name: str
+    run_id: str
+    version: str  # the challenger's model version
+    decision: str  # promoted | kept
+    reason: str
+    metric: str
+    challenger_score: float
+    champion_score: float | None  # None when there was no champion
+    champion_version: str  # the champion after the job
+    served_path: Path | None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PROMOTED if self.decision == "promoted" else EXIT_KEPT
+
+
+# ----------------------------------------------------------------------------------------------
+# Small pure pieces
+# ----------------------------------------------------------------------------------------------
+def default_slot(now: _dt.datetime | None = None) -> str:
+    """Today's date in UTC: one attempt per model name per day."""
+    return (now or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%d")
+
+
+def slot_run_name(model_name: str, slot: str) -> str:
+    """The MLflow run name (and checkpoint folder) of one scheduled attempt."""
+    check_name(model_name, "--model-name")
+    check_name(slot, "--slot")
+    return f"{model_name}-{slot}"
+
+
+def check_name(value: str, what: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(f"{what}={value!r} must be 1-100 characters of letters, digits, '_', "
+                          "'.', '-', starting with a letter or digit (it names files and runs)")
+
+
+def decide(challenger: float, champion: float | None, margin: float) -> tuple[str, str]:
+    """``("promoted" | "kept", reason)``; scores are lower-is-better.
+
+    The challenger is promoted when there is no champion, or when
+    ``challenger < champion - margin``; a tie (at the margin) keeps the champion. A non-finite
+    challenger score is an error upstream (:func:`gate_score` refuses it).
+    """
+    if champion is None:
+        return "promoted", "no champion yet"
+    if not math.isfinite(champion):
+        return "promoted", f"champion score {champion} is not finite"
+    if challenger < champion - margin:
+        return "promoted", (f"challenger {challenger:.6g} < champion {champion:.6g} - margin "
+                            f"{margin:g}")
+    return "kept", f"challenger {challenger:.6g} >= champion {champion:.6g} - margin {margin:g}"
+
+
+def resolve_metric(model_config, metric: str | None) -> str:
+    """The gate metric: as asked, else NLL for the VAE family (they have a likelihood) and FID
+    for the other generators; a metric the kind cannot be scored by is a ConfigError."""
+    from gen_keras.eval import GATE_METRICS, is_vae_family
+    from gen_keras.models import model_class
+
+    vae = is_vae_family(model_class(model_config.kind))
+    metric = metric or ("nll" if vae else "fid")
+    if metric not in GATE_METRICS:
+        raise ConfigError(f"--metric={metric!r} is not one of {list(GATE_METRICS)}")
+    if metric == "nll" and not vae:
+        raise ConfigError(f"--metric=nll needs a VAE-family model; model.kind="
+                          f"{model_config.kind!r} has no likelihood (use fid or kid)")
+    return metric
+
+
+def evaluator_fingerprint(run_config: RunConfig, gate: GateSpec) -> str:
+    """What makes two gate scores comparable: metric, sample count, seed, the test split, the
+    image shape, the evaluation code itself (every file of ``gen_keras.eval``) and, for FID/KID,
+    the sha256 of the evaluator network the features come from."""
+    code = hashlib.sha256()
+    try:
+        import gen_keras.eval as ev
+
+        root = Path(ev.__file__).parent
+        for p in sorted(root.rglob("*.py")):
+            code.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+        code.update(str(getattr(ev, "EVALUATOR_VERSION", "")).encode())
+    except ImportError:
+        pass
+    d = run_config.data
+    ident = {"metric": gate.metric, "num_samples": gate.num_samples, "seed": gate.seed,
+             "dataset": d.dataset, "limit_test": d.limit_test, "test_fraction": d.test_fraction,
+             "split_seed": run_config.train.seed, "image_shape": list(run_config.model.image_shape),
+             "eval_code": code.hexdigest()}
+    if gate.metric in ("fid", "kid"):
+        from gen_keras.eval.evaluator import get_evaluator
+
+        ident["evaluator_sha256"] = get_evaluator(run_config).info.get("sha256")
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def gate_score(model, run_config: RunConfig, gate: GateSpec) -> float:
+    """The gate metric, looked up by name in ``gen_keras.eval`` (lower is better)."""
+    try:
+        import gen_keras.eval as ev
+    except ImportError as exc:
+        raise RetrainError(f"the quality gate needs gen_keras.eval.gate_score, which cannot be "
+                           f"imported ({exc})") from None
+    scorer = getattr(ev, "gate_score", None)
+    if scorer is None:
+        raise RetrainError("gen_keras.eval has no gate_score(model, run_config, metric, "
+                           "num_samples, seed); the quality gate cannot score models")
+    value = float(scorer(model, run_config, gate.metric, gate.num_samples, gate.seed))
+    if not math.isfinite(value):
+        raise RetrainError(f"the gate metric {gate.metric} of the model is {value}; a model "
+                           "without a finite score is never registered as better")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# The lock: one job per model name at a time
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def job_lock(serve_dir: str | Path, model_name: str, wait_s: float = 0.0):
+    """An exclusive ``flock`` on ``<serve_dir>/.locks/<model name>.lock`` for the whole job.
+
+    The kernel drops the lock when the holder dies (even by SIGKILL), so a crashed job never
+    leaves a stale lock. ``flock`` holds on one machine (and on local disks); jobs on several
+    machines sharing one registry are also caught by the champion check-before-set below.
+    """
+    import fcntl
+
+    path = Path(serve_dir) / ".locks" / f"{model_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                f.seek(0)
+                holder = f.read().strip() or "unknown holder"
+                f.close()
+                raise RetrainBusy(f"another retrain of {model_name!r} is running ({holder}; lock "
+                                  f"{path}); nothing was done") from None
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}\n")
+        f.flush()
+        yield path
+    finally:
+        f.truncate(0)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry helpers
+# ----------------------------------------------------------------------------------------------
+def _missing(exc) -> bool:
+    code = getattr(exc, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower() \
+        or "does not exist" in str(exc).lower()
+
+
+def version_by_alias(client, name: str, alias: str):
+    """The model version an alias points to, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if _missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+            return None
+        raise
+
+
+def ensure_registered_model(client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+        return
+    except MlflowException as exc:
+        if not _missing(exc):
+            raise
+    try:
+        client.create_registered_model(
+            name, description="Generator versions gated by `gen-keras retrain`; the alias "
+                              "`champion` is the one served.")
+    except MlflowException as exc:  # created meanwhile by another job
+        if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def register_run(client, name: str, run_id: str):
+    """The model version of ``run_id`` (created once: a re-run of the slot finds it)."""
+    ensure_registered_model(client, name)
+    existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    if existing:
+        return sorted(existing, key=lambda v: int(v.version))[0]
+    run = client.get_run(run_id)
+    names = {a.path.split("/")[-1] for a in client.list_artifacts(run_id, "export")}
+    if "manifest.json" not in names:
+        raise RetrainError(f"run {run_id} has no export/manifest.json artifact: the export never "
+                           "reached MLflow; run `gen-keras sync` for the run, then the same "
+                           "retrain command again")
+    return client.create_model_version(name, source=f"{run.info.artifact_uri}/export", run_id=run_id,
+                                       description=f"run {run.info.run_name}")
+
+
+def _float_tag(tags: dict, key: str) -> float | None:
+    try:
+        return float(tags[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Publishing the champion for serving
+# ----------------------------------------------------------------------------------------------
+def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
+                     tracking_uri: str | None = None, keep: int = 3,
+                     _fail_after: str | None = None) -> Path:
+    """Make ``<serve_dir>/<model name>`` the export of ``version``, atomically.
+
+    The export is downloaded from the version's source into a temporary folder under
+    ``<serve_dir>/.versions/``, every file is checked against the manifest's sha256, the folder is
+    renamed to ``<model name>-v<N>``, and only then a new symlink replaces ``<serve_dir>/<model
+    name>`` with ``os.replace`` (atomic on POSIX). A failure at any point before that leaves the
+    previous export serving, untouched. The last ``keep`` version folders are kept for rollback.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    from gen_keras.artifacts import ArtifactIntegrityError
+    from gen_keras.export import read_manifest
+
+    serve_dir = Path(serve_dir)
+    versions = serve_dir / ".versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    final = versions / f"{model_name}-v{version.version}"
+    link = serve_dir / model_name
+    try:
+        read_manifest(final, verify=True)
+    except ArtifactIntegrityError:  # absent, or damaged by hand: fetch it again
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=versions))
+        try:
+            fetched = Path(download_artifacts(artifact_uri=version.source, dst_path=str(tmp),
+                                              tracking_uri=tracking_uri))
+            if _fail_after == "download":  # fault injection for tests: a failure half way
+                raise OSError("planted failure after the download (test fault injection)")
+            read_manifest(fetched, verify=True)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(fetched, final)
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, RetrainError)):
+                raise
+            raise RetrainError(f"could not publish {model_name} v{version.version} into "
+                               f"{serve_dir}: {type(exc).__name__}: {exc}; the previous export "
+                               "still serves") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if link.exists() and not link.is_symlink():
+        # A plain folder from an older layout: move it into .versions so the swap can be atomic.
+        os.replace(link, versions / f"{model_name}-legacy-{uuid.uuid4().hex[:8]}")
+    new_link = serve_dir / f".{model_name}.link-{uuid.uuid4().hex[:8]}"
+    os.symlink(Path(".versions") / final.name, new_link)
+    os.replace(new_link, link)
+    _prune(versions, model_name, keep, current=final.name)
+    return link
+
+
+def served_version(serve_dir: str | Path, model_name: str) -> str | None:
+    """The version number ``<serve_dir>/<model name>`` points to, or None."""
+    link = Path(serve_dir) / model_name
+    if not link.is_symlink():
+        return None
+    m = re.search(r"-v(\d+)$", os.readlink(link))
+    return m.group(1) if m else None
+
+
+def _prune(versions: Path, model_name: str, keep: int, current: str) -> None:
+    pattern = re.compile(rf"^{re.escape(model_name)}-v(\d+)$")
+    found = sorted((int(m.group(1)), p) for p in versions.iterdir()
+                   if (m := pattern.match(p.name)) and p.name != current)
+    for _, p in found[:max(0, len(found) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The job
+# ----------------------------------------------------------------------------------------------
+def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
+            margin: float = 0.0, metric: str | None = None, num_samples: int = 1000,
+            seed: int = 0, tracking_uri: str | None = None,
+            serve_dir: str | Path = "outputs/serving", lock_wait_s: float = 0.0,
+            verbose: int | None = None) -> RetrainResult:
+    """Run one scheduled retrain of ``model_name``; see the module docstring."""
+    from mlflow import MlflowClient
+
+    from gen_keras.tracking import default_tracking_uri
+
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ConfigError(f"--margin={margin!r} must be a finite number >= 0 (metric units)")
+    if num_samples <= 0:
+        raise ConfigError(f"--num-samples={num_samples} must be > 0")
+    slot = slot or default_slot()
+    run_name = slot_run_name(model_name, slot)
+    cfg = dataclasses.replace(
+        run_config,
+        train=dataclasses.replace(run_config.train, export_at_end=True),  # the registry needs it
+        tracking=dataclasses.replace(run_config.tracking, run_name=run_name)).validate()
+    gate = GateSpec(resolve_metric(cfg.model, metric), num_samples, seed, float(margin))
+    uri = tracking_uri or cfg.tracking.tracking_uri or default_tracking_uri()
+    serve_dir = Path(serve_dir).resolve()
+
+    with job_lock(serve_dir, model_name, lock_wait_s):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        _check_reachable(client, uri)
+        run_id, model = _train_or_resume(cfg, uri, verbose)
+        version = register_run(client, model_name, run_id)
+        client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+        tags = client.get_model_version(model_name, version.version).tags
+        champion = version_by_alias(client, model_name, CHAMPION)
+        if TAG + "decision" in tags and (tags[TAG + "decision"] == "kept" or (
+                champion is not None and champion.version == version.version)):
+            result = _recorded_result(model_name, cfg, run_id, version, tags, champion)
+            log.info("slot %s was already gated: %s", run_name, result.decision)
+        else:
+            result = _gate(client, cfg, gate, model_name, run_id, version, model, champion, uri)
+        champion = version_by_alias(client, model_name, CHAMPION)
+        result.served_path = publish_champion(client, model_name, champion, serve_dir,
+                                              tracking_uri=uri)
+    _tag_project_run(client, result)
+    return result
+
+
+def _tag_project_run(client, result: RetrainResult) -> None:
+    """Under ``mlflow run`` (MLFLOW_RUN_ID set), record the outcome on the project's own run."""
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    if not project_run or project_run == result.run_id:
+        return
+    try:
+        for key, value in {"gen_keras.retrain_run_id": result.run_id,
+                           "gen_keras.model_version": result.version,
+                           TAG + "decision": result.decision, TAG + "reason": result.reason}.items():
+            client.set_tag(project_run, key, str(value))
+    except Exception as exc:  # the job's outcome is already on the model version
+        log.warning("could not tag the MLflow Project run %s: %s", project_run, exc)
+
+
+def _check_reachable(client, uri: str) -> None:
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:
+        raise RetrainError(f"the MLflow tracking server at {uri} is unreachable "
+                           f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); nothing "
+                           "was trained; run the same command when it is back") from None
+
+
+def _train_or_resume(cfg: RunConfig, uri: str, verbose):
+    """Train the slot's challenger, resume it, or (training already finished) load it."""
+    from gen_keras.artifacts import load_model
+    from gen_keras.sync import PENDING, sync_pending
+    from gen_keras.training import checkpoint_dir, train
+    from gen_keras.training.checkpoint import read_state
+    from gen_keras.tracking import RunContext
+
+    t = cfg.tracking
+    ctx = RunContext(uri, t.experiment, None, t.run_name, Path(t.outputs_dir).resolve())
+    ckpt = checkpoint_dir(cfg, ctx)
+    state = read_state(ckpt)
+    if state is not None and state.get("finished"):
+        log.info("slot %s finished training earlier (run %s); not retraining", t.run_name,
+                 state.get("run_id"))
+        run_id, model = state["run_id"], load_model(state["model_path"])
+    else:
+        try:
+            result = train(cfg, tracking_uri=uri, verbose=verbose)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise RetrainError(f"training the challenger failed: {type(exc).__name__}: {exc}; "
+                               f"the last good checkpoint is in {ckpt}; the champion is "
+                               "unchanged") from exc
+        run_id, model = result.run_id, result.model
+    if (ckpt / PENDING).exists():
+        synced = sync_pending(ckpt, uri)
+        if synced.remaining:
+            raise RetrainError(f"MLflow did not receive {synced.remaining} record(s) of run "
+                               f"{run_id} (the model is saved; they are kept in {ckpt / PENDING}); "
+                               "run the same command again when the tracking server is back")
+    return run_id, model
+
+
+def _gate(client, cfg, gate: GateSpec, name: str, run_id: str, version, model, champion, uri):
+    challenger_score = gate_score(model, cfg, gate)
+    fingerprint = evaluator_fingerprint(cfg, gate)  # after scoring: FID's evaluator exists now
+    champion_score, source = None, "none"
+    if champion is not None and champion.version != version.version:
+        champion_score, source = _champion_score(client, cfg, gate, champion, fingerprint, uri)
+    decision, reason = decide(challenger_score, champion_score, gate.margin)
+    tags = {"decision": decision, "reason": reason, "metric": gate.metric,
+            "num_samples": gate.num_samples, "seed": gate.seed, "margin": gate.margin,
+            "evaluator": fingerprint, "challenger_score": challenger_score,
+            "champion_score": "none" if champion_score is None else champion_score,
+            "champion_version": champion.version if champion is not None else "none",
+            "champion_score_source": source,
+            "decided_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version.version, TAG + key, str(value))
+        client.set_tag(run_id, TAG + key, str(value))
+    client.log_metric(run_id, f"gate_{gate.metric}", challenger_score)
+    if decision == "promoted":
+        # Check-before-set: the lock serializes jobs on this machine; a job elsewhere that moved
+        # the champion while this one was scoring makes this decision stale.
+        now = version_by_alias(client, name, CHAMPION)
+        if (now.version if now else None) != (champion.version if champion else None):
+            client.set_model_version_tag(name, version.version, TAG + "decision", "stale")
+            raise RetrainError(f"the champion of {name!r} moved to v{now.version} while this job "
+                               f"was gating v{version.version}; nothing promoted, re-run to gate "
+                               "against the new champion")
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+    return RetrainResult(name, cfg.tracking.run_name, run_id, version.version, decision, reason,
+                         gate.metric, challenger_score, champion_score,
+                         version.version if decision == "promoted" else champion.version, None)
+
+
+def _champion_score(client, cfg, gate, champion, fingerprint: str, uri: str):
+    """The champion's score under THIS evaluator: its recorded score when the evaluator
+    fingerprint (metric, samples, seed, test split, eval code) matches, else re-scored from its
+    sha256-checked model artifact."""
+    from mlflow.artifacts import download_artifacts
+
+    from gen_keras.artifacts import load_model
+
+    tags = champion.tags or {}
+    recorded = _float_tag(tags, TAG + "challenger_score")
+    if recorded is not None and tags.get(TAG + "evaluator") == fingerprint:
+        return recorded, "recorded"
+    with tempfile.TemporaryDirectory(prefix="gen-keras-champion-") as tmp:
+        folder = download_artifacts(run_id=champion.run_id, artifact_path="model", dst_path=tmp,
+                                    tracking_uri=uri)
+        model = load_model(Path(folder) / "model.keras")
+        if tuple(model.config.image_shape) != tuple(cfg.model.image_shape):
+            raise RetrainError(f"champion v{champion.version} makes {list(model.config.image_shape)} "
+                               f"images, the challenger {list(cfg.model.image_shape)}: their scores "
+                               "are not comparable")
+        score = gate_score(model, dataclasses.replace(cfg, model=model.config), gate)
+    return score, "re-scored"
+
+
+def _recorded_result(name, cfg, run_id, version, tags, champion) -> RetrainResult:
+    return RetrainResult(name, cfg.tracking.run_name, run_id, version.version,
+                         tags[TAG + "decision"], tags.get(TAG + "reason", ""),
+                         tags.get(TAG + "metric", ""), _float_tag(tags, TAG + "challenger_score"),
+                         _float_tag(tags, TAG + "champion_score"),
+                         champion.version if champion else version.version, None)
