@@ -107,9 +107,17 @@ class ServeProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120.0, ready: bool = True) -> "ServeProcess":
+        return self.launch().wait(timeout, ready)
+
+    def launch(self) -> "ServeProcess":
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        self.proc = subprocess.Popen(self.args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=env, cwd=ROOT)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True, env=env, cwd=ROOT)
+        return self
+
+    def wait(self, timeout: float = 120.0, ready: bool = True) -> "ServeProcess":
+        """Until /readyz (or /healthz) answers 200."""
         deadline = time.time() + timeout
         path = "/readyz" if ready else "/healthz"
         while time.time() < deadline:
