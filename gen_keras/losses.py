@@ -241,6 +241,7 @@ def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor,
     interpolates = alpha * real + (1.0 - alpha) * fake
     with tf.GradientTape() as tape:
         tape.watch(interpolates)
-        scores = _scores(critic(interpolates))
-    grads = tape.gradient(tf.reduce_sum(scores), interpolates)
+        # Examples are independent, so the gradient of the sum is each example's own gradient.
+        total = tf.reduce_sum(_scores(critic(interpolates)))
+    grads = tape.gradient(total, interpolates)
     return tf.square(safe_l2_norm(grads) - target_norm)

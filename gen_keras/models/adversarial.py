@@ -73,6 +73,9 @@ class AdversarialConfig(ModelConfig):
     g_learning_rate: float = 2e-4
     beta_1: float = 0.5  # Radford et al. 2015: 0.9 oscillates, 0.5 trains stably
     beta_2: float = 0.999
+    # > 0: also keep an exponential moving average of G's weights and sample / export from it
+    # (Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training").
+    g_ema_decay: float = 0.0
     # Guards (gen_keras.training.guards): warnings on the MLflow run, never a stop.
     collapse_epsilon: float = 0.02  # D collapse: mean D(x) > 1 - eps and mean D(G(z)) < eps ...
     collapse_steps: int = 100  # ... for this many consecutive steps
@@ -102,6 +105,8 @@ class AdversarialConfig(ModelConfig):
         for name in ("beta_1", "beta_2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{prefix}.{name}={getattr(self, name)} must be in [0, 1)")
+        if not 0.0 <= self.g_ema_decay < 1.0:
+            raise ConfigError(f"{prefix}.g_ema_decay={self.g_ema_decay} must be in [0, 1)")
         if self.gradient_penalty_weight < 0:
             raise ConfigError(f"{prefix}.gradient_penalty_weight={self.gradient_penalty_weight} "
                               "must be >= 0")
@@ -127,10 +132,14 @@ class AdversarialModel(GenerativeModel):
     """
 
     def build_networks(self):
-        self.generator = self.build_generator()
+        self.generator = self.build_generator("generator")
         self.discriminator = self.build_discriminator()
+        if self.config.g_ema_decay:
+            self.generator_ema = self.build_generator("generator_ema")
+            self.generator_ema.set_weights(self.generator.get_weights())
+            self.generator_ema.trainable = False
 
-    def build_generator(self) -> keras.Model:
+    def build_generator(self, name: str) -> keras.Model:
         raise NotImplementedError
 
     def build_discriminator(self) -> keras.Model:
@@ -157,12 +166,17 @@ class AdversarialModel(GenerativeModel):
         """``G(z)`` (or ``G([z, label])``)."""
         return self.generator(inputs, training=training)
 
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator that samples and is exported: the weight average when there is one."""
+        return self.generator_ema if self.config.g_ema_decay else self.generator
+
     def generate(self, z, labels=None):
         """Images in [-1, 1] for latent codes ``z`` (and int labels, for conditional kinds)."""
         z = tf.convert_to_tensor(z, tf.float32)
         if labels is not None:
             labels = tf.convert_to_tensor(labels, tf.int32)
-        return self.generator(self.generator_inputs(z, labels), training=False)
+        return self.sampler(self.generator_inputs(z, labels), training=False)
 
     def discriminate(self, x, labels=None, training=False):
         """D's raw outputs as float32 ``[batch]``."""
@@ -170,7 +184,7 @@ class AdversarialModel(GenerativeModel):
         return tf.reshape(tf.cast(out, tf.float32), [-1])
 
     def export_endpoints(self):
-        return [Endpoint("generate", self.generator, ["image"])]
+        return [Endpoint("generate", self.sampler, ["image"])]
 
     # -- compiling: two optimizers, and a compile config so load_model restores both ----------
     def compile(self, d_optimizer=None, g_optimizer=None, d_loss=None, g_loss=None, **kwargs):
@@ -283,10 +297,22 @@ class AdversarialModel(GenerativeModel):
             g_terms = self.generator_terms(label_chunks[-1], m)
             loss = losses.average_over_global_batch(g_terms["g_loss"], self.global_batch_size(x_chunks[-1]))
         self.apply_loss(tape, loss, self.generator.trainable_variables, self.g_optimizer)
+        if self.config.g_ema_decay:
+            self.update_generator_ema()
         # One tracker update over all k discriminator steps' examples: their mean.
         d_all = {name: tf.concat([t[name] for t in d_terms], 0) for name in d_terms[0]}
         values = {**d_all, **g_terms}
         return self.update_trackers({name: values[name] for name in self.tracker_names})
+
+    def update_generator_ema(self):
+        """ema <- d ema + (1 - d) w for every weight of G (batch-norm statistics included), with
+        ``d = min(decay, (1 + t) / (10 + t))`` after t generator steps, so the average is not
+        dominated by the random initial weights early on (the warm-up of
+        ``tf.train.ExponentialMovingAverage(num_updates=...)``)."""
+        t = tf.cast(self.g_optimizer.iterations, tf.float32)
+        decay = tf.minimum(self.config.g_ema_decay, (1.0 + t) / (10.0 + t))
+        for average, weight in zip(self.generator_ema.weights, self.generator.weights):
+            average.assign(decay * average + (1.0 - decay) * tf.cast(weight, average.dtype))
 
     def test_step(self, data):
         """The same quantities on held-out real images and fresh noise, without updates."""

@@ -127,11 +127,11 @@ def dcgan_discriminator(image_shape, filters: int, *, norm: str = "batch", label
 @register_model("dcgan", DCGANConfig)
 @keras.saving.register_keras_serializable(package="gen_keras")
 class DCGAN(AdversarialModel):
-    def build_generator(self):
+    def build_generator(self, name):
         c = self.config
         return dcgan_generator(c.image_shape, c.latent_dim, c.g_filters,
                                label_count=c.num_classes if self.conditional else 0,
-                               bn_momentum=c.bn_momentum)
+                               bn_momentum=c.bn_momentum, name=name)
 
     def build_discriminator(self):
         c = self.config

@@ -52,9 +52,9 @@ def dense_discriminator(image_shape, hidden: list[int], name="discriminator") ->
 @register_model("gan", GANConfig)
 @keras.saving.register_keras_serializable(package="gen_keras")
 class GAN(AdversarialModel):
-    def build_generator(self):
+    def build_generator(self, name):
         c = self.config
-        return dense_generator(c.image_shape, c.latent_dim, c.g_hidden)
+        return dense_generator(c.image_shape, c.latent_dim, c.g_hidden, name=name)
 
     def build_discriminator(self):
         c = self.config
