@@ -20,6 +20,8 @@ from gen_keras.eval.loading import EvalTarget, load_for_eval
 # The IWAE sample count behind gate_score("nll"): fixed, so every gate compares like with like.
 GATE_IWAE_K = 100
 GATE_METRICS = ("nll", "fid", "kid")
+# The IWAE sample count the training pipeline uses at the end of a run: quick, already tight.
+END_OF_TRAINING_IWAE_K = 100
 
 
 class Metrics(dict):
@@ -100,5 +102,5 @@ def _test_split(run_config):
     return load_split_arrays(run_config, "test", limit=run_config.data.limit_test)
 
 
-__all__ = ["EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
+__all__ = ["END_OF_TRAINING_IWAE_K", "EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
            "is_vae_family", "load_for_eval"]

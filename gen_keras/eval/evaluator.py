@@ -29,13 +29,14 @@ import numpy as np
 log = logging.getLogger("gen_keras.eval")
 
 # Bump when the architecture or training recipe changes: old cached evaluators are then ignored.
-RECIPE = "cnn32-64-d128-aug2px-v1"
+RECIPE = "cnn16-32-d128-aug2px-v1"
 FEATURE_LAYER = "features"
 
 
 @dataclasses.dataclass
 class Recipe:
-    epochs: int = 8
+    epochs: int = 6
+    filters: tuple[int, ...] = (16, 32)
     batch_size: int = 128
     learning_rate: float = 2e-3
     feature_dim: int = 128
@@ -63,7 +64,7 @@ def build_classifier(image_shape, num_classes: int, recipe: Recipe):
     x_in = keras.Input(tuple(image_shape), name="x", dtype="float32")
     h = x_in
     # float32 throughout: a caller may have set a mixed-precision global policy for training.
-    for i, f in enumerate((32, 64)):
+    for i, f in enumerate(recipe.filters):
         h = layers.Conv2D(f, 3, padding="same", activation="relu", dtype="float32", name=f"conv{i}")(h)
         h = layers.MaxPooling2D(dtype="float32", name=f"pool{i}")(h)
     h = layers.Flatten(dtype="float32")(h)

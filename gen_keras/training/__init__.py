@@ -242,12 +242,24 @@ def _relog_last_epoch(sink, state: dict, epochs_done: int) -> None:
 
 
 def evaluate_at_end(model, run_config, sink) -> dict:
-    """Quality metrics that fit the model kind (gen_keras.eval), logged to the run."""
+    """Quality metrics that fit the model kind (gen_keras.eval), logged to the run.
+
+    A modest IWAE k keeps this quick; ``gen-keras evaluate --run-id`` re-scores with more. An
+    evaluation failure is logged as a tag and never costs the trained model (saved after this).
+    """
+    from gen_keras.eval import END_OF_TRAINING_IWAE_K, evaluate_model
+
     try:
-        from gen_keras.eval import evaluate_model
-    except ImportError:
+        metrics = evaluate_model(model, run_config, iwae_k=END_OF_TRAINING_IWAE_K,
+                                 seed=run_config.train.seed)
+    except Exception as exc:
+        log.warning("end-of-training evaluation failed: %s: %s", type(exc).__name__, exc)
+        if sink is not None:
+            sink.set_tag("gen_keras.eval.error", f"{type(exc).__name__}: {exc}"[:5000])
         return {}
-    metrics = evaluate_model(model, run_config)
-    if metrics:
-        sink.log_metrics(metrics, step=run_config.train.epochs)
-    return metrics
+    if sink is not None:
+        if metrics:
+            sink.log_metrics(metrics, step=run_config.train.epochs)
+        for key, note in getattr(metrics, "notes", {}).items():
+            sink.set_tag(key, note)
+    return dict(metrics)
