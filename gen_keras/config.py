@@ -78,6 +78,8 @@ class DataConfig:
     limit_test: int = 0
     cache: bool = True
     shuffle_buffer: int = 10_000
+    prefetch: bool = True  # overlap input with training (tf.data AUTOTUNE)
+    parallel_map: bool = True  # decode/scale images on several threads (tf.data AUTOTUNE)
     data_dir: str = ""  # TFDS data dir / cache for prepared data; "" = ~/.cache/gen_keras
     tfds_timeout_s: float = 5.0
 
@@ -106,6 +108,8 @@ class TrainConfig:
     steps_per_execution: int = 1
     jit_compile: bool = False
     mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
+    intra_op_threads: int = 0  # TF thread pools; 0 = TF's choice (one per core)
+    inter_op_threads: int = 0
     checkpoint_dir: str = ""  # "" = <outputs>/checkpoints/<run name>
     evaluate_at_end: bool = True
     export_at_end: bool = True
@@ -117,6 +121,8 @@ class TrainConfig:
         _positive(self.batch_size, f"{prefix}.batch_size")
         _positive(self.learning_rate, f"{prefix}.learning_rate")
         _positive(self.steps_per_execution, f"{prefix}.steps_per_execution")
+        _non_negative(self.intra_op_threads, f"{prefix}.intra_op_threads")
+        _non_negative(self.inter_op_threads, f"{prefix}.inter_op_threads")
         _choice(self.lr_scaling, ("none", "linear"), f"{prefix}.lr_scaling")
         _choice(self.optimizer, ("adam", "rmsprop", "sgd"), f"{prefix}.optimizer")
         _choice(self.mixed_precision, ("none", "mixed_float16", "mixed_bfloat16"),

@@ -25,7 +25,8 @@ def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
     check_compatible(model, info)
     common = dict(image_shape=tuple(model.image_shape), value_range=type(model).value_range,
                   batch_size=train.batch_size, seed=train.seed, cache=data.cache,
-                  shuffle_buffer=data.shuffle_buffer, prefetch=prefetch)
+                  shuffle_buffer=data.shuffle_buffer, prefetch=prefetch and data.prefetch,
+                  parallel_map=data.parallel_map)
     n_train = min(info.num_train, data.limit_train) if data.limit_train else info.num_train
     if n_train < train.batch_size:
         raise ConfigError(f"train.batch_size={train.batch_size} is larger than the "

@@ -39,7 +39,8 @@ def fit_image(image: tf.Tensor, image_shape: tuple[int, int, int]) -> tf.Tensor:
 
 def make_pipeline(elements: tf.data.Dataset, *, image_shape, value_range, batch_size: int,
                   training: bool, seed: int, cache: bool = True, shuffle_buffer: int = 10_000,
-                  limit: int = 0, prefetch: bool = True) -> tf.data.Dataset:
+                  limit: int = 0, prefetch: bool = True,
+                  parallel_map: bool = True) -> tf.data.Dataset:
     """Batches of ``(images float32 [B, H, W, C], labels int32 [B])``.
 
     ``batch_size`` is the GLOBAL batch (the strategy splits it across replicas). Training
@@ -54,7 +55,8 @@ def make_pipeline(elements: tf.data.Dataset, *, image_shape, value_range, batch_
         image = tf.ensure_shape(image, image_shape)
         return image, tf.cast(ex["label"], tf.int32)
 
-    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE if parallel_map else None,
+                deterministic=True)
     if cache:
         ds = ds.cache()
     if training:

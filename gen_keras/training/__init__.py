@@ -64,7 +64,8 @@ def start_run(run_config: RunConfig, tracking_uri: str | None = None, is_chief: 
                                     get_or_create_experiment)
 
     t = run_config.tracking
-    uri = tracking_uri or t.tracking_uri or default_tracking_uri()
+    # A non-chief worker never touches the tracking store (not even to create a local one).
+    uri = tracking_uri or t.tracking_uri or (default_tracking_uri() if is_chief else "")
     run_name = t.run_name or (f"{run_config.model.kind}-"
                               f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     ctx = RunContext(uri, t.experiment, None, run_name, Path(t.outputs_dir).resolve(), is_chief)
@@ -121,6 +122,7 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
 
     started = time.time()
     cfg = run_config.validate()
+    distribute.configure_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
     keras.utils.set_random_seed(cfg.train.seed)
     keras.mixed_precision.set_global_policy(
         "float32" if cfg.train.mixed_precision == "none" else cfg.train.mixed_precision)
@@ -140,13 +142,18 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
             model.compile_for_training(cfg.train, replicas)
         checkpoint = EpochCheckpoint(ckpt_dir, model, ctx.run_id, _resumable(cfg))
         initial_epoch = checkpoint.restore() if state is not None else 0
+        # Only the chief keeps checkpoints: every worker resumes from the chief's weights/epoch.
+        initial_epoch = distribute.sync_from_chief(
+            strategy, [*model.variables, *(v for o in model.optimizers_to_track().values()
+                                           for v in o.variables)], initial_epoch)
         if sink is not None:
             if initial_epoch == 0:
                 sink.log_params({**cfg.flat(), **_versions(),
                                  "derived.replicas": replicas,
                                  "derived.per_replica_batch": cfg.train.batch_size // replicas,
                                  "derived.learning_rate": model_learning_rate(model),
-                                 "derived.strategy": type(strategy).__name__})
+                                 "derived.strategy": type(strategy).__name__,
+                                 "derived.workers": distribute.num_workers(strategy)})
                 sink.set_tag("gen_keras.kind", cfg.model.kind)
                 sink.set_tag("gen_keras.dataset", cfg.data.dataset)
                 try:
@@ -209,6 +216,7 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
             except Exception:
                 pass
         raise
+    distribute.barrier(strategy)  # workers leave together, after the chief's save and export
     return TrainResult(ctx.run_id, ctx.run_name, model, history, model_path, export_dir,
                        ctx.samples_dir, final, (time.time() - started) / 60.0)
 
