@@ -203,9 +203,11 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
             if delivered:
                 sink.client.set_terminated(ctx.run_id, "FINISHED")
             else:
+                # The full command: a bare --run-name would look in ./outputs and the default store.
                 log.warning("MLflow still unreachable at the end of training: %d record(s) kept in "
-                            "%s; run `gen-keras sync --run-name %s` when it is back",
-                            len(sink.pending), sink.pending_path, ctx.run_name)
+                            "%s; run `gen-keras sync --run-name %s --checkpoint-dir %s "
+                            "--tracking-uri %s` when it is back", len(sink.pending),
+                            sink.pending_path, ctx.run_name, ckpt_dir.parent, ctx.tracking_uri)
     except BaseException as exc:
         if sink is not None:
             try:
