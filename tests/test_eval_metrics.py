@@ -93,9 +93,11 @@ def test_kid_is_near_zero_for_one_distribution_and_large_for_another():
     assert shifted > 50 * max(abs(same_mean), 1e-3)
 
 
-def test_kid_needs_two_samples():
+def test_kid_needs_subsets_of_two():
+    with pytest.raises(ValueError, match="at least 4"):
+        kid.kernel_inception_distance(np.zeros((3, 3)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match="at least 2"):
-        kid.kernel_inception_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+        kid.mmd2_unbiased(np.zeros((1, 3)), np.zeros((5, 3)))
 
 
 # -- precision / recall, density / coverage --------------------------------------------------

@@ -45,14 +45,15 @@ def kernel_inception_distance(real, fake, *, num_subsets: int = 100, subset_size
                               seed: int = 0) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD^2 over ``num_subsets`` random subsets of each set.
 
-    Subsets of ``min(subset_size, len(real), len(fake))`` are drawn without replacement (the
-    reference implementation's protocol), seeded. The kernel matrices of the full sets are
+    Subsets of ``subset_size`` (the paper's 1000) are drawn without replacement, seeded; for
+    fewer than ``2 * subset_size`` samples the subsets hold half the smaller set, so that they
+    differ and the std means something. The kernel matrices of the full sets are
     computed once.
     """
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
-    size = min(subset_size, len(real), len(fake))
+    size = min(subset_size, min(len(real), len(fake)) // 2)
     if size < 2:
-        raise ValueError(f"KID needs at least 2 samples per set, got {len(real)} and {len(fake)}")
+        raise ValueError(f"KID needs at least 4 samples per set, got {len(real)} and {len(fake)}")
     gamma = 1.0 / real.shape[1]
     k_rr = polynomial_kernel(real, real, gamma=gamma)
     k_ff = polynomial_kernel(fake, fake, gamma=gamma)
