@@ -267,7 +267,7 @@ def register_run(client, name: str, run_id: str):
     ensure_registered_model(client, name)
     existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if existing:
-        return sorted(existing, key=lambda v: int(v.version))[0]
+        return sorted(existing, key=lambda v: int(_ver(v)))[0]
     run = client.get_run(run_id)
     names = {a.path.split("/")[-1] for a in client.list_artifacts(run_id, "export")}
     if "manifest.json" not in names:
@@ -276,6 +276,11 @@ def register_run(client, name: str, run_id: str):
                            "retrain command again")
     return client.create_model_version(name, source=f"{run.info.artifact_uri}/export", run_id=run_id,
                                        description=f"run {run.info.run_name}")
+
+
+def _ver(model_version) -> str:
+    """A version number as a string (MLflow returns int or str depending on the store)."""
+    return str(model_version.version)
 
 
 def _float_tag(tags: dict, key: str) -> float | None:
@@ -307,7 +312,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
     serve_dir = Path(serve_dir)
     versions = serve_dir / ".versions"
     versions.mkdir(parents=True, exist_ok=True)
-    final = versions / f"{model_name}-v{version.version}"
+    final = versions / f"{model_name}-v{_ver(version)}"
     link = serve_dir / model_name
     try:
         read_manifest(final, verify=True)
@@ -325,7 +330,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, RetrainError)):
                 raise
-            raise RetrainError(f"could not publish {model_name} v{version.version} into "
+            raise RetrainError(f"could not publish {model_name} v{_ver(version)} into "
                                f"{serve_dir}: {type(exc).__name__}: {exc}; the previous export "
                                "still serves") from exc
         finally:
@@ -387,18 +392,29 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
     with job_lock(serve_dir, model_name, lock_wait_s):
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         _check_reachable(client, uri)
+        started = time.time()
         run_id, model = _train_or_resume(cfg, uri, verbose)
+        log.info("challenger %s ready in %.0f s", run_name, time.time() - started)
         version = register_run(client, model_name, run_id)
-        client.set_registered_model_alias(model_name, CHALLENGER, version.version)
-        tags = client.get_model_version(model_name, version.version).tags
+        tags = client.get_model_version(model_name, _ver(version)).tags
         champion = version_by_alias(client, model_name, CHAMPION)
-        if TAG + "decision" in tags and (tags[TAG + "decision"] == "kept" or (
-                champion is not None and champion.version == version.version)):
+        decided = tags.get(TAG + "decision")
+        if decided == "promoting" and champion is not None and _ver(champion) == _ver(version):
+            # A crash between moving the alias and the final tag: the promotion happened.
+            client.set_model_version_tag(model_name, _ver(version), TAG + "decision", "promoted")
+            decided = tags[TAG + "decision"] = "promoted"
+        if decided in ("promoted", "kept"):  # this slot was gated before: never re-decide it
             result = _recorded_result(model_name, cfg, run_id, version, tags, champion)
             log.info("slot %s was already gated: %s", run_name, result.decision)
         else:
+            client.set_registered_model_alias(model_name, CHALLENGER, _ver(version))
+            started = time.time()
             result = _gate(client, cfg, gate, model_name, run_id, version, model, champion, uri)
+            log.info("gate (%s, %d samples) decided %r in %.0f s", gate.metric, gate.num_samples,
+                     result.decision, time.time() - started)
         champion = version_by_alias(client, model_name, CHAMPION)
+        if champion is None:  # only if someone removed the alias by hand
+            raise RetrainError(f"{model_name!r} has no 'champion' alias; nothing to serve")
         result.served_path = publish_champion(client, model_name, champion, serve_dir,
                                               tracking_uri=uri)
     _tag_project_run(client, result)
@@ -432,7 +448,7 @@ def _train_or_resume(cfg: RunConfig, uri: str, verbose):
     """Train the slot's challenger, resume it, or (training already finished) load it."""
     from gen_keras.artifacts import load_model
     from gen_keras.sync import PENDING, sync_pending
-    from gen_keras.training import checkpoint_dir, train
+    from gen_keras.training import _resumable, checkpoint_dir, train
     from gen_keras.training.checkpoint import read_state
     from gen_keras.tracking import RunContext
 
@@ -441,6 +457,9 @@ def _train_or_resume(cfg: RunConfig, uri: str, verbose):
     ckpt = checkpoint_dir(cfg, ctx)
     state = read_state(ckpt)
     if state is not None and state.get("finished"):
+        if state.get("config") != _resumable(cfg):
+            raise ConfigError(f"slot run {t.run_name!r} was trained with a different config; "
+                              "use the same config, or a new --slot")
         log.info("slot %s finished training earlier (run %s); not retraining", t.run_name,
                  state.get("run_id"))
         run_id, model = state["run_id"], load_model(state["model_path"])
@@ -467,33 +486,38 @@ def _gate(client, cfg, gate: GateSpec, name: str, run_id: str, version, model, c
     challenger_score = gate_score(model, cfg, gate)
     fingerprint = evaluator_fingerprint(cfg, gate)  # after scoring: FID's evaluator exists now
     champion_score, source = None, "none"
-    if champion is not None and champion.version != version.version:
+    if champion is not None and _ver(champion) != _ver(version):
         champion_score, source = _champion_score(client, cfg, gate, champion, fingerprint, uri)
     decision, reason = decide(challenger_score, champion_score, gate.margin)
     tags = {"decision": decision, "reason": reason, "metric": gate.metric,
             "num_samples": gate.num_samples, "seed": gate.seed, "margin": gate.margin,
             "evaluator": fingerprint, "challenger_score": challenger_score,
             "champion_score": "none" if champion_score is None else champion_score,
-            "champion_version": champion.version if champion is not None else "none",
+            "champion_version": _ver(champion) if champion is not None else "none",
             "champion_score_source": source,
             "decided_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    # A promotion is written in three steps so that a crash anywhere is resumable: "promoting"
+    # (tags), the alias, then "promoted"; a re-run finishes or redoes whatever is missing.
+    tags["decision"] = "promoting" if decision == "promoted" else decision
     for key, value in tags.items():
-        client.set_model_version_tag(name, version.version, TAG + key, str(value))
+        client.set_model_version_tag(name, _ver(version), TAG + key, str(value))
         client.set_tag(run_id, TAG + key, str(value))
     client.log_metric(run_id, f"gate_{gate.metric}", challenger_score)
     if decision == "promoted":
         # Check-before-set: the lock serializes jobs on this machine; a job elsewhere that moved
         # the champion while this one was scoring makes this decision stale.
         now = version_by_alias(client, name, CHAMPION)
-        if (now.version if now else None) != (champion.version if champion else None):
-            client.set_model_version_tag(name, version.version, TAG + "decision", "stale")
-            raise RetrainError(f"the champion of {name!r} moved to v{now.version} while this job "
-                               f"was gating v{version.version}; nothing promoted, re-run to gate "
+        if (_ver(now) if now else None) != (_ver(champion) if champion else None):
+            client.set_model_version_tag(name, _ver(version), TAG + "decision", "stale")
+            raise RetrainError(f"the champion of {name!r} moved to v{_ver(now)} while this job "
+                               f"was gating v{_ver(version)}; nothing promoted, re-run to gate "
                                "against the new champion")
-        client.set_registered_model_alias(name, CHAMPION, version.version)
-    return RetrainResult(name, cfg.tracking.run_name, run_id, version.version, decision, reason,
+        client.set_registered_model_alias(name, CHAMPION, _ver(version))
+        client.set_model_version_tag(name, _ver(version), TAG + "decision", "promoted")
+        client.set_tag(run_id, TAG + "decision", "promoted")
+    return RetrainResult(name, cfg.tracking.run_name, run_id, _ver(version), decision, reason,
                          gate.metric, challenger_score, champion_score,
-                         version.version if decision == "promoted" else champion.version, None)
+                         _ver(version) if decision == "promoted" else _ver(champion), None)
 
 
 def _champion_score(client, cfg, gate, champion, fingerprint: str, uri: str):
@@ -513,7 +537,7 @@ def _champion_score(client, cfg, gate, champion, fingerprint: str, uri: str):
                                     tracking_uri=uri)
         model = load_model(Path(folder) / "model.keras")
         if tuple(model.config.image_shape) != tuple(cfg.model.image_shape):
-            raise RetrainError(f"champion v{champion.version} makes {list(model.config.image_shape)} "
+            raise RetrainError(f"champion v{_ver(champion)} makes {list(model.config.image_shape)} "
                                f"images, the challenger {list(cfg.model.image_shape)}: their scores "
                                "are not comparable")
         score = gate_score(model, dataclasses.replace(cfg, model=model.config), gate)
@@ -521,8 +545,8 @@ def _champion_score(client, cfg, gate, champion, fingerprint: str, uri: str):
 
 
 def _recorded_result(name, cfg, run_id, version, tags, champion) -> RetrainResult:
-    return RetrainResult(name, cfg.tracking.run_name, run_id, version.version,
+    return RetrainResult(name, cfg.tracking.run_name, run_id, _ver(version),
                          tags[TAG + "decision"], tags.get(TAG + "reason", ""),
                          tags.get(TAG + "metric", ""), _float_tag(tags, TAG + "challenger_score"),
                          _float_tag(tags, TAG + "champion_score"),
-                         champion.version if champion else version.version, None)
+                         _ver(champion) if champion else _ver(version), None)

@@ -1,0 +1,250 @@
+"""Faults injected into REAL processes against a REAL MLflow server on loopback: a SIGKILL in the
+middle of an epoch, the tracking server going away during training, a failed export write,
+corrupt files in a folder data set. (The non-finite loss is in test_retrain.py, where it must
+also leave the registered champion untouched.)"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import PYTHON, ROOT, MlflowServer, wait_http
+from mlflow import MlflowClient
+
+from gen_keras.artifacts import load_model
+from gen_keras.config import load_config
+from gen_keras.export import ExportError, export_model, read_manifest
+from gen_keras.training.checkpoint import read_state
+
+GEN_KERAS = str(Path(PYTHON).with_name("gen-keras"))
+GAN_CONFIG = ROOT / "pipelines" / "configs" / "gan_mnist10k.yaml"
+VAE_CONFIG = ROOT / "pipelines" / "configs" / "vae_mnist10k.yaml"
+STEPS = 1024 // 64  # steps per epoch of the runs below (data.limit_train / train.batch_size)
+
+
+class ScriptServer(MlflowServer):
+    """The team server script itself (mlflow/server.sh) on a free port; the tests stop it and
+    start it again on the same port and store."""
+
+    def start(self, timeout: float = 180.0) -> "ScriptServer":
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PATH": f"{Path(PYTHON).parent}:{os.environ.get('PATH', '')}"}
+        log = open(self.root / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            ["bash", str(ROOT / "mlflow" / "server.sh"),
+             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
+             "--artifacts-destination", str(self.root / "artifacts"),
+             "--port", str(self.port), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        wait_http(f"{self.uri}/health", timeout, self.proc)
+        return self
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = ScriptServer(tmp_path_factory.mktemp("fault_server")).start()
+    yield s
+    s.stop()
+
+
+class TrainProcess:
+    """``gen-keras train`` in a subprocess; its output is read line by line as it comes."""
+
+    def __init__(self, args: list[str], cwd: Path, data_cache: Path):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GEN_KERAS_CACHE": str(data_cache),
+               "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.proc = subprocess.Popen([GEN_KERAS, "train", *args], cwd=cwd, env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 240.0) -> None:
+        deadline = time.time() + timeout
+        while not any(text in line for line in self.lines):
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                raise AssertionError(f"exited {self.proc.returncode} before {text!r}:\n{self.output[-3000:]}")
+            if time.time() > deadline:
+                raise AssertionError(f"no {text!r} within {timeout}s:\n{self.output[-3000:]}")
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 300.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+
+def train_args(config: Path, out: Path, uri: str, run_name: str, epochs: int = 3) -> list[str]:
+    return ["--config", str(config), "--tracking-uri", uri,
+            "--set", f"train.epochs={epochs}", "--set", "data.limit_train=1024",
+            "--set", "data.limit_test=128", "--set", "train.batch_size=64",
+            "--set", f"tracking.outputs_dir={out}", "--set", f"tracking.run_name={run_name}",
+            "--set", "train.export_at_end=false", "--set", "train.evaluate_at_end=false"]
+
+
+def the_run(client: MlflowClient, run_name: str):
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"attributes.run_name = '{run_name}'")
+    assert len(runs) == 1, f"expected ONE MLflow run named {run_name}, found {len(runs)}"
+    return runs[0]
+
+
+def epochs_logged(client: MlflowClient, run_id: str, metric: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, metric))
+
+
+def optimizer_iterations(ckpt_prefix: str) -> dict[str, int]:
+    reader = tf.train.load_checkpoint(ckpt_prefix)
+    return {k.split("/")[0]: int(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()
+            if k.endswith("/_iterations/.ATTRIBUTES/VARIABLE_VALUE")}
+
+
+# ----------------------------------------------------------------------------------------------
+def test_sigkill_mid_epoch_resumes_same_run_with_both_optimizers(server, tmp_path, data_cache):
+    """A GAN (two optimizers) is killed with SIGKILL during epoch 2; the same command resumes
+    from the epoch-1 checkpoint, in the SAME MLflow run, and ends after the planned 3 epochs
+    with every epoch logged exactly once and both optimizers' step counters intact."""
+    out, name = tmp_path / "out", "gan-killed"
+    args = train_args(GAN_CONFIG, out, server.uri, name)
+    first = TrainProcess(args, tmp_path, data_cache)
+    first.wait_for("Epoch 2/3")  # printed after epoch 1's checkpoint, as epoch 2 starts
+    first.proc.send_signal(signal.SIGKILL)
+    assert first.finish() == -signal.SIGKILL
+    ckpt_dir = out / "checkpoints" / name
+    killed = read_state(ckpt_dir)
+    assert killed["epochs_done"] == 1 and not killed["finished"], killed
+    assert optimizer_iterations(str(ckpt_dir / "tf" / "ckpt-1")) == {
+        "d_optimizer": STEPS, "g_optimizer": STEPS}
+
+    second = TrainProcess(args, tmp_path, data_cache)
+    assert second.finish() == 0, second.output[-3000:]
+    assert "Epoch 1/3" not in second.output and "Epoch 2/3" in second.output
+
+    done = read_state(ckpt_dir)
+    assert done["finished"] and done["epochs_done"] == 3 and done["run_id"] == killed["run_id"]
+    # Restored optimizers continue counting: 3 epochs' worth of steps, not 2 (a fresh optimizer).
+    assert optimizer_iterations(str(ckpt_dir / "tf" / "ckpt-3")) == {
+        "d_optimizer": 3 * STEPS, "g_optimizer": 3 * STEPS}
+    client = MlflowClient(server.uri)
+    run = the_run(client, name)
+    assert run.info.run_id == killed["run_id"] and run.info.status == "FINISHED"
+    assert run.data.tags["gen_keras.resumed_from_epoch"] == "1"
+    for metric in ("train_d_loss", "train_g_loss", "test_d_loss"):
+        assert epochs_logged(client, run.info.run_id, metric) == [1, 2, 3], metric
+
+
+def test_export_write_failure_keeps_previous_export(tmp_path):
+    """A failure half way through an export (planted after the files, before the manifest)
+    publishes nothing and leaves the previous export at the same place intact and verifiable."""
+    from gen_keras.models import build_model
+
+    cfg = load_config(GAN_CONFIG, ["model.g_hidden=[32]", "model.d_hidden=[32]"])  # 1 endpoint
+    target = tmp_path / "exports" / "digits"
+    export_model(build_model(cfg.model), target, run_id="first")
+    before = read_manifest(target, verify=True)
+    with pytest.raises(ExportError, match="planted failure"):
+        export_model(build_model(cfg.model), target, run_id="second", overwrite=True,
+                     _fail_after="files")
+    after = read_manifest(target, verify=True)
+    assert after == before and after["source_run_id"] == "first"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["digits"]  # no temp folder left
+
+
+def test_corrupt_folder_images_are_skipped_counted_and_reported(server, tmp_path, data_cache):
+    """A folder data set with a truncated PNG, a non-image with a .png name and an empty .jpg:
+    training runs on the readable images and the run records what was skipped."""
+    from PIL import Image
+
+    from gen_keras.data import load_split_arrays
+    from gen_keras.training import train
+
+    images, labels = load_split_arrays(load_config(VAE_CONFIG, ["data.limit_test=120"]), "test",
+                                       limit=120)
+    folder = tmp_path / "digits"
+    for i, (x, y) in enumerate(zip(images, labels)):
+        (folder / str(y)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((x[..., 0] * 255).round().astype(np.uint8)).save(folder / str(y) / f"{i}.png")
+    good = (folder / "3" / next(p.name for p in (folder / "3").iterdir())).read_bytes()
+    (folder / "3" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "5" / "not_an_image.png").write_bytes(b"this is a text file, not a PNG\n" * 10)
+    (folder / "7" / "empty.jpg").write_bytes(b"")
+    bad = {"truncated.png", "not_an_image.png", "empty.jpg"}
+
+    cfg = load_config(VAE_CONFIG, [f"data.dataset=folder:{folder}", "train.epochs=1",
+                                   "train.batch_size=32", f"tracking.outputs_dir={tmp_path / 'out'}",
+                                   "tracking.run_name=folder-run", "train.progress=false",
+                                   "train.export_at_end=false", "train.evaluate_at_end=false",
+                                   "model.filters=8", "model.hidden=32"])
+    result = train(cfg, tracking_uri=server.uri, verbose=0)
+
+    client = MlflowClient(server.uri)
+    run = client.get_run(result.run_id)
+    assert run.data.tags["gen_keras.data_skipped_files"] == "3"
+    assert run.data.metrics["data_skipped_files"] == 3
+    assert {Path(p).name for p in run.data.params["data.skipped_examples"].split(", ")} == bad
+    # The readable 120 images were used: 96 train + 24 test (test_fraction 0.2), one epoch.
+    steps = [m.step for m in client.get_metric_history(result.run_id, "train_loss")]
+    assert steps == [1] and np.isfinite(result.final_metrics["loss"])
+
+
+def test_mlflow_outage_buffers_then_sync_delivers(server, tmp_path, data_cache):
+    """The tracking server stops after epoch 1: training goes on with a warning, saves the model,
+    keeps the undelivered records in pending.json and prints the sync command; once the server
+    is back on the same port and store, ``gen-keras sync`` delivers every epoch exactly once and
+    closes the run."""
+    from gen_keras.cli import main as cli
+
+    out, name = tmp_path / "out", "gan-outage"
+    proc = TrainProcess(train_args(GAN_CONFIG, out, server.uri, name), tmp_path, data_cache)
+    try:
+        proc.wait_for("Epoch 2/3")
+        server.stop()
+        assert proc.finish() == 0, proc.output[-3000:]
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+        server.start()  # back on the same port and store for what follows
+    assert "MLflow is unreachable" in proc.output
+    assert f"gen-keras sync --run-name {name}" in proc.output
+    ckpt_dir = out / "checkpoints" / name
+    state = read_state(ckpt_dir)
+    assert state["finished"] and state["epochs_done"] == 3
+    assert (ckpt_dir / "pending.json").exists()
+    model = load_model(out / "models" / name / "model.keras")  # the model is never lost
+    assert model.config.kind == "gan"
+
+    client = MlflowClient(server.uri)
+    assert epochs_logged(client, state["run_id"], "train_d_loss") == [1]  # only before the stop
+    assert client.get_run(state["run_id"]).info.status == "RUNNING"
+
+    code = cli(["sync", "--run-name", name, "--outputs-dir", str(out), "--tracking-uri", server.uri])
+    assert code == 0
+    assert not (ckpt_dir / "pending.json").exists()
+    run = client.get_run(state["run_id"])
+    assert run.info.status == "FINISHED"
+    for metric in ("train_d_loss", "train_g_loss", "test_d_loss"):
+        assert epochs_logged(client, run.info.run_id, metric) == [1, 2, 3], metric
+    assert "final_test_d_loss" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert artifacts == {"model/model.keras", "model/model.keras.sha256"}
+    samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+    assert {"samples/epoch_002.png", "samples/epoch_003.png"} <= samples
+    # Nothing left to send: a second sync is a no-op that still succeeds.
+    assert cli(["sync", "--run-name", name, "--outputs-dir", str(out), "--tracking-uri", server.uri]) == 0
