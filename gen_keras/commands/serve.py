@@ -54,6 +54,13 @@ def run(args) -> int:
         if value < low:
             raise ConfigError(f"{name}={value} must be at least {low}")
 
+    if args.backend == "tf":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is None:
+            raise ConfigError("--backend tf needs TensorFlow, which is not installed here (the serving "
+                              "image has none): pip install 'gen-keras[cpu]', or use --backend onnx")
+
     import uvicorn
 
     from serving.app import ServeSettings, create_app
