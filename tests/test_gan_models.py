@@ -273,3 +273,15 @@ def test_bad_gan_configs_name_the_field():
     cfg = load_config(None, ["model.kind=gan", "model.d_steps=3", "train.batch_size=64"])
     with pytest.raises(ConfigError, match=r"model.d_steps=3"):
         build_model(cfg.model).compile_for_training(cfg.train, replicas=1)
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 3), (64, 64, 3)])
+def test_dcgan_builds_for_color_images(shape):
+    cfg = load_config(None, ["model.kind=dcgan", f"model.image_shape={list(shape)}",
+                             "model.g_filters=8", "model.d_filters=8"]).model
+    model = build_model(cfg)
+    images = np.asarray(model.generate(model.sample_latent(2)))
+    assert images.shape == (2, *shape) and np.abs(images).max() <= 1.0
+    assert np.asarray(model.discriminate(images)).shape == (2,)
+    # Radford et al.'s layout: the resolution doubles from 4x4 at every transposed convolution.
+    assert model.generator.get_layer("project").units == 4 * 4 * 8 * 2 ** (int(np.log2(shape[0] // 4)) - 1)

@@ -282,6 +282,11 @@ class AdversarialModel(GenerativeModel):
         return {"g_loss": self.g_loss_fn(self.discriminate(fake, labels, training=training))}
 
     def train_step(self, data):
+        """k = ``d_steps`` discriminator steps, then one generator step (see the module docstring).
+
+        For k > 1 the real batch is SPLIT into k chunks, one per D step (not reused), each D step
+        drawing its own noise; the G step uses as many fresh noise vectors as one chunk holds.
+        """
         x, labels = data
         k = self.config.d_steps
         x_chunks, label_chunks = tf.split(x, k), tf.split(labels, k)
