@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from gen_keras.eval.evaluator import RECIPE as EVALUATOR_VERSION
 from gen_keras.eval.likelihood import is_vae_family
 from gen_keras.eval.loading import EvalTarget, load_for_eval
 
@@ -102,5 +103,5 @@ def _test_split(run_config):
     return load_split_arrays(run_config, "test", limit=run_config.data.limit_test)
 
 
-__all__ = ["END_OF_TRAINING_IWAE_K", "EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
+__all__ = ["END_OF_TRAINING_IWAE_K", "EVALUATOR_VERSION", "EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
            "is_vae_family", "load_for_eval"]

@@ -1,0 +1,55 @@
+"""bench/quality.py --smoke as a real process: the floor line, then one JSON line per kind with
+the metrics that fit it and the product targets."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from conftest import PYTHON, ROOT
+
+
+def test_quality_bench_smoke_prints_one_json_line_per_kind(tmp_path, data_cache):
+    env = {**os.environ, "GEN_KERAS_CACHE": str(data_cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [PYTHON, str(ROOT / "bench" / "quality.py"), "--smoke", "--kinds", "cvae",
+         "--outputs", str(tmp_path / "bench")],
+        capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    by_model = {line["model"]: line for line in lines}
+    assert [line["model"] for line in lines] == ["real_data_floor", "cvae", "total"]
+
+    floor = by_model["real_data_floor"]
+    assert floor["num_samples"] == 256 and floor["classes_covered"] == 10
+    assert floor["evaluator_test_accuracy"] >= 0.98
+
+    cvae = by_model["cvae"]
+    assert "error" not in cvae, cvae.get("error")
+    assert cvae["iwae_k"] == 10 and cvae["nll_test_images"] == 256
+    assert cvae["test_nll_k10_nats"] <= cvae["test_neg_elbo_nats"] + 1e-6
+    assert "binarized" in cvae["notes"]["gen_keras.eval.likelihood_data"]
+    assert 0 <= cvae["conditional_accuracy_256"] <= 1
+    assert set(cvae["targets"]) == {"classes_covered", "conditional_accuracy_256"}
+
+
+
+def test_targets_follow_the_issue_bars():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from gen_keras.models.dcgan import DCGANConfig
+
+    class Model:  # only the config is read
+        config = DCGANConfig()
+
+    floor = {"fid_2000": 4.0}
+    good = {"fid_2000": 5.9, "class_kl_2000": 0.04, "classes_covered": 10.0, "classes_total": 10.0}
+    t = bench.targets_for("dcgan", Model(), good, 15.0, 2000, 5000, floor)
+    assert all(v["met"] for v in t.values()) and set(t) == {
+        "classes_covered", "fid_2000", "class_kl_2000", "train_minutes"}
+    bad = {**good, "fid_2000": 6.1, "classes_covered": 9.0}  # 6.1 > 1.5 x 4.0
+    t = bench.targets_for("dcgan", Model(), bad, 17.0, 2000, 5000, floor)
+    assert not any(v["met"] for k, v in t.items() if k != "class_kl_2000")
