@@ -5,7 +5,8 @@ Routes: ``GET /v1/models``, ``GET /v1/models/{name}``, ``POST /v1/models/{name}:
 ``/metrics``, and the web page at ``/``. See docs/serving.md for the request bodies.
 
 Models load in a background thread after the port opens: ``/healthz`` answers at once, and
-``/readyz`` turns 200 when loading is done and at least one model is served. Inference and
+``/readyz`` turns 200 when loading is done and at least one model is served. SIGHUP loads them
+again and swaps the new set in (how a newly published champion gets served without a restart). Inference and
 response encoding run in a bounded thread pool under ``asyncio.wait_for``: a request that
 outlives the timeout is answered 503 rather than left hanging.
 """
@@ -15,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -104,7 +106,8 @@ def create_app(models: ModelStore | Callable[[], ModelStore], settings: ServeSet
     """The application. ``models`` is a loaded store, or a function that loads one (called in
     a background thread at startup)."""
     metrics = Metrics()
-    state = {"store": models if isinstance(models, ModelStore) else None, "load_error": None}
+    state = {"store": models if isinstance(models, ModelStore) else None, "load_error": None,
+             "reloading": False}
     executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
     limits = settings.limits
 
@@ -119,9 +122,36 @@ def create_app(models: ModelStore | Callable[[], ModelStore], settings: ServeSet
         if not store.models:
             log.error("no model is served; /readyz stays 503 (refused: %s)", store.refused or "none found")
 
+    async def reload(loader):
+        """Load everything again (SIGHUP) and swap the new set in at once. A model refused now
+        but served before keeps serving its previous version, so a bad publish cannot take a
+        model down."""
+        if state["reloading"] or state["store"] is None:
+            return
+        state["reloading"] = True
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(None, loader)
+        except Exception:
+            log.exception("reload failed; the loaded models keep serving")
+            return
+        finally:
+            state["reloading"] = False
+        for name, model in state["store"].models.items():
+            if name not in new.models and name in new.refused:
+                log.warning("reload refused %s (%s); keeping the version already served", name, new.refused[name])
+                new.models[name] = model
+        state["store"] = new
+        log.info("reloaded: serving %s", ", ".join(sorted(new.models)) or "nothing")
+
     @asynccontextmanager
     async def lifespan(app):
         task = None if state["store"] is not None else asyncio.create_task(load_in_background(models))
+        if callable(models):
+            try:  # only in the main thread (uvicorn.run); not under a test client's thread
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, lambda: asyncio.ensure_future(reload(models)))
+            except (RuntimeError, ValueError, NotImplementedError):
+                pass
         yield
         if task is not None:
             task.cancel()
@@ -196,17 +226,17 @@ def create_app(models: ModelStore | Callable[[], ModelStore], settings: ServeSet
         store = state["store"]
         return name if store is not None and name in store.models else "_unknown_"
 
+    def lookup_store() -> ModelStore:
+        if state["store"] is None:
+            raise RequestError(503, "models are still loading; retry shortly")
+        return state["store"]
+
     @app.get("/v1/models")
     async def list_models(request: Request):
         request.state.metric = ("", "models")
         store = lookup_store()
         return _json({"models": [m.describe() for _, m in sorted(store.models.items())],
                       "refused": store.refused})
-
-    def lookup_store() -> ModelStore:
-        if state["store"] is None:
-            raise RequestError(503, "models are still loading; retry shortly")
-        return state["store"]
 
     @app.get("/v1/models/{target}")
     async def describe(target: str, request: Request):

@@ -326,3 +326,43 @@ def test_serves_a_registered_model_by_alias(mlflow_server, serving_exports, tmp_
         np.testing.assert_allclose(json.loads(body)["images"], want, atol=1e-5)
     finally:
         server.stop()
+
+
+def test_sighup_serves_a_republished_model_and_keeps_it_through_a_bad_publish(serving_exports, tmp_path):
+    import signal
+    import time
+
+    def wait_for(check, what):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if check():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def publish(target):  # as retraining publishes: a new symlink renamed over the served one
+        new = models / ".digits.new"
+        new.symlink_to(target, target_is_directory=True)
+        os.replace(new, models / "digits")
+        os.kill(server.proc.pid, signal.SIGHUP)
+
+    def described():
+        return json.loads(request(server.url, "GET", "/v1/models/digits")[2])
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "digits").symlink_to(serving_exports.vae, target_is_directory=True)
+    bad = tmp_path / "bad"
+    shutil.copytree(serving_exports.cond, bad)
+    (bad / "generate.onnx").write_bytes(b"not the exported file")
+    server = ServeProcess(["--models", str(models)], tmp_path / "serve.log").start()
+    try:
+        assert described()["kind"] == "vae"
+        publish(serving_exports.cond)
+        wait_for(lambda: described()["kind"] == serving_exports.cond_kind, "the new version")
+        publish(bad)
+        wait_for(lambda: "digits" in json.loads(request(server.url, "GET", "/readyz")[2])["refused"], "the refusal")
+        assert described()["kind"] == serving_exports.cond_kind  # the last good version still serves
+        assert request(server.url, "POST", "/v1/models/digits:generate", {"n": 2, "seed": 1})[0] == 200
+    finally:
+        server.stop()
