@@ -145,3 +145,22 @@ def test_bernoulli_vae_is_scored_on_binary_images_and_says_so():
     assert set(metrics) == {"test_neg_elbo_nats", "test_neg_elbo_bpd", "test_nll_k4_nats",
                             "test_nll_k4_bpd"}
     assert metrics["test_nll_k4_nats"] <= metrics["test_neg_elbo_nats"] + 1e-6
+
+
+def test_mlp_decoder_vae_round_trips_with_the_same_likelihood(tmp_path):
+    from gen_keras.artifacts import load_model, save_model
+    from gen_keras.config import ConfigError, load_config
+
+    cfg = load_config(None, ["model.kind=vae", "model.decoder=mlp", "model.hidden=64",
+                             "model.decoder_layers=2", "model.latent_dim=4", "model.filters=8"])
+    model = VAE(cfg.model)
+    assert [layer.name for layer in model.decoder.layers if "hidden" in layer.name] == [
+        "hidden0", "hidden1"]
+    x = np.random.default_rng(0).uniform(size=(5, *SHAPE)).astype(np.float32)
+    before = iwae_bounds(model, x, k=8, seed=1).iwae
+    loaded = load_model(save_model(model, tmp_path / "m.keras"))
+    assert loaded.config.decoder == "mlp"
+    np.testing.assert_allclose(iwae_bounds(loaded, x, k=8, seed=1).iwae, before, rtol=1e-5)
+    assert {ep.name for ep in loaded.export_endpoints()} == {"generate", "encode", "reconstruct"}
+    with pytest.raises(ConfigError, match="model.decoder="):
+        load_config(None, ["model.decoder=transformer"])

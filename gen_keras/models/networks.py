@@ -69,6 +69,29 @@ def conv_decoder(image_shape, latent_dim: int, *, filters: int = 32, hidden: int
     return keras.Model(inputs if len(inputs) > 1 else z_in, out, name=name)
 
 
+def mlp_decoder(image_shape, latent_dim: int, *, hidden: int = 512, num_layers: int = 2,
+                name: str = "decoder", label_count: int = 0,
+                activation: str | None = None) -> keras.Model:
+    """Latent ``z`` (and optional label) → ``num_layers`` dense ReLU layers → image logits.
+
+    About 50x fewer operations per call than :func:`conv_decoder`; an importance-sampled
+    likelihood calls the decoder k = 5000 times per test image, which a CPU affords only this way.
+    """
+    z_in = keras.Input((latent_dim,), name="z")
+    inputs = [z_in]
+    h = z_in
+    if label_count:
+        y_in = keras.Input((), dtype="int32", name="label")
+        inputs.append(y_in)
+        h = layers.Concatenate()([h, OneHot(label_count, name="label_one_hot")(y_in)])
+    for i in range(num_layers):
+        h = layers.Dense(hidden, activation="relu", name=f"hidden{i}")(h)
+    out = layers.Dense(int(image_shape[0] * image_shape[1] * image_shape[2]), dtype="float32",
+                       activation=activation, name="logits")(h)
+    out = layers.Reshape(tuple(image_shape), dtype="float32")(out)
+    return keras.Model(inputs if len(inputs) > 1 else z_in, out, name=name)
+
+
 @keras.saving.register_keras_serializable(package="gen_keras")
 class OneHot(layers.Layer):
     """int labels ``[B]`` → float one-hot ``[B, depth]`` (exports to ONNX as a OneHot op)."""
