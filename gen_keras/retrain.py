@@ -369,8 +369,12 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
             margin: float = 0.0, metric: str | None = None, num_samples: int = 1000,
             seed: int = 0, tracking_uri: str | None = None,
             serve_dir: str | Path = "outputs/serving", lock_wait_s: float = 0.0,
-            verbose: int | None = None) -> RetrainResult:
-    """Run one scheduled retrain of ``model_name``; see the module docstring."""
+            lock: bool = True, verbose: int | None = None) -> RetrainResult:
+    """Run one scheduled retrain of ``model_name``; see the module docstring.
+
+    ``lock=False`` when the caller already holds :func:`job_lock` (the CLI takes it before
+    anything heavy is imported, so a refused job costs nothing).
+    """
     from mlflow import MlflowClient
 
     from gen_keras.tracking import default_tracking_uri
@@ -389,7 +393,7 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
     uri = tracking_uri or cfg.tracking.tracking_uri or default_tracking_uri()
     serve_dir = Path(serve_dir).resolve()
 
-    with job_lock(serve_dir, model_name, lock_wait_s):
+    with job_lock(serve_dir, model_name, lock_wait_s) if lock else contextlib.nullcontext():
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         _check_reachable(client, uri)
         started = time.time()

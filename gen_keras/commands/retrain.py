@@ -37,14 +37,17 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from gen_keras.config import load_config
-    from gen_keras.retrain import EXIT_BUSY, EXIT_FAILED, RetrainBusy, RetrainError, retrain
+    from gen_keras.retrain import (EXIT_BUSY, EXIT_FAILED, RetrainBusy, RetrainError, check_name,
+                                   job_lock, retrain)
 
-    cfg = load_config(args.config, args.overrides)
+    check_name(args.model_name, "--model-name")
     try:
-        r = retrain(cfg, args.model_name, slot=args.slot, margin=args.margin, metric=args.metric,
-                    num_samples=args.num_samples, seed=args.gate_seed,
-                    tracking_uri=args.tracking_uri, serve_dir=args.serve_dir,
-                    lock_wait_s=args.lock_wait)
+        # The lock first: a job refused because another one runs exits before importing TF.
+        with job_lock(args.serve_dir, args.model_name, args.lock_wait):
+            cfg = load_config(args.config, args.overrides)
+            r = retrain(cfg, args.model_name, slot=args.slot, margin=args.margin,
+                        metric=args.metric, num_samples=args.num_samples, seed=args.gate_seed,
+                        tracking_uri=args.tracking_uri, serve_dir=args.serve_dir, lock=False)
     except RetrainBusy as exc:
         print(f"gen-keras retrain: busy: {exc}", file=sys.stderr)
         return EXIT_BUSY
