@@ -255,3 +255,31 @@ def test_mlflow_outage_buffers_then_sync_delivers(server, tmp_path, data_cache):
     assert {"samples/epoch_002.png", "samples/epoch_003.png"} <= samples
     # Nothing left to send: a second sync is a no-op that still succeeds.
     assert cli(sync) == 0
+
+
+def test_kill_between_checkpoint_and_state_resumes_from_the_state(tmp_path):
+    """``ckpt-N`` is written before ``state.json``: a kill between the two must resume from the
+    epoch the state vouches for (N-1), not from the orphan ``ckpt-N`` whose logs are unknown."""
+    from gen_keras.models import build_model
+    from gen_keras.training.checkpoint import EpochCheckpoint
+
+    cfg = load_config(VAE_CONFIG, ["model.filters=8", "model.hidden=32"])
+
+    def fresh():
+        model = build_model(cfg.model)
+        model.compile_for_training(cfg.train)
+        return model, EpochCheckpoint(tmp_path / "ckpt", model, "run-1", {"c": 1})
+
+    model, ckpt = fresh()
+    ckpt.on_epoch_end(0, {"loss": 3.0})  # epoch 1 committed
+    model.optimizer.iterations.assign(7)
+    ckpt.manager.save(checkpoint_number=2)  # epoch 2's checkpoint, then SIGKILL: no state
+    model, ckpt = fresh()
+    assert ckpt.restore() == 1 and int(model.optimizer.iterations.numpy()) == 0
+    for epoch in (1, 2, 3):  # epochs 2..4 trained again; the manager keeps rotating cleanly
+        model.optimizer.iterations.assign(10 * (epoch + 1))
+        ckpt.on_epoch_end(epoch, {"loss": 1.0})
+    model, ckpt = fresh()
+    assert ckpt.restore() == 4 and int(model.optimizer.iterations.numpy()) == 40
+    assert sorted(p.name for p in (tmp_path / "ckpt" / "tf").glob("*.index")) == [
+        "ckpt-3.index", "ckpt-4.index"]

@@ -35,8 +35,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
                                      "last_logs": clean, "finished": False})
 
     def restore(self) -> int:
-        """Restore the latest checkpoint; returns the number of completed epochs (0 if none)."""
-        latest = self.manager.latest_checkpoint
+        """Restore the checkpoint ``state.json`` names; returns the number of completed epochs
+        (0 if none).
+
+        ``state.json`` is written after ``ckpt-N``, so it is the commit point: a kill between
+        the two leaves a newer ``ckpt-N`` whose epoch has no logs in the state, and resuming
+        from it would re-send epoch N-1's logs as epoch N's. That epoch is trained again instead.
+        """
+        state = read_state(self.directory) or {}
+        named = state.get("checkpoint")
+        latest = named if named and Path(named + ".index").exists() else self.manager.latest_checkpoint
         if latest is None:
             return 0
         self.checkpoint.restore(latest).assert_existing_objects_matched()
