@@ -7,11 +7,15 @@ run, only the chief writes (MLflow, checkpoints, model, export), and the chief's
 equal a single-process run with the same global batch and seed.
 
 Why not bit-for-bit equal: the workers' gradients are summed by an all-reduce, a different
-floating-point summation order than one device's reduction over the whole batch; Adam then
-divides by sqrt(v), which carries those ~1e-7 differences into the weights. Everything else is
-identical by construction (same examples per global batch thanks to DATA sharding, same noise
-thanks to the per-replica slices of one global draw). Seen here: max |dw| ~2e-6 after 32
-steps. Asserted: <= 1e-4, while the weights move by > 2e-3 over the run.
+floating-point summation order than one device's reduction over the whole batch (~1e-7
+relative). Everything else is identical by construction: the same examples per global batch
+(DATA sharding), the same noise (per-replica slices of one global draw), the same initial
+weights. The run uses SGD: its update is lr * g, so those rounding differences stay tiny and a
+wrongly scaled gradient (e.g. a loss averaged per worker instead of over the global batch)
+would show in full. Adam is the wrong probe here: it normalizes the gradient, so it hides a
+scale error, and for weights whose gradient is ~0 (units behind a dead ReLU) it turns rounding
+noise into +-lr steps (seen: 190 of 800k weights off by up to 2e-4 after 8 steps, the rest
+<= 6e-6). Asserted: max |dw| <= 1e-4 while the weights move by > 0.1 over the run.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from conftest import PYTHON, ROOT, free_port
 
 VAE = ROOT / "pipelines" / "configs" / "vae_mnist10k.yaml"
 RUN = ["train.epochs=2", "data.limit_train=256", "data.limit_test=64", "train.batch_size=64",
+       "train.optimizer=sgd", "train.learning_rate=0.0003",
        "train.progress=false", "train.evaluate_at_end=false", "tracking.run_name=two-workers"]
 
 
@@ -160,7 +165,7 @@ def test_two_workers_log_one_run_and_match_a_single_process(tmp_path, mlflow_ser
     initial = build_model(fresh.model).get_weights()
     diff = max(float(np.abs(a - b).max()) for a, b in zip(chief.get_weights(), single.model.get_weights()))
     moved = max(float(np.abs(a - b).max()) for a, b in zip(chief.get_weights(), initial))
-    assert moved > 2e-3  # 8 Adam steps of lr 1e-3: up to ~8e-3
+    assert moved > 0.1
     assert diff <= 1e-4, f"multi-worker weights differ from the single-process run by {diff}"
     assert run.data.metrics["train_loss"] == pytest.approx(
         single.history["loss"][-1], rel=1e-4)
