@@ -174,7 +174,11 @@ def gate_score(model, run_config: RunConfig, gate: GateSpec) -> float:
     if scorer is None:
         raise RetrainError("gen_keras.eval has no gate_score(model, run_config, metric, "
                            "num_samples, seed); the quality gate cannot score models")
-    value = float(scorer(model, run_config, gate.metric, gate.num_samples, gate.seed))
+    try:
+        value = float(scorer(model, run_config, gate.metric, gate.num_samples, gate.seed))
+    except ValueError as exc:  # e.g. nll asked of a champion that is a GAN
+        raise RetrainError(f"the gate cannot score a {model.config.kind!r} model with "
+                           f"{gate.metric}: {exc}") from None
     if not math.isfinite(value):
         raise RetrainError(f"the gate metric {gate.metric} of the model is {value}; a model "
                            "without a finite score is never registered as better")
