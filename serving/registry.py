@@ -70,7 +70,8 @@ class ModelSpec:
             if key not in manifest:
                 raise ExportRefused(f"{where}: manifest has no {key!r}")
             value = manifest[key]
-            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool or not test(value):
+            wrong_type = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+            if wrong_type or not test(value):
                 raise ExportRefused(f"{where}: manifest field {key!r}={value!r} is not {what}")
             return value
 

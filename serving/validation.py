@@ -298,9 +298,7 @@ def parse_images(body: dict, spec: ModelSpec, model: str, limits: Limits, accept
         raise RequestError(400, f"images must lie in the model's value range [{lo:g}, {hi:g}]; found "
                                 f"values from {float(x.min()):g} to {float(x.max()):g}")
     needs_labels = any(i.dtype.startswith("int") for i in ep.inputs)
-    y = labels(body, spec, model, len(x), required=needs_labels) if needs_labels or "labels" in body \
-        or "label" in body else None
-    return Parsed(x=x, labels=y, format=fmt)
+    return Parsed(x=x, labels=labels(body, spec, model, len(x), required=needs_labels), format=fmt)
 
 
 def parse_predict(body: dict, spec: ModelSpec, limits: Limits) -> tuple[EndpointSpec, dict, bool]:

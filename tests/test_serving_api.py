@@ -268,9 +268,15 @@ def test_altered_exports_are_refused_and_the_rest_served(serving_exports, tmp_pa
         verify_export(bad)
     (bad / "encode.moved").rename(bad / "encode.onnx")
     manifest = json.loads((bad / "manifest.json").read_text())
+    original_manifest = (bad / "manifest.json").read_text()
     manifest["files"]["../../etc/passwd"] = "0" * 64
     (bad / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ExportRefused, match="outside the folder"):
+        verify_export(bad)
+    manifest = json.loads(original_manifest)
+    manifest["latent_dim"] = True  # a boolean is not a latent size
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ExportRefused, match="manifest field 'latent_dim'=True is not a positive integer"):
         verify_export(bad)
 
 
