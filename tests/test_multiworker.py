@@ -15,7 +15,8 @@ wrongly scaled gradient (e.g. a loss averaged per worker instead of over the glo
 would show in full. Adam is the wrong probe here: it normalizes the gradient, so it hides a
 scale error, and for weights whose gradient is ~0 (units behind a dead ReLU) it turns rounding
 noise into +-lr steps (seen: 190 of 800k weights off by up to 2e-4 after 8 steps, the rest
-<= 6e-6). Asserted: max |dw| <= 1e-4 while the weights move by > 0.1 over the run.
+<= 6e-6). With SGD, seen here: max |dw| = 1.5e-8. Asserted: <= 1e-6, while the weights move
+by > 0.1 over the run.
 """
 from __future__ import annotations
 
@@ -166,6 +167,6 @@ def test_two_workers_log_one_run_and_match_a_single_process(tmp_path, mlflow_ser
     diff = max(float(np.abs(a - b).max()) for a, b in zip(chief.get_weights(), single.model.get_weights()))
     moved = max(float(np.abs(a - b).max()) for a, b in zip(chief.get_weights(), initial))
     assert moved > 0.1
-    assert diff <= 1e-4, f"multi-worker weights differ from the single-process run by {diff}"
+    assert diff <= 1e-6, f"multi-worker weights differ from the single-process run by {diff}"
     assert run.data.metrics["train_loss"] == pytest.approx(
         single.history["loss"][-1], rel=1e-4)
