@@ -165,21 +165,25 @@ def run_config(kind: str, overrides: list[str], limit: int):
     return load_config(path if path.is_file() else None, sets)
 
 
-def build(cfg):
-    """Model + optimizer(s) the way training builds them; the same initial weights per seed."""
+def data_and_model(cfg):
+    """Pipelines and model + optimizer(s) in the order training makes them (the global seed
+    first: the seeded shuffle depends on it), so every configuration starts from the same
+    weights and sees the same batches."""
     import keras
 
+    from gen_keras.data import make_datasets
     from gen_keras.models import build_model
 
+    keras.utils.set_random_seed(cfg.train.seed)
+    data = make_datasets(cfg)
     keras.mixed_precision.set_global_policy(
         "float32" if cfg.train.mixed_precision == "none" else cfg.train.mixed_precision)
     try:
-        keras.utils.set_random_seed(cfg.train.seed)
         model = build_model(cfg.model)
         model.compile_for_training(cfg.train, 1)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    return model
+    return data, model
 
 
 def epoch(model, dataset) -> tuple[float, dict]:
@@ -196,14 +200,11 @@ def pipeline_seconds(dataset) -> float:
 
 
 def measure_speed(kind: str, names: list[str], args) -> list[dict]:
-    from gen_keras.data import make_datasets
-
     peak = matmul_peak_gflops()
     runs = {}
     for name in names:
         cfg = run_config(kind, CONFIGURATIONS[name], args.limit)
-        data = make_datasets(cfg)
-        model = build(cfg)
+        data, model = data_and_model(cfg)
         seconds, logs = epoch(model, data.train)  # warm-up: tracing, cache filling
         runs[name] = {"cfg": cfg, "data": data, "model": model, "loss_epoch1": logs,
                       "images": None, "rates": [], "speedups": [], "pipeline": []}
@@ -315,11 +316,8 @@ def measure_memory(kind: str, args) -> dict:
     """RSS after every epoch of a default-configuration training run, and the peak."""
     import keras
 
-    from gen_keras.data import make_datasets
-
     cfg = run_config(kind, CONFIGURATIONS["default"], args.limit)
-    data = make_datasets(cfg)
-    model = build(cfg)
+    data, model = data_and_model(cfg)
     after = []
 
     class Rss(keras.callbacks.Callback):

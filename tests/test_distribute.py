@@ -277,3 +277,36 @@ def test_thread_settings_apply_at_startup_and_warn_later(caplog):
     with caplog.at_level("WARNING", logger="gen_keras.distribute"):
         assert distribute.configure_threads(current[0] + 3, 0) == current
     assert "train.intra_op_threads" in caplog.text and "not applied" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------
+# Mixed precision (bfloat16 on CPU): hidden layers in bf16, outputs and losses in float32
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["vae", "dcgan"])
+def test_mixed_bfloat16_step_keeps_outputs_and_losses_float32(kind, data_cache):
+    d_steps = int(getattr(kind_config(kind, []).model, "d_steps", 1))
+    sets = [f"train.batch_size={16 * d_steps}", f"data.limit_train={16 * d_steps}"]
+    batch = tf.data.Dataset.from_tensors(next(iter(make_datasets(kind_config(kind, sets)).train)))
+
+    def one_step(policy):
+        cfg = kind_config(kind, [*sets, f"train.mixed_precision={policy}"])
+        keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
+        try:
+            model = build_in(tf.distribute.get_strategy(), cfg)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        return model, model.fit(batch, epochs=1, verbose=0).history
+
+    model, logs = one_step("mixed_bfloat16")
+    _, logs32 = one_step("none")
+    hidden = {layer.compute_dtype for net in model.layers for layer in getattr(net, "layers", [])}
+    assert "bfloat16" in hidden  # the policy reached the networks
+    z = model.sample_latent(4, seed=0)
+    labels = np.arange(4, dtype=np.int32) if model.config.num_classes else None
+    assert model.generate(z, labels).dtype == tf.float32  # the last layer stays float32
+    for tracker in model.metrics:
+        assert tracker.result().dtype == tf.float32
+    for name, values in logs.items():
+        assert np.isfinite(values[0])
+        if "loss" in name:  # the first step from the same weights: bf16 rounding only
+            assert values[0] == pytest.approx(logs32[name][0], rel=0.02), name
