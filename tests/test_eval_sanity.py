@@ -129,3 +129,26 @@ def test_conditional_accuracy_of_a_perfect_conditional_generator(eval_setup, flo
     # Every sample is a real image of the requested class: only the evaluator's own errors remain.
     assert out[f"conditional_accuracy_{N}"] >= 0.97
     assert out["classes_covered"] == 10 and out[f"class_kl_{N}"] < 0.02
+
+
+def test_every_registered_kind_gets_the_metrics_that_fit_it(eval_setup):
+    """Untrained models of every kind in the registry: the VAE family gets likelihoods, every
+    kind gets sample metrics, conditional kinds get conditional accuracy."""
+    from gen_keras.eval import evaluate_model, is_vae_family
+    from gen_keras.models import build_model, model_kinds
+
+    _, ev, _, _ = eval_setup
+    for kind in model_kinds():
+        cfg = load_config(None, [f"model.kind={kind}", "data.limit_test=40"]
+                          + (["model.num_classes=10"] if _conditional(kind) else []))
+        model = build_model(cfg.model)
+        out = evaluate_model(model, cfg, num_samples=40, iwae_k=2, evaluator=ev)
+        assert np.isfinite(out["fid_40"]) and 0 <= out["classes_covered"] <= 10, kind
+        assert ("test_nll_k2_nats" in out) == is_vae_family(model), kind
+        assert ("conditional_accuracy_40" in out) == _conditional(kind), kind
+
+
+def _conditional(kind: str) -> bool:
+    from gen_keras.models import model_config_class
+
+    return model_config_class(kind).conditional
