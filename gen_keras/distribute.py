@@ -32,6 +32,9 @@ _STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}
 
 def make_strategy(cfg) -> tf.distribute.Strategy:
     """``default`` | ``mirrored`` (all local GPUs or ``devices``) | ``multi_worker`` | ``tpu``."""
+    if cfg.devices and cfg.strategy != "mirrored":
+        raise ConfigError(f"distribute.devices is only read by strategy 'mirrored', not "
+                          f"{cfg.strategy!r}; remove it")
     if cfg.strategy == "default":
         return tf.distribute.get_strategy()
     if cfg.strategy == "mirrored":
@@ -48,9 +51,6 @@ def make_strategy(cfg) -> tf.distribute.Strategy:
         if key not in _STRATEGIES:
             _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=devices)
         return _STRATEGIES[key]
-    if cfg.devices:
-        raise ConfigError(f"distribute.devices is only read by strategy 'mirrored', not "
-                          f"{cfg.strategy!r}; remove it")
     if cfg.strategy == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ConfigError("distribute.strategy='multi_worker' needs the TF_CONFIG environment "
