@@ -13,7 +13,8 @@ def register(sub) -> None:
     p.add_argument("--outputs-dir", default="outputs",
                    help="the run's tracking.outputs_dir (checkpoints are under it)")
     p.add_argument("--checkpoint-dir", default=None,
-                   help="the run's train.checkpoint_dir, when the config set one")
+                   help="the folder holding the run's checkpoint folder: train.checkpoint_dir "
+                        "when the config set one (default <outputs-dir>/checkpoints)")
     p.add_argument("--tracking-uri", default=None,
                    help="default: the run config's tracking_uri, $MLFLOW_TRACKING_URI, ./mlflow")
     p.set_defaults(func=run)
