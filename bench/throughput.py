@@ -205,8 +205,11 @@ def measure_speed(kind: str, names: list[str], args) -> list[dict]:
     for name in names:
         cfg = run_config(kind, CONFIGURATIONS[name], args.limit)
         data, model = data_and_model(cfg)
+        # Same start for every configuration (reported, so a reader can check it).
+        start = {"weights_l1": round(sum(float(abs(w).sum()) for w in model.get_weights()), 3),
+                 "first_batch_sum": round(float(next(iter(data.train))[0].numpy().sum()), 3)}
         seconds, logs = epoch(model, data.train)  # warm-up: tracing, cache filling
-        runs[name] = {"cfg": cfg, "data": data, "model": model, "loss_epoch1": logs,
+        runs[name] = {"cfg": cfg, "data": data, "model": model, "loss_epoch1": logs, "start": start,
                       "images": None, "rates": [], "speedups": [], "pipeline": []}
     for name, run in runs.items():  # images per epoch = full global batches
         n = sum(int(x.shape[0]) for x, _ in run["data"].train)
@@ -253,7 +256,7 @@ def measure_speed(kind: str, names: list[str], args) -> list[dict]:
                          "mixed_precision": cfg.train.mixed_precision,
                          "prefetch": cfg.data.prefetch, "parallel_map": cfg.data.parallel_map,
                          "cache": cfg.data.cache, "batch_size": cfg.train.batch_size},
-            "images_per_epoch": run["images"], "rounds": args.rounds,
+            "images_per_epoch": run["images"], "rounds": args.rounds, "start": run["start"],
         })
     return lines
 
