@@ -135,16 +135,19 @@ def sync_from_chief(strategy, variables, value: int) -> int:
     """
     if not is_multi_worker(strategy):
         return value
-    chief = 1.0 if is_chief() else 0.0
-
-    def chief_only(t):
-        return strategy.run(lambda: tf.cast(t, tf.float64) * chief)
-
+    variables = list(variables)
+    # One all-reduce for everything (eager collectives are slow one by one).
+    flat = tf.concat([tf.reshape(tf.cast(v.value, tf.float64), [-1]) for v in variables]
+                     + [tf.constant([value], tf.float64)], 0)
+    keep = 1.0 if is_chief() else 0.0
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: flat * keep),
+                            axis=None)
+    offset = 0
     for v in variables:
-        total = strategy.reduce(tf.distribute.ReduceOp.SUM, chief_only(v.value), axis=None)
-        v.assign(tf.cast(total, v.dtype))
-    total = strategy.reduce(tf.distribute.ReduceOp.SUM, chief_only(tf.constant(value)), axis=None)
-    return int(round(float(total)))
+        size = int(tf.size(v.value))
+        v.assign(tf.cast(tf.reshape(total[offset:offset + size], v.shape), v.dtype))
+        offset += size
+    return int(round(float(total[offset])))
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple[int, int]:

@@ -310,3 +310,24 @@ def test_mixed_bfloat16_step_keeps_outputs_and_losses_float32(kind, data_cache):
         assert np.isfinite(values[0])
         if "loss" in name:  # the first step from the same weights: bf16 rounding only
             assert values[0] == pytest.approx(logs32[name][0], rel=0.02), name
+
+
+def test_a_mixed_precision_model_exports_as_float32(tmp_path):
+    """bf16 networks do not convert to ONNX (onnxruntime refuses their mixed-type MatMuls); the
+    trainer exports a float32 twin with the same weights instead."""
+    from gen_keras.export import export_model, read_manifest
+    from gen_keras.training import float32_twin
+
+    cfg = kind_config("vae", ["train.mixed_precision=mixed_bfloat16"])
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_in(tf.distribute.get_strategy(), cfg)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    twin = float32_twin(model, cfg)
+    assert {layer.compute_dtype for net in twin.layers for layer in net.layers} == {"float32"}
+    assert all(np.array_equal(a, b) for a, b in zip(twin.get_weights(), model.get_weights()))
+    z = model.sample_latent(4, seed=0)
+    np.testing.assert_allclose(twin.generate(z), model.generate(z), atol=0.05)  # bf16 rounding
+    export_model(twin, tmp_path / "export", run_id="test", name="bf16", overwrite=True)
+    assert "generate" in read_manifest(tmp_path / "export")["endpoints"]

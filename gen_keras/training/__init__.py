@@ -193,7 +193,8 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
             if cfg.train.export_at_end:
                 from gen_keras.export import export_model
 
-                export_dir = export_model(model, ctx.export_dir, run_id=ctx.run_id,
+                export_dir = export_model(float32_twin(model, cfg), ctx.export_dir,
+                                          run_id=ctx.run_id,
                                           name=ctx.run_name, overwrite=True)
                 sink.log_artifact(export_dir, "export")
             delivered = sink.flush()
@@ -221,6 +222,29 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     distribute.barrier(strategy)  # workers leave together, after the chief's save and export
     return TrainResult(ctx.run_id, ctx.run_name, model, history, model_path, export_dir,
                        ctx.samples_dir, final, (time.time() - started) / 60.0)
+
+
+def float32_twin(model, cfg):
+    """The model itself, or, after mixed-precision training, a float32 copy with its weights.
+
+    Mixed-precision networks do not convert to ONNX (tf2onnx emits MatMuls mixing float16 and
+    bfloat16 that onnxruntime refuses); the variables are float32 anyway, so the export is the
+    same weights in float32.
+    """
+    import keras
+
+    from gen_keras.models import build_model
+
+    if cfg.train.mixed_precision == "none":
+        return model
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        twin = build_model(cfg.model)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def model_learning_rate(model) -> str:
