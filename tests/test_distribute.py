@@ -99,8 +99,10 @@ def test_every_kind_trains_one_epoch_on_two_cpus(kind, data_cache):
         assert steps > 0 and steps % 2 == 0, (name, steps)  # 2 global steps (x its updates/step)
     moved = max(float(np.abs(w.numpy() - b).max()) for w, b in zip(model.trainable_weights, before))
     assert moved > 0.0
-    # Mirrored: both replicas hold the same values after the all-reduced updates.
-    for w in model.weights:
+    # Mirrored: both replicas hold the same trainable values after the all-reduced updates.
+    # (Batch-norm moving statistics are replica-local in Keras 3 under MirroredStrategy — each
+    # replica averages its own share of the batch, as unsynchronized BN does; see docs/scaling.md.)
+    for w in model.trainable_weights:
         copies = [c.numpy() for c in strategy.experimental_local_results(w.value)]
         assert len(copies) == 2 and np.array_equal(copies[0], copies[1]), w.path
 
