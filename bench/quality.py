@@ -189,7 +189,11 @@ def main(argv=None) -> int:
         line = {"model": kind, "budget": budget, "epochs": cfg.train.epochs,
                 "batch_size": cfg.train.batch_size, "seed": args.seed}
         try:
+            cpu_before = _cpu_seconds()
             result = train(cfg, tracking_uri=uri)
+            # CPU time next to wall time: on a shared machine the wall clock says little.
+            line.update(train_cpu_minutes=round((_cpu_seconds() - cpu_before) / 60, 2),
+                        load_average=round(os.getloadavg()[0], 1))
             eval_started = time.time()
             metrics = evaluate_model(result.model, cfg, num_samples=n_samples, seed=args.seed,
                                      likelihood=False, evaluator=evaluator)
@@ -210,6 +214,13 @@ def main(argv=None) -> int:
     print(json.dumps({"model": "total", "budget": budget,
                       "minutes": round((time.time() - started) / 60, 2)}), flush=True)
     return 0
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _log_to_run(uri: str, run_id: str | None, metrics, step: int) -> None:

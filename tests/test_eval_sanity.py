@@ -42,8 +42,12 @@ def floor(eval_setup):
 def test_evaluator_is_accurate_and_cached_with_its_checksum(eval_setup):
     cfg, ev, _, _ = eval_setup
     assert ev.test_accuracy >= 0.98
-    again = evaluator_mod.get_evaluator(cfg)  # loaded from the cache, not retrained
-    assert again.info == ev.info and len(ev.info["sha256"]) == 64
+    assert evaluator_mod.get_evaluator(cfg) is ev  # reused within the process
+    evaluator_mod._LOADED.clear()
+    again = evaluator_mod.get_evaluator(cfg)  # loaded from the disk cache, sha256-checked
+    assert again is not ev and again.info == ev.info and len(ev.info["sha256"]) == 64
+    x = np.random.default_rng(0).uniform(size=(8, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(again.features(x, (0, 1)), ev.features(x, (0, 1)), rtol=1e-5)
     folders = list(evaluator_mod.cache_root().glob("mnist10k-28x28x1-*"))
     assert len(folders) == 1 and (folders[0] / "evaluator.keras.sha256").read_text().startswith(
         ev.info["sha256"])

@@ -130,14 +130,29 @@ def split_in_unit_range(run_config, split: str):
     return to_unit_range(images, type(run_config.model).value_range), labels.astype(np.int64)
 
 
+# Evaluators already loaded by this process, by (data set, data dir, image shape, recipe): a
+# retraining job scores several models and need not re-read the train split for each.
+_LOADED: dict[tuple, Evaluator] = {}
+
+
 def get_evaluator(run_config, *, recipe: Recipe | None = None, retrain: bool = False) -> Evaluator:
     """The cached evaluator for the run's data set and image shape; trained on first use.
 
-    Concurrent processes wait on a file lock, so the evaluator is trained once.
+    Concurrent processes wait on a file lock, so the evaluator is trained once. Within one
+    process the loaded evaluator is reused (a data set changed on disk meanwhile is noticed by
+    the next process, whose cache key includes the train split's content).
     """
+    recipe = recipe or Recipe()
+    memo = (run_config.data.dataset, run_config.data.data_dir, os.environ.get("GEN_KERAS_CACHE"),
+            tuple(run_config.model.image_shape), json.dumps(dataclasses.asdict(recipe)))
+    if memo not in _LOADED or retrain:
+        _LOADED[memo] = _load_or_train(run_config, recipe, retrain)
+    return _LOADED[memo]
+
+
+def _load_or_train(run_config, recipe: Recipe, retrain: bool) -> Evaluator:
     from gen_keras.artifacts import ArtifactIntegrityError, load_model, save_model
 
-    recipe = recipe or Recipe()
     x_train, y_train = split_in_unit_range(run_config, "train")
     num_classes = int(y_train.max()) + 1 if len(y_train) else 0
     if num_classes < 2 or y_train.min() < 0:
