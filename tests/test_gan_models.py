@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 from mlflow import MlflowClient
 
+from gen_keras import distribute
 from gen_keras.artifacts import load_model
-from gen_keras.config import ConfigError, load_config
+from gen_keras.config import ConfigError, DistributeConfig, load_config
 from gen_keras.export import read_manifest
 from gen_keras.models import build_model
 from gen_keras.models.gan import GAN, GANConfig
@@ -146,7 +147,7 @@ def test_mirrored_two_replica_step_equals_one_device_step(data_cache):
     sgd = lambda: keras.optimizers.SGD(0.5)  # noqa: E731
     one = _small_gan(g_ema_decay=0.5)
     one.compile(d_optimizer=sgd(), g_optimizer=sgd())
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = distribute.make_strategy(DistributeConfig("mirrored", ["/cpu:0", "/cpu:1"]))  # one per device set
     with strategy.scope():
         two = _small_gan(g_ema_decay=0.5)
         two.compile(d_optimizer=sgd(), g_optimizer=sgd())
@@ -168,7 +169,7 @@ def test_mirrored_two_replica_step_equals_one_device_step(data_cache):
 
 
 def test_two_replicas_draw_different_noise():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = distribute.make_strategy(DistributeConfig("mirrored", ["/cpu:0", "/cpu:1"]))  # one per device set
     with strategy.scope():
         model = _small_gan()
 
