@@ -26,7 +26,8 @@ from gen_keras.models import build_model, model_kinds
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_CPUS = '["/cpu:0","/cpu:1"]'
-MIRRORED = ["distribute.strategy=mirrored", f"distribute.devices={TWO_CPUS}"]
+# steps_per_execution=1: these tests count and compare single steps on one- or two-batch data sets.
+MIRRORED = ["distribute.strategy=mirrored", f"distribute.devices={TWO_CPUS}", "train.steps_per_execution=1"]
 
 
 def kind_config(kind: str, overrides: list[str]):
