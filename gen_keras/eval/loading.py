@@ -4,6 +4,7 @@ artifact, sha256-checked, and the run's logged config) or an export folder (its 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 from pathlib import Path
 
@@ -101,13 +102,17 @@ def load_for_eval(run_id: str | None = None, export_dir: str | Path | None = Non
 
     if (run_id is None) == (export_dir is None):
         raise ConfigError("give exactly one of --run-id or --export")
-    uri = tracking_uri or default_tracking_uri()
+    if run_id is None and not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                               or Path("mlflow/mlflow.db").is_file()):
+        uri = None  # an export alone: do not create an empty tracking store as a side effect
+    else:
+        uri = tracking_uri or default_tracking_uri()
     if run_id is not None:
         model, run_config = _from_run(run_id, uri)
         source = f"MLflow run {run_id} ({uri})"
     else:
         model = ExportedGenerator(export_dir)
-        run_id = model.manifest.get("source_run_id")
+        run_id = model.manifest.get("source_run_id") if uri else None
         run_config = None
         if run_id:
             try:
