@@ -113,6 +113,19 @@ def num_workers(strategy) -> int:
     return max(1, len(spec.get("chief", [])) + len(spec.get("worker", [])))
 
 
+def supported_steps_per_execution(steps: int, strategy) -> int:
+    """``steps``, or 1 under (MultiWorker)MirroredStrategy, where Keras 3.15 / TF 2.21 cannot
+    run several steps per call (keras-team/keras#19246); a warning says so."""
+    steps = int(steps)
+    if steps > 1 and isinstance(strategy, tf.distribute.MirroredStrategy
+                                          | tf.distribute.MultiWorkerMirroredStrategy):
+        log.warning("train.steps_per_execution=%d is not supported under %s by this Keras "
+                    "(keras-team/keras#19246); running 1 step per execution", steps,
+                    type(strategy).__name__)
+        return 1
+    return steps
+
+
 def barrier(strategy) -> None:
     """Under multi-worker, wait until every worker gets here (one tiny all-reduce).
 

@@ -334,3 +334,19 @@ def test_a_mixed_precision_model_exports_as_float32(tmp_path):
     np.testing.assert_allclose(twin.generate(z), model.generate(z), atol=0.05)  # bf16 rounding
     export_model(twin, tmp_path / "export", run_id="test", name="bf16", overwrite=True)
     assert "generate" in read_manifest(tmp_path / "export")["endpoints"]
+
+
+def test_steps_per_execution_falls_back_to_one_under_mirrored(data_cache, caplog):
+    """keras-team/keras#19246: several steps per call die under MirroredStrategy in this Keras
+    ("You must feed a value for placeholder tensor 'while/cond/Placeholder'"); the models run
+    one step per call there, say so, and keep the setting elsewhere."""
+    cfg = kind_config("vae", [*MIRRORED, "train.steps_per_execution=4", "train.batch_size=64",
+                              "data.limit_train=256"])
+    with caplog.at_level("WARNING", logger="gen_keras.distribute"):
+        model = build_in(distribute.make_strategy(cfg.distribute), cfg)
+    assert model.steps_per_execution == 1
+    assert "keras-team/keras#19246" in caplog.text
+    model.fit(make_datasets(cfg).train, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 4
+    single = build_in(tf.distribute.get_strategy(), cfg)
+    assert single.steps_per_execution == 4
