@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gen_keras.distribute import is_multi_worker, supported_steps_per_execution
+from gen_keras.distribute import is_multi_worker
 
 
 @dataclass
@@ -133,14 +133,6 @@ class GenerativeModel(keras.Model):
         optimizer.apply_gradients(zip(grads, variables))
 
     # -- compiling from the run config (GANs override: two optimizers) ------------------------
-    def compile(self, *args, steps_per_execution=1, **kwargs):
-        # keras-team/keras#19246: with steps_per_execution > 1 under (Multi-Worker)Mirrored-
-        # Strategy, Keras 3.15 / TF 2.21 fit dies with "You must feed a value for placeholder
-        # tensor 'while/cond/Placeholder'" (a plain Sequential too): run one step per call there.
-        steps_per_execution = supported_steps_per_execution(steps_per_execution,
-                                                            self.distribute_strategy)
-        super().compile(*args, steps_per_execution=steps_per_execution, **kwargs)
-
     def compile_for_training(self, train_cfg, replicas: int = 1) -> None:
         """Compile with the configured optimizer, learning rate scaling and speed options, and
         build the optimizer now (inside the strategy scope, never lazily outside it)."""

@@ -137,9 +137,12 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     ckpt_dir = checkpoint_dir(cfg, ctx)
     sink = ctx.sink
     try:
+        # keras-team/keras#19246: several steps per call die under the mirrored strategies.
+        steps = distribute.supported_steps_per_execution(cfg.train.steps_per_execution, strategy)
+        train_cfg = dataclasses.replace(cfg.train, steps_per_execution=steps)
         with strategy.scope():
             model = build_model(cfg.model)
-            model.compile_for_training(cfg.train, replicas)
+            model.compile_for_training(train_cfg, replicas)
         checkpoint = EpochCheckpoint(ckpt_dir, model, ctx.run_id, _resumable(cfg))
         initial_epoch = checkpoint.restore() if state is not None else 0
         # Only the chief keeps checkpoints: every worker resumes from the chief's weights/epoch.
@@ -153,7 +156,8 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
                                  "derived.per_replica_batch": cfg.train.batch_size // replicas,
                                  "derived.learning_rate": model_learning_rate(model),
                                  "derived.strategy": type(strategy).__name__,
-                                 "derived.workers": distribute.num_workers(strategy)})
+                                 "derived.workers": distribute.num_workers(strategy),
+                                 "derived.steps_per_execution": train_cfg.steps_per_execution})
                 sink.set_tag("gen_keras.kind", cfg.model.kind)
                 sink.set_tag("gen_keras.dataset", cfg.data.dataset)
                 try:
