@@ -1,7 +1,6 @@
 """The autoencoder family: DAE corruption and loss, beta-VAE objective and schedule, CVAE label
 path, linear AE = PCA; each new kind trains for real through gen_keras.training.train, saves,
 loads with identical outputs, and exports (the exporter enforces ONNX parity)."""
-import json
 
 import keras
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
-from gen_keras import losses
 from gen_keras.anomaly import score_export, score_model
 from gen_keras.artifacts import load_model
 from gen_keras.config import ConfigError, load_config

@@ -102,7 +102,7 @@ def open_from_args(args):
     return open_model(args.export, args.run_id, args.tracking_uri)
 
 
-def log_output(args, model, path, artifact_path: str) -> None:
+def log_output(args, path, artifact_path: str) -> None:
     """Attach ``path`` to the MLflow run when the model came from one."""
     from gen_keras.latent.loading import log_to_run
 
@@ -160,7 +160,7 @@ def _run(args) -> int:
                                                args.label if m.conditional else None)
         save_png(image_grid(grid, ncols, m.value_range), args.out, scale=args.scale)
     print(f"wrote {args.out}")
-    log_output(args, m, args.out, "latent")
+    log_output(args, args.out, "latent")
     return 0
 
 

@@ -50,5 +50,5 @@ def _run(args) -> int:
     if (y >= 0).any():
         for c, v in per_class_means(scores, y).items():
             print(f"  class {c}: mean {v:.3f}")
-    log_output(args, m, args.out, "scores")
+    log_output(args, args.out, "scores")
     return 0
