@@ -56,8 +56,8 @@ CONFIGURATIONS = {
     "spe16": [*REFERENCE, "train.steps_per_execution=16"],
     "bf16": [*REFERENCE, "train.mixed_precision=mixed_bfloat16"],
     "xla": [*REFERENCE, "train.jit_compile=true"],
-    # What the defaults would be with bf16 switched on (the measured candidate change).
-    "default_bf16": ["train.mixed_precision=mixed_bfloat16"],
+    # The defaults with mixed precision off: what ``mixed_precision: auto`` adds on this machine.
+    "default_f32": ["train.mixed_precision=none"],
     "tuned": ["data.prefetch=true", "data.parallel_map=true", "train.steps_per_execution=16",
               "train.mixed_precision=mixed_bfloat16", "train.jit_compile=false"],
 }
@@ -174,18 +174,15 @@ def data_and_model(cfg):
     weights and sees the same batches."""
     import keras
 
+    from gen_keras import precision
     from gen_keras.data import make_datasets
     from gen_keras.models import build_model
 
     keras.utils.set_random_seed(cfg.train.seed)
     data = make_datasets(cfg)
-    keras.mixed_precision.set_global_policy(
-        "float32" if cfg.train.mixed_precision == "none" else cfg.train.mixed_precision)
-    try:
+    with precision.global_policy(cfg.train.mixed_precision):
         model = build_model(cfg.model)
         model.compile_for_training(cfg.train, 1)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     return data, model
 
 
@@ -203,6 +200,8 @@ def pipeline_seconds(dataset) -> float:
 
 
 def measure_speed(kind: str, names: list[str], args) -> list[dict]:
+    from gen_keras import precision
+
     peak = matmul_peak_gflops()
     runs = {}
     for name in names:
@@ -256,7 +255,7 @@ def measure_speed(kind: str, names: list[str], args) -> list[dict]:
             "fraction_of_matmul_peak": round(gflops / peak, 3),
             "settings": {"steps_per_execution": cfg.train.steps_per_execution,
                          "jit_compile": cfg.train.jit_compile,
-                         "mixed_precision": cfg.train.mixed_precision,
+                         "mixed_precision": precision.resolve(cfg.train.mixed_precision),
                          "prefetch": cfg.data.prefetch, "parallel_map": cfg.data.parallel_map,
                          "cache": cfg.data.cache, "batch_size": cfg.train.batch_size},
             "images_per_epoch": run["images"], "rounds": args.rounds, "start": run["start"],

@@ -107,7 +107,9 @@ class TrainConfig:
     seed: int = 0
     steps_per_execution: int = 1
     jit_compile: bool = False
-    mixed_precision: str = "none"  # none | mixed_float16 | mixed_bfloat16
+    # auto (mixed_float16 on tensor-core GPUs, mixed_bfloat16 on CPUs with native bf16, else
+    # none) | none | mixed_float16 | mixed_bfloat16; see gen_keras/precision.py
+    mixed_precision: str = "auto"
     intra_op_threads: int = 0  # TF thread pools; 0 = TF's choice (one per core)
     inter_op_threads: int = 0
     checkpoint_dir: str = ""  # "" = <outputs>/checkpoints/<run name>
@@ -125,7 +127,7 @@ class TrainConfig:
         _non_negative(self.inter_op_threads, f"{prefix}.inter_op_threads")
         _choice(self.lr_scaling, ("none", "linear"), f"{prefix}.lr_scaling")
         _choice(self.optimizer, ("adam", "rmsprop", "sgd"), f"{prefix}.optimizer")
-        _choice(self.mixed_precision, ("none", "mixed_float16", "mixed_bfloat16"),
+        _choice(self.mixed_precision, ("auto", "none", "mixed_float16", "mixed_bfloat16"),
                 f"{prefix}.mixed_precision")
 
 

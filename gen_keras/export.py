@@ -77,6 +77,9 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
+        from gen_keras.precision import float32_twin
+
+        model = float32_twin(model)  # mixed-precision networks do not convert to ONNX
         endpoints = model.export_endpoints()
         cfg = model.config
         rng = np.random.default_rng(0)

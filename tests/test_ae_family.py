@@ -15,6 +15,7 @@ from gen_keras.data import load_split_arrays
 from gen_keras.export import read_manifest
 from gen_keras.models import build_model
 from gen_keras.models.beta_vae import kl_schedule
+from gen_keras.precision import float32_twin
 from gen_keras.training import train
 from gen_keras.training.checkpoint import read_state
 
@@ -114,8 +115,10 @@ def test_dae_smoke_run_save_load_export(smoke_overrides, mlflow_server):
     assert loaded.config == r.model.config
     manifest = assert_exported(r, {"generate", "encode", "reconstruct"})
     assert "denoise" in manifest["endpoints"]["reconstruct"]["aliases"]
-    # The anomaly score from the export (onnxruntime) equals the model's own.
-    np.testing.assert_allclose(score_export(r.export_dir, x), score_model(r.model, x), rtol=1e-4)
+    # The anomaly score from the export (onnxruntime) equals the model's own (its float32 twin:
+    # the export's weights in float32, whatever precision training used).
+    np.testing.assert_allclose(score_export(r.export_dir, x), score_model(float32_twin(r.model), x),
+                               rtol=1e-4)
 
 
 # ------------------------------------------------------------------------------------------
@@ -206,13 +209,15 @@ def test_beta_vae_smoke_run_schedule_survives_save_load_and_checkpoint(
 # ------------------------------------------------------------------------------------------
 # Conditional VAE (its real training run is in tests/test_latent.py, whose tools use it)
 # ------------------------------------------------------------------------------------------
-def test_cvae_label_path_by_hand():
-    cvae = build_model(config("cvae", [*SMALL, "model.latent_dim=3"]).model)
+@pytest.mark.parametrize("decoder,first", [("mlp", "hidden0"), ("conv", "hidden")])
+def test_cvae_label_path_by_hand(decoder, first):
+    cvae = build_model(config("cvae", [*SMALL, "model.latent_dim=3",
+                                       f"model.decoder={decoder}"]).model)
     z = np.random.default_rng(0).standard_normal((4, 3)).astype("float32")
     y = np.array([0, 3, 9, 3], "int32")
     # The decoder's first dense layer sees concat(z, one_hot(y)): check it by hand.
-    hidden = keras.Model(cvae.decoder.inputs, cvae.decoder.get_layer("hidden").output)
-    kernel, bias = (np.asarray(w) for w in cvae.decoder.get_layer("hidden").weights)
+    hidden = keras.Model(cvae.decoder.inputs, cvae.decoder.get_layer(first).output)
+    kernel, bias = (np.asarray(w) for w in cvae.decoder.get_layer(first).weights)
     want = np.maximum(np.concatenate([z, np.eye(10)[y]], 1) @ kernel + bias, 0)
     np.testing.assert_allclose(hidden([z, y]), want, rtol=1e-5, atol=1e-6)
     # The label changes the image; the same label gives the same image.

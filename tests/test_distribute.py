@@ -323,7 +323,7 @@ def test_a_mixed_precision_model_exports_as_float32(tmp_path):
     """bf16 networks do not convert to ONNX (onnxruntime refuses their mixed-type MatMuls); the
     trainer exports a float32 twin with the same weights instead."""
     from gen_keras.export import export_model, read_manifest
-    from gen_keras.training import float32_twin
+    from gen_keras.precision import float32_twin, is_float32
 
     cfg = kind_config("vae", ["train.mixed_precision=mixed_bfloat16"])
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -331,12 +331,15 @@ def test_a_mixed_precision_model_exports_as_float32(tmp_path):
         model = build_in(tf.distribute.get_strategy(), cfg)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    twin = float32_twin(model, cfg)
+    assert not is_float32(model)
+    twin = float32_twin(model)
+    assert is_float32(twin) and float32_twin(twin) is twin
     assert {layer.compute_dtype for net in twin.layers for layer in net.layers} == {"float32"}
     assert all(np.array_equal(a, b) for a, b in zip(twin.get_weights(), model.get_weights()))
     z = model.sample_latent(4, seed=0)
     np.testing.assert_allclose(twin.generate(z), model.generate(z), atol=0.05)  # bf16 rounding
-    export_model(twin, tmp_path / "export", run_id="test", name="bf16", overwrite=True)
+    # The exporter makes the twin itself: a bf16 model goes in, float32 graphs come out.
+    export_model(model, tmp_path / "export", run_id="test", name="bf16", overwrite=True)
     assert "generate" in read_manifest(tmp_path / "export")["endpoints"]
 
 

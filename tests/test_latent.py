@@ -13,6 +13,7 @@ from gen_keras import cli, latent
 from gen_keras.artifacts import ArtifactIntegrityError, load_model, sha256_file
 from gen_keras.config import load_config
 from gen_keras.export import read_manifest
+from gen_keras.precision import float32_twin
 from gen_keras.models import build_model
 from gen_keras.training import train
 
@@ -178,7 +179,9 @@ def test_cvae_smoke_run_save_load_export(cvae_run):
 
 def test_tools_on_the_export_match_the_model_in_memory(cvae_run, test_images):
     x, y = test_images
-    exported, in_memory = latent.ExportedModel(cvae_run.export_dir), latent.InMemoryModel(cvae_run.model)
+    # The export holds the trained weights in float32: it matches the model's float32 twin.
+    exported = latent.ExportedModel(cvae_run.export_dir)
+    in_memory = latent.InMemoryModel(float32_twin(cvae_run.model))
     assert exported.has_encoder and exported.conditional and exported.latent_dim == LATENT
     np.testing.assert_allclose(exported.encode(x[:20], y[:20]), in_memory.encode(x[:20], y[:20]),
                                atol=1e-4)

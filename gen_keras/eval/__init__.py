@@ -47,7 +47,9 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
     """
     from gen_keras.eval import samples
     from gen_keras.eval.likelihood import iwae_bounds
+    from gen_keras.precision import float32_twin
 
+    model = float32_twin(model)  # metrics never depend on the training precision
     out = Metrics()
     if likelihood and is_vae_family(model):
         images, labels = _test_split(run_config)
@@ -79,7 +81,9 @@ def gate_score(model, run_config, metric: str, num_samples: int, seed: int) -> f
     """
     from gen_keras.eval import samples
     from gen_keras.eval.likelihood import iwae_bounds
+    from gen_keras.precision import float32_twin
 
+    model = float32_twin(model)
     if metric not in GATE_METRICS:
         raise ValueError(f"gate metric {metric!r} is not one of {list(GATE_METRICS)}")
     if num_samples < 1:

@@ -157,4 +157,6 @@ def _from_run(run_id: str, uri: str):
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); did "
                               "training finish?") from None
         model = load_model(Path(local) / "model.keras")  # sha256-checked against the sidecar
-    return model, run_config_from_params(run.data.params, model.config)
+    from gen_keras.precision import float32_twin
+
+    return float32_twin(model), run_config_from_params(run.data.params, model.config)

@@ -33,7 +33,7 @@ class GenerativeModel(keras.Model):
     kind = "base"
     tracker_names: tuple[str, ...] = ("loss",)
 
-    def __init__(self, config=None, seed: int = 0, **kwargs):
+    def __init__(self, config=None, seed: int = 0, precision: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             from gen_keras.config import model_config_from_dict
@@ -43,7 +43,15 @@ class GenerativeModel(keras.Model):
         self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed_generator")
         self._trackers: dict[str, keras.metrics.Mean] = {}
-        self.build_networks()
+        # The Keras dtype policy the networks compute in: the global one when the model is made,
+        # the saved one when it is loaded (a bf16-trained model loads as the same bf16 model).
+        self.precision = precision or keras.mixed_precision.global_policy().name
+        before = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(self.precision)
+        try:
+            self.build_networks()
+        finally:
+            keras.mixed_precision.set_global_policy(before)
         self._create_trackers(self.tracker_names)
         # Every weight exists now (functional sub-networks), so the model counts as built: saving
         # and load_model then restore the optimizer state too.
@@ -66,7 +74,8 @@ class GenerativeModel(keras.Model):
         return type(self.config).value_range
 
     def get_config(self):
-        return {"config": dataclasses.asdict(self.config), "seed": self.seed, "name": self.name}
+        return {"config": dataclasses.asdict(self.config), "seed": self.seed, "name": self.name,
+                "precision": self.precision}
 
     @classmethod
     def from_config(cls, config):
@@ -197,7 +206,9 @@ def make_optimizer(train_cfg, replicas: int = 1, learning_rate: float | None = N
         opt = keras.optimizers.RMSprop(lr)
     else:
         opt = keras.optimizers.SGD(lr)
-    if train_cfg.mixed_precision == "mixed_float16":
+    from gen_keras.precision import resolve
+
+    if resolve(train_cfg.mixed_precision) == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 

@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from gen_keras.models.base import Endpoint
-from gen_keras.models.networks import conv_decoder, conv_encoder
 from gen_keras.models.registry import register_model
 from gen_keras.models.vae import VAE, VAEConfig
 
@@ -55,16 +54,8 @@ def check_labels(labels, num_classes: int, what: str = "labels"):
 class ConditionalVAE(VAE):
     """A :class:`VAE` whose encoder and decoder both take the one-hot label."""
 
-    def build_encoder(self):
-        c = self.config
-        return conv_encoder(c.image_shape, [c.latent_dim, c.latent_dim], filters=c.filters,
-                            hidden=c.hidden, out_names=["mean", "log_var"],
-                            label_count=c.num_classes)
-
-    def build_decoder(self):
-        c = self.config
-        return conv_decoder(c.image_shape, c.latent_dim, filters=c.filters, hidden=c.hidden,
-                            label_count=c.num_classes)
+    def label_count(self) -> int:
+        return self.config.num_classes
 
     def encoder_inputs(self, x, labels):
         # Keras refuses a list mixing numpy arrays and tensors: make both tensors.

@@ -56,18 +56,24 @@ class VAE(GenerativeModel):
         self.encoder = self.build_encoder()
         self.decoder = self.build_decoder()
 
-    # -- networks (the conditional VAE overrides these two) ------------------------------------
+    # -- networks -------------------------------------------------------------------------------
+    def label_count(self) -> int:
+        """Labels fed to encoder and decoder as one-hot inputs (0: unconditional)."""
+        return 0
+
     def build_encoder(self):
         c = self.config
         return conv_encoder(c.image_shape, [c.latent_dim, c.latent_dim], filters=c.filters,
-                            hidden=c.hidden, out_names=["mean", "log_var"])
+                            hidden=c.hidden, out_names=["mean", "log_var"],
+                            label_count=self.label_count())
 
     def build_decoder(self):
         c = self.config
         if c.decoder == "mlp":
             return mlp_decoder(c.image_shape, c.latent_dim, hidden=c.hidden,
-                               num_layers=c.decoder_layers)
-        return conv_decoder(c.image_shape, c.latent_dim, filters=c.filters, hidden=c.hidden)
+                               num_layers=c.decoder_layers, label_count=self.label_count())
+        return conv_decoder(c.image_shape, c.latent_dim, filters=c.filters, hidden=c.hidden,
+                            label_count=self.label_count())
 
     def encoder_inputs(self, x, labels):
         return x

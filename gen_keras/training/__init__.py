@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from gen_keras import precision
 from gen_keras.config import ConfigError, RunConfig
 
 log = logging.getLogger("gen_keras.training")
@@ -109,10 +110,24 @@ def _resumable(run_config: RunConfig) -> dict:
 
 
 def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None) -> TrainResult:
-    """Train the configured model end to end; see the module docstring."""
-    import keras
-    import tensorflow as tf
+    """Train the configured model end to end; see the module docstring.
 
+    Keras' global dtype policy is the config's (``auto`` resolved) during the run and is
+    restored afterwards; the returned model keeps the policy it was trained with.
+    """
+    import keras
+
+    from gen_keras import distribute
+
+    started = time.time()
+    cfg = run_config.validate()
+    distribute.configure_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
+    keras.utils.set_random_seed(cfg.train.seed)
+    with precision.global_policy(cfg.train.mixed_precision):
+        return _train(cfg, tracking_uri, verbose, started)
+
+
+def _train(cfg: RunConfig, tracking_uri, verbose, started) -> TrainResult:
     from gen_keras import distribute
     from gen_keras.artifacts import save_model
     from gen_keras.data import make_datasets
@@ -120,12 +135,6 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     from gen_keras.training.callbacks import HealthGuard, MLflowMetrics, PreviewImages
     from gen_keras.training.checkpoint import EpochCheckpoint, read_state, write_state
 
-    started = time.time()
-    cfg = run_config.validate()
-    distribute.configure_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
-    keras.utils.set_random_seed(cfg.train.seed)
-    keras.mixed_precision.set_global_policy(
-        "float32" if cfg.train.mixed_precision == "none" else cfg.train.mixed_precision)
     strategy = distribute.make_strategy(cfg.distribute)
     replicas = strategy.num_replicas_in_sync
     if cfg.train.batch_size % replicas:
@@ -139,7 +148,8 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     try:
         # keras-team/keras#19246: several steps per call die under the mirrored strategies.
         steps = distribute.supported_steps_per_execution(cfg.train.steps_per_execution, strategy)
-        train_cfg = dataclasses.replace(cfg.train, steps_per_execution=steps)
+        train_cfg = dataclasses.replace(cfg.train, steps_per_execution=steps,
+                                        mixed_precision=precision.resolve(cfg.train.mixed_precision))
         with strategy.scope():
             model = build_model(cfg.model)
             model.compile_for_training(train_cfg, replicas)
@@ -157,7 +167,8 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
                                  "derived.learning_rate": model_learning_rate(model),
                                  "derived.strategy": type(strategy).__name__,
                                  "derived.workers": distribute.num_workers(strategy),
-                                 "derived.steps_per_execution": train_cfg.steps_per_execution})
+                                 "derived.steps_per_execution": train_cfg.steps_per_execution,
+                                 "derived.mixed_precision": train_cfg.mixed_precision})
                 sink.set_tag("gen_keras.kind", cfg.model.kind)
                 sink.set_tag("gen_keras.dataset", cfg.data.dataset)
                 try:
@@ -197,7 +208,7 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
             if cfg.train.export_at_end:
                 from gen_keras.export import export_model
 
-                export_dir = export_model(float32_twin(model, cfg), ctx.export_dir,
+                export_dir = export_model(model, ctx.export_dir,
                                           run_id=ctx.run_id,
                                           name=ctx.run_name, overwrite=True)
                 sink.log_artifact(export_dir, "export")
@@ -226,29 +237,6 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     distribute.barrier(strategy)  # workers leave together, after the chief's save and export
     return TrainResult(ctx.run_id, ctx.run_name, model, history, model_path, export_dir,
                        ctx.samples_dir, final, (time.time() - started) / 60.0)
-
-
-def float32_twin(model, cfg):
-    """The model itself, or, after mixed-precision training, a float32 copy with its weights.
-
-    Mixed-precision networks do not convert to ONNX (tf2onnx emits MatMuls mixing float16 and
-    bfloat16 that onnxruntime refuses); the variables are float32 anyway, so the export is the
-    same weights in float32.
-    """
-    import keras
-
-    from gen_keras.models import build_model
-
-    if cfg.train.mixed_precision == "none":
-        return model
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        twin = build_model(cfg.model)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    twin.set_weights(model.get_weights())
-    return twin
 
 
 def model_learning_rate(model) -> str:
