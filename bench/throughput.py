@@ -20,7 +20,8 @@ One JSON line per (kind, configuration) on stdout:
   initial weights, same data order) and their largest relative difference from the reference;
 - ``gflops_per_s`` and ``fraction_of_matmul_peak``: conv/matmul FLOPs of one training step
   (counted from the traced step's graph) times the step rate, over a float32 2048x2048 matmul's
-  rate measured in the same process.
+  rate measured in the same process (``bf16_matmul_peak_gflops``: the same matmul in bfloat16,
+  the ceiling a ``mixed_bfloat16`` step works under);
 
 Then per kind one ``"config": "memory"`` line: peak RSS of a training run with the default
 configuration and RSS after each epoch (epoch 2 vs epoch 10 must be within 10%).
@@ -230,6 +231,8 @@ def measure_speed(kind: str, names: list[str], args) -> list[dict]:
         for name in order:
             runs[name]["pipeline"].append(runs[name]["images"] / pipeline_seconds(runs[name]["data"].train))
     peak = statistics.median([peak, matmul_peak_gflops()])  # before and after, same process
+    # The bfloat16 rate of the same matmul (what a mixed_bfloat16 step could at best approach).
+    peak_bf16 = matmul_peak_gflops(dtype="bfloat16")
     flops = train_step_flops(runs["reference"]["model"], runs["reference"]["cfg"])
     ref_loss = runs["reference"]["loss_epoch1"]
     lines = []
@@ -253,6 +256,7 @@ def measure_speed(kind: str, names: list[str], args) -> list[dict]:
             "gflops_per_s": round(gflops, 1),
             "matmul_peak_gflops": round(peak, 1),
             "fraction_of_matmul_peak": round(gflops / peak, 3),
+            "bf16_matmul_peak_gflops": round(peak_bf16, 1),
             "settings": {"steps_per_execution": cfg.train.steps_per_execution,
                          "jit_compile": cfg.train.jit_compile,
                          "mixed_precision": precision.resolve(cfg.train.mixed_precision),
@@ -263,12 +267,12 @@ def measure_speed(kind: str, names: list[str], args) -> list[dict]:
     return lines
 
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
-    """Median GFLOP/s of a float32 n x n matmul (2 n^3 FLOPs), after a warm-up."""
+def matmul_peak_gflops(n: int = 2048, reps: int = 10, dtype: str = "float32") -> float:
+    """Median GFLOP/s of an n x n matmul (2 n^3 FLOPs) in ``dtype``, after a warm-up."""
     import tensorflow as tf
 
-    a = tf.random.normal([n, n], seed=1)
-    b = tf.random.normal([n, n], seed=2)
+    a = tf.cast(tf.random.normal([n, n], seed=1), dtype)
+    b = tf.cast(tf.random.normal([n, n], seed=2), dtype)
     matmul = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)[:1, :1]))
     matmul().numpy()
     times = []

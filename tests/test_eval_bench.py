@@ -53,3 +53,26 @@ def test_targets_follow_the_issue_bars():
     bad = {**good, "fid_2000": 6.1, "classes_covered": 9.0}  # 6.1 > 1.5 x 4.0
     t = bench.targets_for("dcgan", Model(), bad, 17.0, 2000, 5000, floor)
     assert not any(v["met"] for k, v in t.items() if k != "class_kl_2000")
+
+
+def test_throughput_bench_smoke_prints_speedups_peak_and_memory(data_cache):
+    """bench/throughput.py as a real process (VAE, 1,024 images, two configurations): every line
+    carries the figures the scale issue asks for, and the losses show the same computation."""
+    env = {**os.environ, "GEN_KERAS_CACHE": str(data_cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [PYTHON, str(ROOT / "bench" / "throughput.py"), "--smoke", "--configs", "reference,default_f32"],
+        capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [(x["kind"], x["config"]) for x in lines] == [
+        ("vae", "reference"), ("vae", "default_f32"), ("vae", "memory")]
+    ref, f32, memory = lines
+    assert ref["speedup"] == 1.0 and ref["loss_rel_diff"] == 0.0
+    assert f32["start"] == ref["start"]  # same initial weights and first batch
+    # default_f32 differs from the reference only in speed options: the same float32 math.
+    assert f32["loss_rel_diff"] < 1e-3 and f32["settings"]["mixed_precision"] == "none"
+    for line in (ref, f32):
+        assert line["train_images_per_s"] > 0 and line["pipeline_ratio"] > 0
+        assert 0 < line["fraction_of_matmul_peak"] < 1.5
+        assert line["bf16_matmul_peak_gflops"] > 0 and line["images_per_epoch"] == 1024
+    assert memory["peak_rss_mb"] > 0 and len(memory["rss_after_epoch_mb"]) == 4
