@@ -107,7 +107,6 @@ def targets_for(kind: str, model, metrics: dict, minutes: float, n: int, k: int,
                 floor: dict) -> dict:
     """The issue's bars that apply to this kind: {name: {"value", "bar", "met"}}."""
     from gen_keras.eval import is_vae_family
-    from gen_keras.models.adversarial import AdversarialModel
 
     t = {}
 
@@ -117,7 +116,7 @@ def targets_for(kind: str, model, metrics: dict, minutes: float, n: int, k: int,
     # Every generator with a prior to sample from (VAE family, GANs). A plain, denoising or
     # linear autoencoder has none: its ``generate`` decodes N(0, I) codes it never trained on,
     # so its sample metrics are printed for comparison but held to no bar.
-    if is_vae_family(model) or isinstance(model, AdversarialModel):
+    if getattr(model, "has_prior", True):
         bar("classes_covered", metrics.get("classes_covered"), "== classes_total",
             metrics.get("classes_covered") == metrics.get("classes_total"))
     if kind == "vae" and is_vae_family(model):

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 
+from gen_keras.config import load_config
+
 from conftest import PYTHON, ROOT
 
 
@@ -54,6 +56,12 @@ def test_targets_follow_the_issue_bars():
     t = bench.targets_for("dcgan", Model(), bad, 17.0, 2000, 5000, floor)
     assert not any(v["met"] for k, v in t.items() if k != "class_kl_2000")
 
+    class Autoencoder:  # no prior: its samples are reported, not held to class coverage
+        has_prior = False
+        config = load_config(ROOT / "pipelines" / "configs" / "autoencoder_mnist10k.yaml").model
+
+    assert bench.targets_for("autoencoder", Autoencoder(), bad, 1.0, 2000, 5000, floor) == {}
+
 
 def test_throughput_bench_smoke_prints_speedups_peak_and_memory(data_cache):
     """bench/throughput.py as a real process (VAE, 1,024 images, two configurations): every line
@@ -75,4 +83,6 @@ def test_throughput_bench_smoke_prints_speedups_peak_and_memory(data_cache):
         assert line["train_images_per_s"] > 0 and line["pipeline_ratio"] > 0
         assert 0 < line["fraction_of_matmul_peak"] < 1.5
         assert line["bf16_matmul_peak_gflops"] > 0 and line["images_per_epoch"] == 1024
+        assert line["cpu_ms_per_image"] > 0 and line["cpu_speedup"] > 0
+    assert ref["cpu_speedup"] == 1.0 and ref["best_round_speedup"] == 1.0
     assert memory["peak_rss_mb"] > 0 and len(memory["rss_after_epoch_mb"]) == 4

@@ -83,7 +83,12 @@ def register(sub) -> None:
     t.add_argument("--steps", type=int, default=9)
     t.add_argument("--span", type=float, default=3.0, help="values from -span to +span around the base")
     t.add_argument("--index", type=int, default=None,
-                   help="start from the code of this test image (default: the prior mean 0)")
+                   help="start from the code of this test image (default: the prior mean 0 for "
+                        "models with an encoder, a --seed draw from the prior for GANs)")
+    t.add_argument("--prior-draw", action="store_true",
+                   help="start from a --seed draw from N(0, I) instead of its mean: in a "
+                        "high-dimensional latent the mean lies where the prior has almost no "
+                        "mass, and a GAN decodes it as a faint blob")
     t.add_argument("--label", type=int, default=None, help="conditional models: the class")
 
     t = tool("manifold", "decode an n x n grid over two latent dimensions (Gaussian quantiles)")
@@ -153,6 +158,8 @@ def _run(args) -> int:
                     raise ValueError(f"--index {args.index} is outside the {len(x)} images")
                 label = int(y[args.index]) if label is None else label
                 base = m.encode(x[args.index:args.index + 1], [label] if m.conditional else None)
+            elif args.prior_draw or not m.has_encoder:
+                base = np.random.default_rng(args.seed).standard_normal((1, m.latent_dim))
             grid, ncols = latent.traversal_grid(m, base, dims, args.steps, args.span,
                                                 label if m.conditional else None)
         else:

@@ -33,6 +33,8 @@ class Autoencoder(GenerativeModel):
     """Trains on the per-example reconstruction loss, averaged over the global batch."""
 
     tracker_names = ("loss", "reconstruction")
+    # No prior over codes: ``generate`` decodes N(0, I) draws the model never trained on.
+    has_prior = False
 
     def build_networks(self):
         c = self.config

@@ -32,6 +32,7 @@ class GenerativeModel(keras.Model):
 
     kind = "base"
     tracker_names: tuple[str, ...] = ("loss",)
+    has_prior = True  # samples from generate(z ~ N(0, I)) are meant to look like the data
 
     def __init__(self, config=None, seed: int = 0, precision: str | None = None, **kwargs):
         super().__init__(**kwargs)
