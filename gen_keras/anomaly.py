@@ -32,6 +32,9 @@ def score_model(model, images, labels=None, batch_size: int = 500, samples: int 
     conditional = bool(type(model.config).conditional)
     if conditional and labels is None:
         raise ValueError(f"the {model.config.kind!r} model is class-conditional: scoring needs labels")
+    from gen_keras.precision import float32_twin
+
+    model = float32_twin(model)  # scores never depend on the training precision
     images = np.asarray(images, np.float32)
     out = []
     for s in range(0, len(images), batch_size):

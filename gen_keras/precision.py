@@ -5,13 +5,16 @@
 - ``auto`` (the default): ``mixed_float16`` on a GPU with tensor cores (compute capability
   >= 7.0), ``mixed_bfloat16`` on a CPU with native bfloat16 instructions (AVX512_BF16 or AMX),
   float32 everywhere else. Measured by ``bench/throughput.py`` before it became the default
-  (docs/scaling.md): on 2 Zen 4 cores the VAE trains ~1.3x and the DCGAN ~1.2x faster, with the
-  loss after one epoch within 0.1% of float32 (same seed, same batches).
+  (docs/scaling.md): on 2 AVX512_BF16 cores the VAE trains 1.2x and the DCGAN 1.3x faster than
+  the float32 textbook reference, with the loss after one epoch within 0.04% of float32 (same
+  seed, same batches). Each process resolves ``auto`` on its own hardware: on a cluster of
+  mixed machines name the policy. Under ``distribute.strategy: tpu`` it is ``mixed_bfloat16``.
 - ``none`` | ``mixed_float16`` | ``mixed_bfloat16``: as named.
 
 Variables stay float32 in every policy; the networks' last layers and every loss run in float32
 (:mod:`gen_keras.models.networks`), and evaluation and export use a float32 copy of the weights
-(:func:`float32_twin`), so the reported metrics and the served model do not depend on the policy.
+(:func:`float32_twin`), so the quality metrics, anomaly scores, latent tools and the served model
+do not depend on the policy (the losses logged during training are in the training precision).
 """
 from __future__ import annotations
 

@@ -365,3 +365,27 @@ def test_keras_still_fails_with_several_steps_per_execution_under_mirrored():
                                                np.ones((64, 1), "float32"))).batch(16)
     with pytest.raises(tf.errors.InvalidArgumentError, match="must feed a value for placeholder"):
         model.fit(data, epochs=1, verbose=0)
+
+
+def test_auto_precision_resolves_per_machine_and_checkpoints_keep_the_concrete_policy():
+    """``auto`` follows the hardware (bf16 here only if the CPU has it), is bf16 on a TPU, and
+    a checkpoint records the resolved policy, so it never resumes in another precision."""
+    from gen_keras import precision
+    from gen_keras.training import _precision, _resumable
+
+    cfg = kind_config("vae", [])
+    assert cfg.train.mixed_precision == "auto"
+    has_bf16 = bool(precision.cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    want = "mixed_bfloat16" if has_bf16 else "none"
+    assert precision.resolve("auto") == _precision(cfg) == want
+    assert _resumable(cfg)["train"]["mixed_precision"] == want
+    assert precision.resolve("none") == "none"  # named policies pass through
+    tpu = kind_config("vae", ["distribute.strategy=tpu"])
+    assert _precision(tpu) == "mixed_bfloat16"
+    # A model built under a policy keeps it through get_config (what load_model uses).
+    with precision.global_policy("mixed_bfloat16"):
+        model = build_model(cfg.model)
+    assert model.precision == "mixed_bfloat16" and not precision.is_float32(model)
+    again = type(model).from_config(model.get_config())
+    assert again.precision == "mixed_bfloat16"
+    assert precision.float32_twin(model).precision == "float32"

@@ -164,7 +164,9 @@ class InMemoryModel(LatentModel):
     """A gen_keras model object seen through the :class:`LatentModel` interface."""
 
     def __init__(self, model):
-        self.model = model
+        from gen_keras.precision import float32_twin
+
+        self.model = model = float32_twin(model)  # the float32 weights, as an export has them
         cfg = model.config
         self.kind = cfg.kind
         self.latent_dim = int(cfg.latent_dim)

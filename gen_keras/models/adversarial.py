@@ -241,8 +241,10 @@ class AdversarialModel(GenerativeModel):
                               f"per replica, which must split into model.d_steps={c.d_steps} equal "
                               "chunks (one per discriminator step)")
         opt_cfg = dataclasses.replace(train_cfg, beta_2=c.beta_2)
-        self.compile(d_optimizer=make_optimizer(opt_cfg, replicas, c.d_learning_rate, c.beta_1),
-                     g_optimizer=make_optimizer(opt_cfg, replicas, c.g_learning_rate, c.beta_1),
+        self.compile(d_optimizer=make_optimizer(opt_cfg, replicas, c.d_learning_rate, c.beta_1,
+                                                precision=self.precision),
+                     g_optimizer=make_optimizer(opt_cfg, replicas, c.g_learning_rate, c.beta_1,
+                                                precision=self.precision),
                      jit_compile=train_cfg.jit_compile,
                      steps_per_execution=train_cfg.steps_per_execution)
 

@@ -146,7 +146,7 @@ class GenerativeModel(keras.Model):
     def compile_for_training(self, train_cfg, replicas: int = 1) -> None:
         """Compile with the configured optimizer, learning rate scaling and speed options, and
         build the optimizer now (inside the strategy scope, never lazily outside it)."""
-        self.compile(optimizer=make_optimizer(train_cfg, replicas),
+        self.compile(optimizer=make_optimizer(train_cfg, replicas, precision=self.precision),
                      jit_compile=train_cfg.jit_compile,
                      steps_per_execution=train_cfg.steps_per_execution)
         self.optimizer.build(self.trainable_variables)
@@ -198,7 +198,9 @@ def scaled_learning_rate(train_cfg, replicas: int, base: float | None = None) ->
 
 
 def make_optimizer(train_cfg, replicas: int = 1, learning_rate: float | None = None,
-                   beta_1: float | None = None):
+                   beta_1: float | None = None, precision: str | None = None):
+    """The configured optimizer; loss scaling when the model (``precision``, its Keras policy
+    name) or, without one, the config computes in float16."""
     lr = scaled_learning_rate(train_cfg, replicas, learning_rate)
     if train_cfg.optimizer == "adam":
         opt = keras.optimizers.Adam(lr, beta_1=train_cfg.beta_1 if beta_1 is None else beta_1,
@@ -209,7 +211,7 @@ def make_optimizer(train_cfg, replicas: int = 1, learning_rate: float | None = N
         opt = keras.optimizers.SGD(lr)
     from gen_keras.precision import resolve
 
-    if resolve(train_cfg.mixed_precision) == "mixed_float16":
+    if (precision or resolve(train_cfg.mixed_precision)) == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 

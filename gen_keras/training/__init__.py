@@ -77,7 +77,9 @@ def start_run(run_config: RunConfig, tracking_uri: str | None = None, is_chief: 
                               f"{state.get('run_id')}); choose a new run name")
         if state.get("config") != _resumable(run_config):
             raise ConfigError(f"tracking.run_name={run_name!r} has an unfinished checkpoint made "
-                              "with a different config; use the same config to resume or a new run name")
+                              "with a different config (or, with train.mixed_precision=auto, on "
+                              "hardware that resolves it differently); use the same config to "
+                              "resume or a new run name")
     if not is_chief:
         return ctx, state
     client = MlflowClient(tracking_uri=uri)
@@ -104,9 +106,19 @@ def checkpoint_dir(run_config: RunConfig, ctx) -> Path:
 
 
 def _resumable(run_config: RunConfig) -> dict:
+    """The config a checkpoint must match to resume: ``auto`` precision resolved (a checkpoint
+    is never resumed in another precision, e.g. a GPU run's float16 on a CPU)."""
     d = run_config.to_dict()
     d["train"].pop("progress", None)
+    d["train"]["mixed_precision"] = _precision(run_config)
     return d
+
+
+def _precision(run_config: RunConfig) -> str:
+    """``train.mixed_precision`` resolved for this machine; ``auto`` is bfloat16 on a TPU."""
+    if run_config.train.mixed_precision == "auto" and run_config.distribute.strategy == "tpu":
+        return "mixed_bfloat16"
+    return precision.resolve(run_config.train.mixed_precision)
 
 
 def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None) -> TrainResult:
@@ -123,7 +135,7 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     cfg = run_config.validate()
     distribute.configure_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
     keras.utils.set_random_seed(cfg.train.seed)
-    with precision.global_policy(cfg.train.mixed_precision):
+    with precision.global_policy(_precision(cfg)):
         return _train(cfg, tracking_uri, verbose, started)
 
 
@@ -149,7 +161,7 @@ def _train(cfg: RunConfig, tracking_uri, verbose, started) -> TrainResult:
         # keras-team/keras#19246: several steps per call die under the mirrored strategies.
         steps = distribute.supported_steps_per_execution(cfg.train.steps_per_execution, strategy)
         train_cfg = dataclasses.replace(cfg.train, steps_per_execution=steps,
-                                        mixed_precision=precision.resolve(cfg.train.mixed_precision))
+                                        mixed_precision=_precision(cfg))
         with strategy.scope():
             model = build_model(cfg.model)
             model.compile_for_training(train_cfg, replicas)
