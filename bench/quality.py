@@ -151,8 +151,8 @@ def likelihood(model, cfg, k: int, seed: int, max_minutes: float, metrics) -> di
     t = time.time()
     iwae_bounds(model, images[:20], **probe)
     decodes_per_s = 2000 / max(time.time() - t, 1e-6)
-    fit = max_minutes * 60 * decodes_per_s / k
-    m = max(1, min(len(images), int(min(fit, len(images)))))
+    fit = max_minutes * 60 * decodes_per_s / k  # images that fit (inf: no cap)
+    m = len(images) if fit >= len(images) else max(1, int(fit))
     result = iwae_bounds(model, images[:m], None if labels is None else labels[:m], k=k, seed=seed,
                          source=f"{cfg.data.dataset} test split (first {m} images)")
     metrics.update(result.metrics("test"))

@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from gen_keras import precision
+
 
 class ConfigError(ValueError):
     """A config field is missing, unknown or has a bad value; the message names the field."""
@@ -127,7 +129,7 @@ class TrainConfig:
         _non_negative(self.inter_op_threads, f"{prefix}.inter_op_threads")
         _choice(self.lr_scaling, ("none", "linear"), f"{prefix}.lr_scaling")
         _choice(self.optimizer, ("adam", "rmsprop", "sgd"), f"{prefix}.optimizer")
-        _choice(self.mixed_precision, ("auto", "none", "mixed_float16", "mixed_bfloat16"),
+        _choice(self.mixed_precision, precision.POLICIES,
                 f"{prefix}.mixed_precision")
 
 

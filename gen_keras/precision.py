@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 from pathlib import Path
-
-log = logging.getLogger("gen_keras.precision")
 
 POLICIES = ("auto", "none", "mixed_float16", "mixed_bfloat16")
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
@@ -56,10 +53,13 @@ def _gpu_has_tensor_cores() -> bool | None:
     return capability is not None and tuple(capability) >= (7, 0)
 
 
-def resolve(name: str) -> str:
-    """The concrete policy for ``name`` on this machine (``auto`` resolved; others unchanged)."""
+def resolve(name: str, strategy: str = "default") -> str:
+    """The concrete policy for ``name`` on this machine (``auto`` resolved; others unchanged);
+    ``strategy`` is ``distribute.strategy`` (``auto`` is bfloat16 on a TPU)."""
     if name != "auto":
         return name
+    if strategy == "tpu":
+        return "mixed_bfloat16"
     gpu = _gpu_has_tensor_cores()
     if gpu is not None:
         return "mixed_float16" if gpu else "none"

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from gen_keras.distribute import is_multi_worker
+from gen_keras.precision import global_policy
 
 
 @dataclass
@@ -47,12 +48,8 @@ class GenerativeModel(keras.Model):
         # The Keras dtype policy the networks compute in: the global one when the model is made,
         # the saved one when it is loaded (a bf16-trained model loads as the same bf16 model).
         self.precision = precision or keras.mixed_precision.global_policy().name
-        before = keras.mixed_precision.global_policy()
-        keras.mixed_precision.set_global_policy(self.precision)
-        try:
+        with global_policy(self.precision):
             self.build_networks()
-        finally:
-            keras.mixed_precision.set_global_policy(before)
         self._create_trackers(self.tracker_names)
         # Every weight exists now (functional sub-networks), so the model counts as built: saving
         # and load_model then restore the optimizer state too.
@@ -198,9 +195,9 @@ def scaled_learning_rate(train_cfg, replicas: int, base: float | None = None) ->
 
 
 def make_optimizer(train_cfg, replicas: int = 1, learning_rate: float | None = None,
-                   beta_1: float | None = None, precision: str | None = None):
-    """The configured optimizer; loss scaling when the model (``precision``, its Keras policy
-    name) or, without one, the config computes in float16."""
+                   beta_1: float | None = None, precision: str = "float32"):
+    """The configured optimizer, with loss scaling when the model computes in float16
+    (``precision``: the model's Keras policy name)."""
     lr = scaled_learning_rate(train_cfg, replicas, learning_rate)
     if train_cfg.optimizer == "adam":
         opt = keras.optimizers.Adam(lr, beta_1=train_cfg.beta_1 if beta_1 is None else beta_1,
@@ -209,9 +206,7 @@ def make_optimizer(train_cfg, replicas: int = 1, learning_rate: float | None = N
         opt = keras.optimizers.RMSprop(lr)
     else:
         opt = keras.optimizers.SGD(lr)
-    from gen_keras.precision import resolve
-
-    if (precision or resolve(train_cfg.mixed_precision)) == "mixed_float16":
+    if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
 

@@ -115,10 +115,7 @@ def _resumable(run_config: RunConfig) -> dict:
 
 
 def _precision(run_config: RunConfig) -> str:
-    """``train.mixed_precision`` resolved for this machine; ``auto`` is bfloat16 on a TPU."""
-    if run_config.train.mixed_precision == "auto" and run_config.distribute.strategy == "tpu":
-        return "mixed_bfloat16"
-    return precision.resolve(run_config.train.mixed_precision)
+    return precision.resolve(run_config.train.mixed_precision, run_config.distribute.strategy)
 
 
 def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None) -> TrainResult:
