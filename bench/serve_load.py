@@ -162,12 +162,11 @@ def run_load(port: int, model: str, n: int, fmt: str, clients: int, seconds: flo
 def generator_alone(export_dir: Path, batches, reps: int) -> list[dict]:
     """Median / p95 latency of the generate endpoint alone, onnxruntime vs TensorFlow, with
     the two runtimes interleaved so that a load change on the machine hits both alike."""
-    from serving.backends import OnnxBackend, SavedModelBackend
-    from serving.registry import verify_export
+    from gen_keras.exported.reader import ExportReader
 
-    spec = verify_export(export_dir)
-    ep = spec.endpoints["generate"]
-    engines = {"onnx": OnnxBackend(export_dir, spec), "tf": SavedModelBackend(export_dir, spec)}
+    engines = {name: ExportReader(export_dir, runtime=name).runtime for name in ("onnx", "tf")}
+    spec = ExportReader(export_dir).spec
+    ep = spec.operations["generate"]
     rng = np.random.default_rng(0)
     out = []
     for batch in batches:

@@ -178,15 +178,15 @@ def data_and_model(cfg):
     weights and sees the same batches."""
     import keras
 
-    from gen_keras import precision
     from gen_keras.data import make_datasets
     from gen_keras.models import build_model
+    from gen_keras.plan import resolve_plan
 
     keras.utils.set_random_seed(cfg.train.seed)
     data = make_datasets(cfg)
-    with precision.global_policy(cfg.train.mixed_precision):
-        model = build_model(cfg.model)
-        model.compile_for_training(cfg.train, 1)
+    plan = resolve_plan(cfg)
+    model = build_model(cfg.model, precision=plan.precision)
+    model.compile_for_training(plan)
     return data, model
 
 

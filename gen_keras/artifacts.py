@@ -1,22 +1,12 @@
 """Saving and loading models: only what the pipeline wrote, checked by sha256, safe_mode on."""
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
 
-
-class ArtifactIntegrityError(RuntimeError):
-    """A model or export file is missing, was not written by this pipeline, or was altered."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
+from gen_keras.exported.manifest import sha256_file
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -60,7 +50,11 @@ def load_model(path: str | Path, expected_sha256: str | None = None):
         if not sidecar.is_file():
             raise ArtifactIntegrityError(f"{path}: no {sidecar.name} beside it; refusing to load a "
                                          "model file this pipeline did not write")
-        expected_sha256 = sidecar.read_text().split()[0]
+        recorded = sidecar.read_text().split()
+        if not recorded:
+            raise ArtifactIntegrityError(f"{sidecar}: empty; refusing to load {path.name} without "
+                                         "its recorded sha256")
+        expected_sha256 = recorded[0]
     actual = sha256_file(path)
     if actual != expected_sha256:
         raise ArtifactIntegrityError(f"{path}: sha256 {actual} does not match the recorded "
@@ -69,18 +63,41 @@ def load_model(path: str | Path, expected_sha256: str | None = None):
     return keras.saving.load_model(path, safe_mode=True)
 
 
-def load_model_from_run(run_id: str, tracking_uri: str | None = None, dst: str | Path | None = None):
+def load_model_from_run(run_id: str, tracking_uri: str | None = None):
     """Download ``model/`` from an MLflow run and load it (sha256-checked, safe_mode on)."""
+    import tempfile
+
     import mlflow
 
-    from gen_keras.tracking import default_tracking_uri
+    client, uri = _run_client(run_id, tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="gen_keras_model_") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
+                                                        dst_path=tmp, tracking_uri=uri)
+        except Exception as exc:
+            raise ModelSourceError(f"MLflow run {run_id} in {uri} has no model/model.keras artifact "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); did "
+                                   "training finish?") from None
+        return load_model(Path(local) / "model.keras")
 
-    uri = tracking_uri or default_tracking_uri()
+
+def run_params(run_id: str, tracking_uri: str | None = None) -> dict[str, str]:
+    """The params an MLflow run logged (its resolved config)."""
+    client, _ = _run_client(run_id, tracking_uri)
+    return client.get_run(run_id).data.params
+
+
+def _run_client(run_id: str, tracking_uri: str | None):
+    """A client for the store holding ``run_id``; a clear error naming the store and the cause
+    when the run cannot be read (a missing SQLite store is never created)."""
+    from gen_keras.exported.sources import RUN_ID, client_for
+
+    if not RUN_ID.match(str(run_id)):
+        raise ModelSourceError(f"run id {run_id!r} is not an MLflow run id")
+    client, uri = client_for(tracking_uri)
     try:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
-                                                    dst_path=str(dst) if dst else None,
-                                                    tracking_uri=uri)
+        client.get_run(run_id)
     except Exception as exc:
-        raise ArtifactIntegrityError(f"run {run_id} at {uri}: cannot download its model "
-                                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    return load_model(Path(local) / "model.keras")
+        raise ModelSourceError(f"MLflow run {run_id} could not be read from the tracking store {uri} "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    return client, uri

@@ -23,30 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pipeline_errors() -> tuple[type, ...]:
-    """The pipeline's own error types, taken from modules already loaded: importing them here
-    would load TensorFlow for every command (``serve`` runs without it), and an error of one of
-    these types can only come from a module that is loaded."""
-    names = (("gen_keras.artifacts", "ArtifactIntegrityError"), ("gen_keras.data.mnist10k", "DataIntegrityError"),
-             ("gen_keras.export", "ExportError"), ("gen_keras.training.callbacks", "NonFiniteLossError"))
-    return tuple(c for c in (getattr(sys.modules.get(m), n, None) for m, n in names) if c is not None)
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from gen_keras.config import ConfigError
+    from gen_keras.errors import GenKerasError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
+    except GenKerasError as exc:  # the pipeline's own errors: the message says what to do
         print(f"gen-keras: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        if not isinstance(exc, _pipeline_errors()):
-            raise
-        print(f"gen-keras: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except KeyboardInterrupt:
         print("gen-keras: interrupted", file=sys.stderr)
         return 130

@@ -23,10 +23,7 @@ from typing import Any
 import yaml
 
 from gen_keras import precision
-
-
-class ConfigError(ValueError):
-    """A config field is missing, unknown or has a bad value; the message names the field."""
+from gen_keras.errors import ConfigError
 
 
 # --------------------------------------------------------------------------------------------

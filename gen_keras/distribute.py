@@ -24,7 +24,7 @@ import os
 
 import tensorflow as tf
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 
 log = logging.getLogger("gen_keras.distribute")
 _STRATEGIES: dict[tuple, tf.distribute.Strategy] = {}

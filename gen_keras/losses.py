@@ -43,7 +43,9 @@ def bernoulli_log_likelihood(x: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """
     x = tf.convert_to_tensor(x, tf.float32)
     logits = tf.cast(logits, tf.float32)
-    return -_sum_except_batch(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits))
+    # x log sigmoid(l) + (1 - x) log(1 - sigmoid(l)) = x l - softplus(l): exact and stable, and
+    # it converts to ONNX (Softplus), where TF's fused form needs Log1p, which ONNX lacks.
+    return _sum_except_batch(x * logits - tf.nn.softplus(logits))
 
 
 def gaussian_log_likelihood(x: tf.Tensor, mean: tf.Tensor, log_sigma: tf.Tensor | float) -> tf.Tensor:

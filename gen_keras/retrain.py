@@ -37,7 +37,8 @@ import time
 import uuid
 from pathlib import Path
 
-from gen_keras.config import ConfigError, RunConfig
+from gen_keras.config import RunConfig
+from gen_keras.errors import ConfigError, GenKerasError
 
 log = logging.getLogger("gen_keras.retrain")
 
@@ -47,12 +48,14 @@ TAG = "gate."  # prefix of the decision tags on model versions and runs
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-class RetrainError(RuntimeError):
+class RetrainError(GenKerasError, RuntimeError):
     """The job failed; nothing was promoted and the served champion is unchanged."""
 
 
 class RetrainBusy(RetrainError):
     """Another retrain of the same model name holds the lock."""
+
+    exit_code = EXIT_BUSY
 
 
 @dataclasses.dataclass
@@ -308,37 +311,26 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
     name>`` with ``os.replace`` (atomic on POSIX). A failure at any point before that leaves the
     previous export serving, untouched. The last ``keep`` version folders are kept for rollback.
     """
-    from mlflow.artifacts import download_artifacts
-
-    from gen_keras.artifacts import ArtifactIntegrityError
-    from gen_keras.export import read_manifest
+    from gen_keras.exported.sources import download_verified, fetch_artifact
 
     serve_dir = Path(serve_dir)
     versions = serve_dir / ".versions"
     versions.mkdir(parents=True, exist_ok=True)
     final = versions / f"{model_name}-v{_ver(version)}"
     link = serve_dir / model_name
-    try:
-        read_manifest(final, verify=True)
-    except ArtifactIntegrityError:  # absent, or damaged by hand: fetch it again
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=versions))
-        try:
-            fetched = Path(download_artifacts(artifact_uri=version.source, dst_path=str(tmp),
-                                              tracking_uri=tracking_uri))
-            if _fail_after == "download":  # fault injection for tests: a failure half way
-                raise OSError("planted failure after the download (test fault injection)")
-            read_manifest(fetched, verify=True)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(fetched, final)
-        except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, RetrainError)):
-                raise
-            raise RetrainError(f"could not publish {model_name} v{_ver(version)} into "
-                               f"{serve_dir}: {type(exc).__name__}: {exc}; the previous export "
-                               "still serves") from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    def fetch(dst: Path) -> Path:
+        fetched = fetch_artifact(version.source, dst, tracking_uri)
+        if _fail_after == "download":  # fault injection for tests: a failure half way
+            raise OSError("planted failure after the download (test fault injection)")
+        return fetched
+
+    try:  # a verified copy is kept; an absent or damaged one is fetched again
+        download_verified(final, fetch, f"{model_name} v{_ver(version)} from {version.source}")
+    except Exception as exc:
+        raise RetrainError(f"could not publish {model_name} v{_ver(version)} into "
+                           f"{serve_dir}: {type(exc).__name__}: {exc}; the previous export "
+                           "still serves") from exc
     if link.exists() and not link.is_symlink():
         # A plain folder from an older layout: move it into .versions so the swap can be atomic.
         os.replace(link, versions / f"{model_name}-legacy-{uuid.uuid4().hex[:8]}")
@@ -455,17 +447,18 @@ def _check_reachable(client, uri: str) -> None:
 def _train_or_resume(cfg: RunConfig, uri: str, verbose):
     """Train the slot's challenger, resume it, or (training already finished) load it."""
     from gen_keras.artifacts import load_model
+    from gen_keras.plan import resolve_plan
     from gen_keras.sync import PENDING, sync_pending
-    from gen_keras.training import _resumable, checkpoint_dir, train
-    from gen_keras.training.checkpoint import read_state
     from gen_keras.tracking import RunContext
+    from gen_keras.training import checkpoint_dir, train
+    from gen_keras.training.checkpoint import read_state
 
     t = cfg.tracking
     ctx = RunContext(uri, t.experiment, None, t.run_name, Path(t.outputs_dir).resolve())
     ckpt = checkpoint_dir(cfg, ctx)
     state = read_state(ckpt)
     if state is not None and state.get("finished"):
-        if state.get("config") != _resumable(cfg):
+        if state.get("config") != resolve_plan(cfg).resumable():
             raise ConfigError(f"slot run {t.run_name!r} was trained with a different config; "
                               "use the same config, or a new --slot")
         log.info("slot %s finished training earlier (run %s); not retraining", t.run_name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 
 PENDING = "pending.json"
 

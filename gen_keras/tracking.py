@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,14 +27,29 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
-def default_tracking_uri(root: str | Path | None = None) -> str:
-    """``$MLFLOW_TRACKING_URI``, else the SQLite store ``./mlflow/mlflow.db``."""
+def default_tracking_uri(root: str | Path | None = None, create: bool = True) -> str:
+    """``$MLFLOW_TRACKING_URI``, else the SQLite store ``./mlflow/mlflow.db`` (its folder made
+    only when ``create``: a read-only command never makes a store)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
     root = Path(root or Path.cwd() / "mlflow")
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def require_existing_store(uri: str) -> None:
+    """A read-only command must not create a store: for ``sqlite:///PATH`` the file must exist
+    (MLflow would otherwise create an empty database, even in a mistyped folder)."""
+    from gen_keras.errors import ModelSourceError
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise ModelSourceError(f"no MLflow tracking store at {path} (from {uri}); train a model "
+                                   "first, or pass --tracking-uri / MLFLOW_TRACKING_URI for the store "
+                                   "that holds the run")
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:
@@ -55,6 +71,24 @@ def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def metric_name(key: str) -> str:
+    """Keras log keys → MLflow names: ``loss`` → ``train_loss``, ``val_loss`` → ``test_loss``."""
+    return f"test_{key[4:]}" if key.startswith("val_") else f"train_{key}"
+
+
+def run_versions() -> dict[str, str]:
+    """The versions a run was made with, as MLflow params."""
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    import gen_keras
+
+    return {"version.gen_keras": gen_keras.__version__, "version.tensorflow": tf.__version__,
+            "version.keras": keras.__version__, "version.mlflow": mlflow.__version__,
+            "version.python": sys.version.split()[0]}
 
 
 @dataclass
@@ -167,3 +201,65 @@ class TrackingSink:
         """Re-queue records a previous process could not deliver."""
         if self.pending_path is not None and self.pending_path.exists():
             self.pending = [tuple(x) for x in json.loads(self.pending_path.read_text())] + self.pending
+
+
+# -- opening a run, and what a run records at its start ------------------------------------------
+def open_tracking_run(ctx: RunContext, state: dict | None, checkpoint_dir: Path) -> None:
+    """Create the MLflow run (or reopen the unfinished one a checkpoint names) and attach a
+    :class:`TrackingSink` to ``ctx``, re-queuing records an earlier process could not deliver."""
+    from mlflow import MlflowClient
+
+    from gen_keras.errors import ConfigError
+
+    client = MlflowClient(tracking_uri=ctx.tracking_uri)
+    try:
+        exp_id = get_or_create_experiment(client, ctx.experiment, ctx.tracking_uri)
+        if state is not None and state.get("run_id"):
+            ctx.run_id = state["run_id"]
+            client.update_run(ctx.run_id, status="RUNNING")
+        else:
+            ctx.run_id = client.create_run(exp_id, run_name=ctx.run_name).info.run_id
+    except Exception as exc:
+        raise ConfigError(f"cannot reach the MLflow tracking store at {ctx.tracking_uri}: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+    ctx.sink = TrackingSink(client, ctx.run_id, Path(checkpoint_dir) / "pending.json")
+    ctx.sink.load_pending()
+
+
+def log_dataset(sink: TrackingSink, info, context: str = "train") -> None:
+    """The data set as a run input (never fatal: a dataset record is useful, not essential),
+    and the files a folder source skipped."""
+    import warnings as _warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            source = resolve_dataset_source(info.source_uri)
+        ds = MetaDataset(source=source, name=info.name,
+                         digest=f"{info.name}-{info.num_train}-{info.num_test}"[:36])
+        sink.client.log_inputs(sink.run_id, datasets=[DatasetInput(
+            ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+    except Exception as exc:
+        log.warning("could not record the dataset input: %s", exc)
+    if info.skipped:
+        sink.log_metrics({"data_skipped_files": info.skipped}, step=0)
+        sink.set_tag("gen_keras.data_skipped_files", info.skipped)
+        sink.log_params({"data.skipped_examples": ", ".join(info.skipped_files[:20])})
+
+
+def send_missing_epoch(sink: TrackingSink, state: dict, epochs_done: int) -> None:
+    """A kill between the checkpoint and the metric upload loses that epoch's points; re-send
+    them from the checkpoint state, only if MLflow does not have them (never twice)."""
+    logs = (state or {}).get("last_logs") or {}
+    if not logs:
+        return
+    try:
+        history = sink.client.get_metric_history(sink.run_id, metric_name(next(iter(logs))))
+    except Exception:
+        return
+    if not any(m.step == epochs_done for m in history):
+        sink.log_metrics({metric_name(k): v for k, v in logs.items()}, step=epochs_done)

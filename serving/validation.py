@@ -11,8 +11,8 @@ import secrets
 
 import numpy as np
 
-from serving.latents import PATHS, seeded_latents
-from serving.registry import EndpointSpec, ModelSpec
+from gen_keras.exported.latents import METHODS, interpolate, sample_prior
+from gen_keras.exported.manifest import ExportSpec, OperationSpec
 
 MAX_SEED = 2**63 - 1
 
@@ -190,7 +190,7 @@ def integers(value, field: str, n: int, num_classes: int) -> np.ndarray:
     return np.asarray(value, dtype="int64")
 
 
-def labels(body: dict, spec: ModelSpec, model: str, n: int, required: bool = False) -> np.ndarray | None:
+def labels(body: dict, spec: ExportSpec, model: str, n: int, required: bool = False) -> np.ndarray | None:
     """``labels`` (one per image) or ``label`` (one for all) for conditional models; an
     unconditional model refuses both. Without either, generation cycles 0, 1, 2, ..."""
     given = [k for k in ("labels", "label") if k in body]
@@ -211,7 +211,7 @@ def labels(body: dict, spec: ModelSpec, model: str, n: int, required: bool = Fal
     return np.arange(n, dtype="int64") % spec.num_classes
 
 
-def feeds(ep: EndpointSpec, z=None, x=None, y=None) -> dict[str, np.ndarray]:
+def feeds(ep: OperationSpec, z=None, x=None, y=None) -> dict[str, np.ndarray]:
     """The backend's inputs for ``ep``: its integer input takes the labels, its rank-2 float input
     the codes, its image-shaped input the images (names follow the exporter: label, z, x)."""
     out = {}
@@ -233,7 +233,7 @@ class Parsed:
     extra: dict = dataclasses.field(default_factory=dict)
 
 
-def parse_generate(body: dict, spec: ModelSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
+def parse_generate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
     check_fields(body, {"n", "seed", "z", "labels", "label", "format"}, "generate")
     fmt = response_format(body, accept)
     if "z" in body:
@@ -246,15 +246,15 @@ def parse_generate(body: dict, spec: ModelSpec, model: str, limits: Limits, acce
         n = integer(body, "n", min(16, limits.max_n), 1, limits.max_n, " images per request")
         # Without a seed, draw one and report it, so any grid can be reproduced.
         seed = integer(body, "seed", 0, 0, MAX_SEED) if "seed" in body else secrets.randbelow(2**31)
-        z = seeded_latents(n, spec.latent_dim, seed)
+        z = sample_prior(n, spec.latent_dim, seed)
     return Parsed(z=z, labels=labels(body, spec, model, len(z)), seed=seed, format=fmt)
 
 
-def parse_interpolate(body: dict, spec: ModelSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
+def parse_interpolate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
     check_fields(body, {"seeds", "z", "steps", "method", "label", "format"}, "interpolate")
     fmt = response_format(body, accept)
     steps = integer(body, "steps", min(8, limits.max_steps), 2, limits.max_steps, " frames per request")
-    method = choice(body, "method", "linear", tuple(PATHS))
+    method = choice(body, "method", "linear", METHODS)
     if ("seeds" in body) == ("z" in body):
         raise RequestError(400, "give either 'seeds' ([seed_a, seed_b]) or 'z' ([z_a, z_b]), exactly one")
     seeds = None
@@ -267,8 +267,8 @@ def parse_interpolate(body: dict, spec: ModelSpec, model: str, limits: Limits, a
             raise RequestError(400, f"seeds must be a list of two integer seeds, got {_short(seeds)}")
         for i in range(2):
             integer({f"seeds[{i}]": seeds[i]}, f"seeds[{i}]", 0, 0, MAX_SEED)
-        ends = np.stack([seeded_latents(1, spec.latent_dim, s)[0] for s in seeds])
-    z = PATHS[method](ends[0], ends[1], steps)
+        ends = np.stack([sample_prior(1, spec.latent_dim, s)[0] for s in seeds])
+    z = interpolate(ends[0], ends[1], steps, method)
     y = None
     if spec.conditional:
         y = labels({"label": body.get("label", 0)}, spec, model, steps)
@@ -277,8 +277,8 @@ def parse_interpolate(body: dict, spec: ModelSpec, model: str, limits: Limits, a
     return Parsed(z=z, labels=y, seeds=seeds, format=fmt, extra={"steps": steps, "method": method})
 
 
-def parse_images(body: dict, spec: ModelSpec, model: str, limits: Limits, accept: str | None,
-                 operation: str, ep: EndpointSpec) -> Parsed:
+def parse_images(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None,
+                 operation: str, ep: OperationSpec) -> Parsed:
     check_fields(body, {"images", "labels", "label", "format"}, operation)
     fmt = response_format(body, accept, ("json", "png") if operation == "reconstruct" else ("json",))
     if "images" not in body:
@@ -301,7 +301,7 @@ def parse_images(body: dict, spec: ModelSpec, model: str, limits: Limits, accept
     return Parsed(x=x, labels=labels(body, spec, model, len(x), required=needs_labels), format=fmt)
 
 
-def parse_predict(body: dict, spec: ModelSpec, limits: Limits) -> tuple[EndpointSpec, dict, bool]:
+def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[OperationSpec, dict, bool]:
     """TensorFlow Serving's REST predict body → (endpoint, feeds, row format?).
 
     Row format: ``{"instances": [v, ...]}`` (single input) or ``[{"z": ..., "label": ...}, ...]``;
@@ -311,12 +311,12 @@ def parse_predict(body: dict, spec: ModelSpec, limits: Limits) -> tuple[Endpoint
     check_fields(body, {"signature_name", "instances", "inputs"}, "predict")
     signature = body.get("signature_name", "serving_default")
     ep = None
-    for candidate in spec.endpoints.values():
+    for candidate in spec.operations.values():
         if signature in (candidate.name, *candidate.aliases) or (
                 signature == "serving_default" and candidate.name == "generate"):
             ep = candidate
     if ep is None:
-        names = sorted({"serving_default", *[n for e in spec.endpoints.values() for n in (e.name, *e.aliases)]})
+        names = sorted({"serving_default", *[n for e in spec.operations.values() for n in (e.name, *e.aliases)]})
         raise RequestError(400, f"signature_name={_short(signature)} is not served; this model has "
                                 f"{', '.join(names)}")
     if ("instances" in body) == ("inputs" in body):

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from gen_keras import cli
-from gen_keras.anomaly import (bernoulli_nll, gaussian_kl, gaussian_nll, per_class_means,
-                               score_model, squared_error, write_scores_csv)
+from gen_keras.anomaly import per_class_means, score_export, score_model, write_scores_csv
 from gen_keras.config import load_config
 from gen_keras.data import load_split_arrays
 from gen_keras.models import build_model
@@ -19,19 +18,35 @@ from conftest import ROOT
 HELD_OUT = 7  # less ink than the average digit: by ink alone it would score BELOW average
 
 
-def test_per_example_formulas_by_hand():
-    x = np.array([[1.0, 0.0], [0.5, 0.5]])
-    p = np.array([[0.8, 0.1], [0.5, 0.5]])
-    np.testing.assert_allclose(bernoulli_nll(x, p),
-                               [-math.log(0.8) - math.log(0.9), 2 * math.log(2)])
-    # Clipping keeps a confident wrong pixel finite: -log(1e-7).
-    np.testing.assert_allclose(bernoulli_nll([[0.0]], [[1.0]]), [-math.log(1e-7)], rtol=1e-6)
-    np.testing.assert_allclose(squared_error(x, p), [0.04 + 0.01, 0.0])
-    sigma = 0.5
-    np.testing.assert_allclose(gaussian_nll([[1.0]], [[0.0]], sigma),
-                               [0.5 * math.log(2 * math.pi) + math.log(sigma) + 1 / (2 * sigma ** 2)])
-    np.testing.assert_allclose(gaussian_kl([[1.0, 0.0]], [[0.0, math.log(2.0)]]),
-                               [0.5 * (1 + 1 - 1 - 0) + 0.5 * (2 + 0 - 1 - math.log(2))])
+def numpy_neg_elbo(x, logits, mean, log_var):
+    """By hand: -sum_i [x_i log s(l_i) + (1 - x_i) log(1 - s(l_i))] + KL(N(mean, var) || N(0, I))."""
+    x, l = np.asarray(x, np.float64).reshape(len(x), -1), np.asarray(logits, np.float64).reshape(len(x), -1)
+    p = 1.0 / (1.0 + np.exp(-l))
+    nll = -np.sum(x * np.log(p) + (1 - x) * np.log1p(-p), axis=1)
+    mean, log_var = np.asarray(mean, np.float64), np.asarray(log_var, np.float64)
+    return nll - 0.5 * np.sum(1 + log_var - mean ** 2 - np.exp(log_var), axis=1)
+
+
+def test_exported_score_is_the_negative_elbo_by_hand(tmp_path):
+    """The export's ``score`` operation (x, eps → -ELBO at z = mean + sigma * eps) against the
+    formula computed in numpy from the Keras networks' outputs for the same eps."""
+    from gen_keras.export import export_model
+    from gen_keras.exported.reader import ExportReader
+
+    model = build_model(load_config(ROOT / "pipelines/configs/vae_mnist10k.yaml",
+                                    ["model.hidden=16", "model.latent_dim=3"]).model)
+    reader = ExportReader(export_model(model, tmp_path / "vae", name="vae"))
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(size=(5, 28, 28, 1)) > 0.7).astype("float32")
+    eps = rng.standard_normal((5, 3)).astype("float32")
+    mean, log_var = (np.asarray(t) for t in model.encode(x))
+    logits = np.asarray(model.decoder_output(mean + np.exp(0.5 * log_var) * eps))
+    want = numpy_neg_elbo(x, logits, mean, log_var)
+    np.testing.assert_allclose(reader.run("score", x=x, eps=eps)["score"], want, rtol=1e-4)
+    # score_export averages draws of eps from the seed: one draw is the operation on that eps.
+    one = np.random.default_rng(7).standard_normal((5, 3)).astype("float32")
+    np.testing.assert_allclose(score_export(reader, x, samples=1, seed=7),
+                               reader.run("score", x=x, eps=one)["score"], rtol=1e-6)
 
 
 def test_scores_csv_and_class_means(tmp_path):

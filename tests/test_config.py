@@ -1,7 +1,8 @@
 """Config loading and validation: every bad field is rejected with its name, before training."""
 import pytest
 
-from gen_keras.config import ConfigError, load_config
+from gen_keras.config import load_config
+from gen_keras.errors import ConfigError
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 VAE = ROOT / "pipelines" / "configs" / "vae_mnist10k.yaml"

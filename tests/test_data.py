@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gen_keras.config import ConfigError, load_config
+from gen_keras.config import load_config
 from gen_keras.data import load_split_arrays, make_datasets, mnist10k
 from gen_keras.data.pipeline import fit_image, to_model_range
+from gen_keras.errors import ConfigError
 
 from conftest import ROOT
 

@@ -20,9 +20,11 @@ import pytest
 import tensorflow as tf
 
 from gen_keras import distribute
-from gen_keras.config import ConfigError, DistributeConfig, load_config
+from gen_keras.config import DistributeConfig, load_config
 from gen_keras.data import make_datasets
+from gen_keras.errors import ConfigError
 from gen_keras.models import build_model, model_kinds
+from gen_keras.plan import resolve_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_CPUS = '["/cpu:0","/cpu:1"]'
@@ -31,7 +33,9 @@ MIRRORED = ["distribute.strategy=mirrored", f"distribute.devices={TWO_CPUS}", "t
 
 
 def kind_config(kind: str, overrides: list[str]):
-    """The kind's shipped config when there is one (pipelines/configs), else its defaults."""
+    """The kind's shipped config when there is one (pipelines/configs), else its defaults; in
+    float32 unless an override names a precision (steps are compared to 1e-5 here)."""
+    overrides = ["train.mixed_precision=none", *overrides]
     path = ROOT / "pipelines" / "configs" / f"{kind}_mnist10k.yaml"
     if path.is_file():
         return load_config(path, overrides)
@@ -40,9 +44,10 @@ def kind_config(kind: str, overrides: list[str]):
 
 def build_in(strategy, cfg):
     keras.utils.set_random_seed(cfg.train.seed)
+    plan = resolve_plan(cfg, strategy)
     with strategy.scope():
-        model = build_model(cfg.model)
-        model.compile_for_training(cfg.train, strategy.num_replicas_in_sync)
+        model = build_model(cfg.model, precision=plan.precision)
+        model.compile_for_training(plan)
     return model
 
 
@@ -71,7 +76,7 @@ def test_a_built_model_skips_the_symbolic_build(data_cache):
     with strategy.scope():
         model = build_model(cfg.model)
         assert not model._fully_built()  # no optimizer yet: Keras' own build path still runs
-        model.compile_for_training(cfg.train, 2)
+        model.compile_for_training(resolve_plan(cfg, strategy))
     assert model._fully_built()
     # Called with no data at all: it must return before Keras would draw a batch.
     assert model._maybe_symbolic_build(iterator=None, data_batch=None) is None
@@ -297,11 +302,7 @@ def test_mixed_bfloat16_step_keeps_outputs_and_losses_float32(kind, data_cache):
 
     def one_step(policy):
         cfg = kind_config(kind, [*sets, f"train.mixed_precision={policy}"])
-        keras.mixed_precision.set_global_policy("float32" if policy == "none" else policy)
-        try:
-            model = build_in(tf.distribute.get_strategy(), cfg)
-        finally:
-            keras.mixed_precision.set_global_policy("float32")
+        model = build_in(tf.distribute.get_strategy(), cfg)
         return model, model.fit(batch, epochs=1, verbose=0).history
 
     model, logs = one_step("mixed_bfloat16")
@@ -322,15 +323,12 @@ def test_mixed_bfloat16_step_keeps_outputs_and_losses_float32(kind, data_cache):
 def test_a_mixed_precision_model_exports_as_float32(tmp_path):
     """bf16 networks do not convert to ONNX (onnxruntime refuses their mixed-type MatMuls); the
     trainer exports a float32 twin with the same weights instead."""
-    from gen_keras.export import export_model, read_manifest
+    from gen_keras.export import export_model
+    from gen_keras.exported.manifest import verify_export
     from gen_keras.precision import float32_twin, is_float32
 
     cfg = kind_config("vae", ["train.mixed_precision=mixed_bfloat16"])
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        model = build_in(tf.distribute.get_strategy(), cfg)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    model = build_in(tf.distribute.get_strategy(), cfg)
     assert not is_float32(model)
     twin = float32_twin(model)
     assert is_float32(twin) and float32_twin(twin) is twin
@@ -340,7 +338,7 @@ def test_a_mixed_precision_model_exports_as_float32(tmp_path):
     np.testing.assert_allclose(twin.generate(z), model.generate(z), atol=0.05)  # bf16 rounding
     # The exporter makes the twin itself: a bf16 model goes in, float32 graphs come out.
     export_model(model, tmp_path / "export", run_id="test", name="bf16", overwrite=True)
-    assert "generate" in read_manifest(tmp_path / "export")["endpoints"]
+    assert "generate" in verify_export(tmp_path / "export").manifest["endpoints"]
 
 
 def test_steps_per_execution_falls_back_to_one_under_mirrored(caplog):
@@ -371,20 +369,17 @@ def test_auto_precision_resolves_per_machine_and_checkpoints_keep_the_concrete_p
     """``auto`` follows the hardware (bf16 here only if the CPU has it), is bf16 on a TPU, and
     a checkpoint records the resolved policy, so it never resumes in another precision."""
     from gen_keras import precision
-    from gen_keras.training import _resumable
 
-    cfg = kind_config("vae", [])
-    assert cfg.train.mixed_precision == "auto"
+    cfg = kind_config("vae", ["train.mixed_precision=auto"])
     has_bf16 = bool(precision.cpu_flags() & {"avx512_bf16", "amx_bf16"})
     want = "mixed_bfloat16" if has_bf16 else "none"
     assert precision.resolve("auto") == precision.resolve("auto", cfg.distribute.strategy) == want
-    assert _resumable(cfg)["train"]["mixed_precision"] == want
+    assert resolve_plan(cfg).resumable()["train"]["mixed_precision"] == want
     assert precision.resolve("none") == "none"  # named policies pass through
-    tpu = kind_config("vae", ["distribute.strategy=tpu"])
+    tpu = kind_config("vae", ["train.mixed_precision=auto", "distribute.strategy=tpu"])
     assert precision.resolve("auto", tpu.distribute.strategy) == "mixed_bfloat16"
     # A model built under a policy keeps it through get_config (what load_model uses).
-    with precision.global_policy("mixed_bfloat16"):
-        model = build_model(cfg.model)
+    model = build_model(cfg.model, precision="mixed_bfloat16")
     assert model.precision == "mixed_bfloat16" and not precision.is_float32(model)
     again = type(model).from_config(model.get_config())
     assert again.precision == "mixed_bfloat16"

@@ -15,8 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from gen_keras.eval.likelihood import (binarize, bits_per_dim, iwae_bounds, log_importance_weights,
-                                       logmeanexp)
+from gen_keras.eval.likelihood import binarize, bits_per_dim, iwae_bounds, log_importance_weights, logmeanexp
 from gen_keras.models.vae import VAE, VAEConfig
 
 SHAPE = (28, 28, 1)
@@ -149,7 +148,8 @@ def test_bernoulli_vae_is_scored_on_binary_images_and_says_so():
 
 def test_mlp_decoder_vae_round_trips_with_the_same_likelihood(tmp_path):
     from gen_keras.artifacts import load_model, save_model
-    from gen_keras.config import ConfigError, load_config
+    from gen_keras.config import load_config
+    from gen_keras.errors import ConfigError
 
     cfg = load_config(None, ["model.kind=vae", "model.decoder=mlp", "model.hidden=64",
                              "model.decoder_layers=2", "model.latent_dim=4", "model.filters=8"])
@@ -161,6 +161,6 @@ def test_mlp_decoder_vae_round_trips_with_the_same_likelihood(tmp_path):
     loaded = load_model(save_model(model, tmp_path / "m.keras"))
     assert loaded.config.decoder == "mlp"
     np.testing.assert_allclose(iwae_bounds(loaded, x, k=8, seed=1).iwae, before, rtol=1e-5)
-    assert {ep.name for ep in loaded.export_endpoints()} == {"generate", "encode", "reconstruct"}
+    assert {ep.name for ep in loaded.export_endpoints()} == {"generate", "encode", "reconstruct", "score"}
     with pytest.raises(ConfigError, match="model.decoder="):
         load_config(None, ["model.decoder=transformer"])

@@ -15,13 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PYTHON, ROOT, MlflowServer, free_port, wait_http
 from mlflow import MlflowClient
 
 from gen_keras.artifacts import load_model
 from gen_keras.config import load_config
-from gen_keras.export import ExportError, export_model, read_manifest
+from gen_keras.errors import ExportError
+from gen_keras.export import export_model
+from gen_keras.exported.manifest import verify_export
+from gen_keras.plan import resolve_plan
 from gen_keras.training.checkpoint import read_state
+
+from conftest import PYTHON, ROOT, MlflowServer, free_port, wait_http
 
 GEN_KERAS = str(Path(PYTHON).with_name("gen-keras"))
 GAN_CONFIG = ROOT / "pipelines" / "configs" / "gan_mnist10k.yaml"
@@ -224,11 +228,11 @@ def test_export_write_failure_keeps_previous_export(tmp_path):
     cfg = load_config(GAN_CONFIG, ["model.g_hidden=[32]", "model.d_hidden=[32]"])  # 1 endpoint
     target = tmp_path / "exports" / "digits"
     export_model(build_model(cfg.model), target, run_id="first")
-    before = read_manifest(target, verify=True)
+    before = verify_export(target).manifest
     with pytest.raises(ExportError, match="planted failure"):
         export_model(build_model(cfg.model), target, run_id="second", overwrite=True,
                      _fail_after="files")
-    after = read_manifest(target, verify=True)
+    after = verify_export(target).manifest
     assert after == before and after["source_run_id"] == "first"
     assert sorted(p.name for p in target.parent.iterdir()) == ["digits"]  # no temp folder left
 
@@ -338,7 +342,7 @@ def test_kill_between_checkpoint_and_state_resumes_from_the_state(tmp_path):
 
     def fresh():
         model = build_model(cfg.model)
-        model.compile_for_training(cfg.train)
+        model.compile_for_training(resolve_plan(cfg))
         return model, EpochCheckpoint(tmp_path / "ckpt", model, "run-1", {"c": 1})
 
     model, ckpt = fresh()

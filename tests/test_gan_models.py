@@ -15,16 +15,17 @@ from mlflow import MlflowClient
 
 from gen_keras import distribute
 from gen_keras.artifacts import load_model
-from gen_keras.config import ConfigError, DistributeConfig, load_config
-from gen_keras.export import read_manifest
+from gen_keras.config import DistributeConfig, load_config
+from gen_keras.errors import ConfigError, NonFiniteLossError
+from gen_keras.exported.manifest import verify_export
 from gen_keras.models import build_model
 from gen_keras.models.gan import GAN, GANConfig
+from gen_keras.plan import resolve_plan
 from gen_keras.tracking import TrackingSink
 from gen_keras.training import train
-from gen_keras.training.callbacks import HealthGuard, NonFiniteLossError
+from gen_keras.training.callbacks import HealthGuard
 from gen_keras.training.checkpoint import EpochCheckpoint
-from gen_keras.training.guards import (DiscriminatorCollapseGuard, ModeCollapseGuard,
-                                       sample_diversity)
+from gen_keras.training.guards import DiscriminatorCollapseGuard, ModeCollapseGuard, sample_diversity
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "pipelines/configs/{}_mnist10k.yaml")
 # Small networks and a 512-image slice: every kind's whole path in a few seconds of compute.
@@ -94,7 +95,7 @@ def test_export_manifest_and_onnx_generator(kind, runs):
     import onnxruntime as ort
 
     export_dir = runs[kind].export_dir
-    manifest = read_manifest(export_dir)  # verifies every file's sha256
+    manifest = verify_export(export_dir).manifest  # verifies every file's sha256
     assert manifest["kind"] == kind and manifest["value_range"] == [-1.0, 1.0]
     assert manifest["num_classes"] == (10 if kind == "cgan" else 0)
     assert manifest["conditional"] is (kind == "cgan")
@@ -273,7 +274,7 @@ def test_bad_gan_configs_name_the_field():
         load_config(None, ["model.kind=wgan_gp", "model.label_smoothing=0.1"])
     cfg = load_config(None, ["model.kind=gan", "model.d_steps=3", "train.batch_size=64"])
     with pytest.raises(ConfigError, match=r"model.d_steps=3"):
-        build_model(cfg.model).compile_for_training(cfg.train, replicas=1)
+        build_model(cfg.model).compile_for_training(resolve_plan(cfg))
 
 
 @pytest.mark.parametrize("shape", [(32, 32, 3), (64, 64, 3)])

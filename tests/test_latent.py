@@ -10,11 +10,13 @@ import pytest
 from PIL import Image
 
 from gen_keras import cli, latent
-from gen_keras.artifacts import ArtifactIntegrityError, load_model, sha256_file
+from gen_keras.artifacts import load_model, sha256_file
 from gen_keras.config import load_config
-from gen_keras.export import read_manifest
-from gen_keras.precision import float32_twin
+from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
+from gen_keras.exported.manifest import verify_export
+from gen_keras.exported.sources import download_run_export
 from gen_keras.models import build_model
+from gen_keras.precision import float32_twin
 from gen_keras.training import train
 
 from conftest import ROOT
@@ -171,7 +173,7 @@ def test_cvae_smoke_run_save_load_export(cvae_run):
     y = np.arange(6, dtype="int32")
     loaded = load_model(r.model_path)
     np.testing.assert_array_equal(loaded.generate(z, y), r.model.generate(z, y))
-    manifest = read_manifest(r.export_dir)
+    manifest = verify_export(r.export_dir).manifest
     assert manifest["conditional"] and manifest["num_classes"] == 10
     assert [i["name"] for i in manifest["endpoints"]["generate"]["inputs"]] == ["z", "label"]
     assert [i["name"] for i in manifest["endpoints"]["encode"]["inputs"]] == ["x", "label"]
@@ -180,7 +182,7 @@ def test_cvae_smoke_run_save_load_export(cvae_run):
 def test_tools_on_the_export_match_the_model_in_memory(cvae_run, test_images):
     x, y = test_images
     # The export holds the trained weights in float32: it matches the model's float32 twin.
-    exported = latent.ExportedModel(cvae_run.export_dir)
+    exported = latent.ExportReader(cvae_run.export_dir)
     in_memory = latent.InMemoryModel(float32_twin(cvae_run.model))
     assert exported.has_encoder and exported.conditional and exported.latent_dim == LATENT
     np.testing.assert_allclose(exported.encode(x[:20], y[:20]), in_memory.encode(x[:20], y[:20]),
@@ -193,7 +195,7 @@ def test_tools_on_the_export_match_the_model_in_memory(cvae_run, test_images):
 
 def test_tool_shapes_on_the_export(cvae_run, test_images):
     x, y = test_images
-    m = latent.ExportedModel(cvae_run.export_dir)
+    m = latent.ExportReader(cvae_run.export_dir)
     strips = latent.image_interpolation_strips(m, x[:3], x[3:6], steps=6, labels=y[:3])
     assert strips.shape == (3 * 8, 28, 28, 1)
     np.testing.assert_array_equal(strips[0], x[0])  # each row: real start, 6 decoded, real end
@@ -242,14 +244,16 @@ def test_cli_from_a_run_id_logs_pngs_to_the_run(cvae_run, mlflow_server, tmp_pat
 
 
 def test_run_download_is_verified_and_repaired(cvae_run, mlflow_server):
-    path = latent.download_run_export(cvae_run.run_id, mlflow_server.uri)
+    path = download_run_export(cvae_run.run_id, mlflow_server.uri)
     (path / "generate.onnx").write_bytes(b"tampered")
     with pytest.raises(ArtifactIntegrityError, match="generate.onnx"):
-        read_manifest(path)
-    again = latent.download_run_export(cvae_run.run_id, mlflow_server.uri)  # fetched anew
-    assert read_manifest(again)["source_run_id"] == cvae_run.run_id
-    with pytest.raises(ValueError, match="not found"):
-        latent.download_run_export("0" * 32, mlflow_server.uri)
+        verify_export(path).manifest
+    again = download_run_export(cvae_run.run_id, mlflow_server.uri)  # fetched anew
+    assert verify_export(again).manifest["source_run_id"] == cvae_run.run_id
+    with pytest.raises(ModelSourceError, match="could not be read from"):
+        download_run_export("0" * 32, mlflow_server.uri)
+    with pytest.raises(ModelSourceError, match="not an MLflow run id"):
+        download_run_export("../../etc", mlflow_server.uri)  # never used as a path part
 
 
 @pytest.fixture
@@ -258,7 +262,7 @@ def generator_only_export(cvae_run, tmp_path):
     src, dst = cvae_run.export_dir, tmp_path / "generator"
     dst.mkdir()
     shutil.copy(src / "generate.onnx", dst / "generate.onnx")
-    manifest = read_manifest(src)
+    manifest = verify_export(src).manifest
     manifest.update(kind="gan-like", endpoints={"generate": manifest["endpoints"]["generate"]},
                     files={"generate.onnx": sha256_file(dst / "generate.onnx")})
     (dst / "manifest.json").write_text(json.dumps(manifest))
@@ -278,4 +282,4 @@ def test_generator_only_export_interpolates_and_traverses_in_z(generator_only_ex
     assert "needs an encoder" in capsys.readouterr().err
     assert cli.main(["score", *base, "--data", "mnist10k", "--limit", "10",
                      "--out", str(tmp_path / "s.csv")]) == 2
-    assert "no 'encode' endpoint" in capsys.readouterr().err
+    assert "no 'score' operation" in capsys.readouterr().err

@@ -18,18 +18,30 @@ from pathlib import Path
 
 import keras
 import pytest
-from conftest import PYTHON, ROOT
+import tensorflow as tf
 from mlflow import MlflowClient
 
 from gen_keras.artifacts import load_model
-from gen_keras.config import ConfigError, load_config
+from gen_keras.config import load_config
+from gen_keras.errors import ConfigError
 from gen_keras.eval import gate_score
-from gen_keras.export import read_manifest
+from gen_keras.exported.manifest import verify_export
 from gen_keras.models.registry import register_model
 from gen_keras.models.vae import VAE, VAEConfig
-from gen_keras.retrain import (EXIT_BUSY, EXIT_KEPT, EXIT_PROMOTED, RetrainError, decide,
-                               publish_champion, retrain, served_version, slot_run_name)
+from gen_keras.retrain import (
+    EXIT_BUSY,
+    EXIT_KEPT,
+    EXIT_PROMOTED,
+    RetrainError,
+    decide,
+    publish_champion,
+    retrain,
+    served_version,
+    slot_run_name,
+)
 from gen_keras.training.checkpoint import read_state
+
+from conftest import PYTHON, ROOT
 
 BIN = Path(PYTHON).parent
 NAME = "digits"
@@ -42,23 +54,25 @@ tracking: {experiment: retrain-tests, outputs_dir: OUT}
 """
 
 
-# A VAE whose learning rate jumps to 1e30 when epoch 2 starts: Adam then moves every weight by
-# ~1e30, and the next forward pass overflows float32 -- a real divergence, planted on purpose.
+# A VAE whose learning rate jumps to 1e30 when epoch 2 starts (step 8: 512 images / 64 per
+# step): Adam then moves every weight by ~1e30, and the next forward pass overflows float32 --
+# a real divergence, planted on purpose.
 @dataclasses.dataclass
 class LrSpikeVAEConfig(VAEConfig):
     kind: str = "vae_lr_spike_test"
 
 
-class LrSpike(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1:
-            self.model.optimizer.learning_rate = 1e30
+class SpikeAtEpoch2(keras.optimizers.schedules.LearningRateSchedule):
+    def __call__(self, step):
+        return tf.where(step >= 8, 1e30, 1e-3)
 
 
 @register_model("vae_lr_spike_test", LrSpikeVAEConfig)
 class LrSpikeVAE(VAE):
-    def extra_callbacks(self, run_config, sink):
-        return [LrSpike()]
+    def compile_for_training(self, plan):
+        super().compile_for_training(plan)
+        self.compile(optimizer=keras.optimizers.Adam(SpikeAtEpoch2()))
+        self.optimizer.build(self.trainable_variables)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +107,7 @@ def lock_is_held(path: Path) -> bool:
 
 def assert_serving(job, version: str) -> dict:
     assert served_version(job["serve"], NAME) == version
-    manifest = read_manifest(job["serve"] / NAME, verify=True)  # every file matches its sha256
+    manifest = verify_export(job["serve"] / NAME).manifest  # every file matches its sha256
     assert manifest["source_run_id"] == job["client"].get_model_version(NAME, version).run_id
     return manifest
 

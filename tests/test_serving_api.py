@@ -17,11 +17,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
+from gen_keras.exported.latents import lerp, slerp
+from gen_keras.exported.manifest import verify_export
+from gen_keras.exported.sources import download_registered, parse_model_uri
 from serving.app import ServeSettings, create_app
-from serving.latents import linear_path, slerp_path
-from serving.registry import (ExportRefused, ModelSourceError, download_registered, load_store,
-                              parse_model_uri, verify_export)
+from serving.registry import load_store
 from serving.validation import Limits
+
 from serving_fixtures import ROOT, ServeProcess, request, serving_exports  # noqa: F401
 
 
@@ -170,14 +173,15 @@ def test_interpolation_paths(client, serving_exports):
 def test_slerp_and_linear_by_hand():
     # Two orthogonal unit vectors: the slerp midpoint is (cos 45°, sin 45°) and every point keeps norm 1;
     # the linear midpoint is (0.5, 0.5) with norm 0.707.
-    path = slerp_path(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 3)
+    path = slerp(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 3)
     np.testing.assert_allclose(path[1], [math.sqrt(0.5), math.sqrt(0.5)], atol=1e-7)
-    path = slerp_path(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 7)
+    path = slerp(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 7)
     np.testing.assert_allclose(np.linalg.norm(path, axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(path[2], [math.cos(math.pi / 6), math.sin(math.pi / 6)], atol=1e-7)
-    np.testing.assert_allclose(linear_path(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 3)[1], [0.5, 0.5])
-    # antiparallel codes have no unique great circle: the path falls back to the straight line
-    np.testing.assert_allclose(slerp_path(np.array([1.0, 0.0]), np.array([-1.0, 0.0]), 3)[1], [0.0, 0.0])
+    np.testing.assert_allclose(lerp(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 3)[1], [0.5, 0.5])
+    # antiparallel codes have no unique great circle: the path turns through a fixed orthogonal
+    # direction, keeping the norm (the latent tools and the server share this path)
+    np.testing.assert_allclose(slerp(np.array([1.0, 0.0]), np.array([-1.0, 0.0]), 3)[1], [0.0, 1.0], atol=1e-7)
 
 
 # -- TensorFlow Serving's REST format ----------------------------------------------------------------
@@ -245,7 +249,7 @@ def test_altered_exports_are_refused_and_the_rest_served(serving_exports, tmp_pa
     onnx = bad / "generate.onnx"
     original = onnx.read_bytes()
     onnx.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one flipped bit
-    with pytest.raises(ExportRefused, match="generate.onnx does not match its sha256"):
+    with pytest.raises(ArtifactIntegrityError, match="generate.onnx does not match its sha256"):
         verify_export(bad)
     store = load_store(models)
     assert sorted(store.models) == ["good"] and "sha256" in store.refused["bad"]
@@ -260,23 +264,23 @@ def test_altered_exports_are_refused_and_the_rest_served(serving_exports, tmp_pa
     # a file the exporter did not write, a missing file, a path outside the folder
     stray = bad / "saved_model" / "variables" / "extra.data"
     stray.write_bytes(b"x")
-    with pytest.raises(ExportRefused, match="extra.data is not listed in the manifest"):
+    with pytest.raises(ArtifactIntegrityError, match="extra.data is not listed in the manifest"):
         verify_export(bad)
     stray.unlink()
     (bad / "encode.onnx").rename(bad / "encode.moved")
-    with pytest.raises(ExportRefused, match="encode.onnx is listed in the manifest but missing"):
+    with pytest.raises(ArtifactIntegrityError, match="encode.onnx is listed in the manifest but missing"):
         verify_export(bad)
     (bad / "encode.moved").rename(bad / "encode.onnx")
     manifest = json.loads((bad / "manifest.json").read_text())
     original_manifest = (bad / "manifest.json").read_text()
     manifest["files"]["../../etc/passwd"] = "0" * 64
     (bad / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ExportRefused, match="outside the folder"):
+    with pytest.raises(ArtifactIntegrityError, match="outside the folder"):
         verify_export(bad)
     manifest = json.loads(original_manifest)
     manifest["latent_dim"] = True  # a boolean is not a latent size
     (bad / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ExportRefused, match="manifest field 'latent_dim'=True is not a positive integer"):
+    with pytest.raises(ArtifactIntegrityError, match="manifest field 'latent_dim'=True is not a positive integer"):
         verify_export(bad)
 
 
@@ -288,7 +292,7 @@ def test_onnx_serving_never_imports_tensorflow(serving_exports):
         "from serving.registry import load_store\n"
         f"store = load_store({str(serving_exports.models_dir)!r})\n"
         "import numpy as np\n"
-        "store.models['vae'].backend.run('generate', {'z': np.zeros((1, 16), 'float32')})\n"
+        "store.models['vae'].reader.run_feeds('generate', {'z': np.zeros((1, 16), 'float32')})\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf2onnx'})\n"
         "assert not heavy and not any(m.startswith('gen_keras.models') for m in sys.modules), heavy\n"
         "print('ok', sorted(store.models))\n")
@@ -319,7 +323,7 @@ def test_serves_a_registered_model_by_alias(mlflow_server, serving_exports, tmp_
     client.set_registered_model_alias(name, "champion", mv.version)
 
     with pytest.raises(ModelSourceError, match="cannot resolve"):
-        download_registered(f"models:/{name}@nobody", tmp_path / "cache", mlflow_server.uri)
+        download_registered(f"models:/{name}@nobody", mlflow_server.uri, tmp_path / "cache")
 
     server = ServeProcess(["--model-uri", f"models:/{name}@champion", "--tracking-uri", mlflow_server.uri,
                            "--cache-dir", str(tmp_path / "cache")], tmp_path / "serve.log").start()

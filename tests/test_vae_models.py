@@ -7,12 +7,15 @@ import onnxruntime as ort
 import pytest
 import tensorflow as tf
 
-from gen_keras.artifacts import ArtifactIntegrityError, load_model, save_model
+from gen_keras import losses
+from gen_keras.artifacts import load_model, save_model
 from gen_keras.config import load_config
 from gen_keras.data import make_datasets
-from gen_keras.export import ExportError, export_model, read_manifest
+from gen_keras.errors import ArtifactIntegrityError, ExportError
+from gen_keras.export import export_model
+from gen_keras.exported.manifest import verify_export
 from gen_keras.models import build_model
-from gen_keras import losses
+from gen_keras.plan import resolve_plan
 
 from conftest import ROOT
 
@@ -64,7 +67,7 @@ def test_dynamic_binarization_is_binary_with_the_right_mean():
 def test_save_load_identical_outputs_and_optimizer_state(tmp_path, kind, data_cache):
     cfg = load_config(None, [f"model.kind={kind}", "data.limit_train=256", "train.batch_size=64"])
     model = build_model(cfg.model)
-    model.compile_for_training(cfg.train)
+    model.compile_for_training(resolve_plan(cfg))
     model.fit(make_datasets(cfg).train, epochs=1, verbose=0)
     path = save_model(model, tmp_path / "m" / "model.keras")
     loaded = load_model(path)
@@ -92,12 +95,12 @@ def test_load_refuses_altered_or_unsigned_model(tmp_path):
 def test_export_signatures_onnx_and_manifest(tmp_path):
     model = build_model(load_config(VAE, ["model.latent_dim=8"]).model)
     out = export_model(model, tmp_path / "exp", run_id="abc")
-    manifest = read_manifest(out)
+    manifest = verify_export(out).manifest
     assert manifest["kind"] == "vae" and manifest["latent_dim"] == 8
     assert manifest["value_range"] == [0.0, 1.0] and manifest["image_shape"] == [28, 28, 1]
-    assert set(manifest["endpoints"]) == {"generate", "encode", "reconstruct"}
+    assert set(manifest["endpoints"]) == {"generate", "encode", "reconstruct", "score"}
     assert manifest["endpoints"]["encode"]["outputs"] == ["mean", "log_var"]
-    assert all(e["onnx_parity_max_abs_diff"] <= 1e-4 for e in manifest["endpoints"].values())
+    assert all(e["onnx_parity_max_rel_diff"] <= 1e-4 for e in manifest["endpoints"].values())
     # onnxruntime with the manifest's shapes gives Keras' numbers.
     z = np.random.default_rng(1).standard_normal((4, 8)).astype("float32")
     sess = ort.InferenceSession(str(out / "generate.onnx"), providers=["CPUExecutionProvider"])
@@ -111,7 +114,7 @@ def test_export_signatures_onnx_and_manifest(tmp_path):
     # An altered file is detected.
     (out / "generate.onnx").write_bytes((out / "generate.onnx").read_bytes() + b"x")
     with pytest.raises(ArtifactIntegrityError, match="generate.onnx"):
-        read_manifest(out)
+        verify_export(out).manifest
 
 
 def test_failed_export_leaves_nothing_and_keeps_the_previous_one(tmp_path):
@@ -123,5 +126,5 @@ def test_failed_export_leaves_nothing_and_keeps_the_previous_one(tmp_path):
     with pytest.raises(ExportError, match="already exists"):
         export_model(model, target)
     assert json.loads((target / "manifest.json").read_text()) == before
-    read_manifest(target)  # still whole
+    verify_export(target).manifest  # still whole
     assert [p.name for p in tmp_path.iterdir()] == ["exp"]  # no temp folder left behind

@@ -26,7 +26,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import json
 
-    from gen_keras.config import ConfigError
+    from gen_keras.errors import ConfigError
     from gen_keras.eval import evaluate_model, load_for_eval
 
     if args.num_samples < 6:

@@ -117,11 +117,11 @@ def log_output(args, path, artifact_path: str) -> None:
 
 
 def run(args) -> int:
-    from gen_keras.artifacts import ArtifactIntegrityError
+    from gen_keras.errors import GenKerasError
 
     try:
         return _run(args)
-    except (ValueError, ArtifactIntegrityError) as exc:
+    except (ValueError, GenKerasError) as exc:
         print(f"gen-keras latent {args.tool}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -25,11 +25,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from gen_keras.artifacts import ArtifactIntegrityError
+    from gen_keras.errors import GenKerasError
 
     try:
         return _run(args)
-    except (ValueError, ArtifactIntegrityError) as exc:
+    except (ValueError, GenKerasError) as exc:
         print(f"gen-keras score: error: {exc}", file=sys.stderr)
         return 2
 
@@ -45,7 +45,7 @@ def _run(args) -> int:
                        seed=args.split_seed)
     scores = score_export(m, x, y if m.conditional else None, samples=args.samples, seed=args.seed)
     write_scores_csv(args.out, scores, y)
-    what = "negative ELBO (nats)" if "mean" in m.endpoints["encode"]["outputs"] else "reconstruction error"
+    what = "negative ELBO (nats)" if m.operation("score").input("eps") is not None else "reconstruction error"
     print(f"wrote {args.out}: {len(scores)} scores, {what}; mean {scores.mean():.3f}")
     if (y >= 0).any():
         for c, v in per_class_means(scores, y).items():

@@ -42,7 +42,7 @@ def run(args) -> int:
     import os
     import sys
 
-    from gen_keras.config import ConfigError
+    from gen_keras.errors import ConfigError
 
     if not args.models and not args.model_uri:
         raise ConfigError("serve needs --models DIR and/or --model-uri models:/NAME@ALIAS")

@@ -5,8 +5,8 @@ import dataclasses
 
 import numpy as np
 
-from gen_keras.config import ConfigError
 from gen_keras.data.sources import SourceInfo, check_dataset_name, open_source
+from gen_keras.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -50,14 +50,23 @@ def check_compatible(model_config, info: SourceInfo) -> None:
 
 def load_split_arrays(run_config, split: str, limit: int = 0):
     """A whole split as numpy ``(images in the model's range, labels)`` — for evaluation."""
+    return load_split(run_config.data, split, tuple(run_config.model.image_shape),
+                      type(run_config.model).value_range, limit=limit, seed=run_config.train.seed)
+
+
+def load_split(data_cfg, split: str, image_shape, value_range, limit: int = 0, seed: int = 0):
+    """One split of ``data_cfg.dataset`` as numpy ``(images in value_range, int32 labels)``,
+    prepared as the training pipeline prepares it. ``seed`` is the split seed of sources
+    without their own test split (a training run's ``train.seed``)."""
     from gen_keras.data.pipeline import make_pipeline
 
-    splits, info = open_source(run_config.data, seed=run_config.train.seed)
-    ds = make_pipeline(splits[split], image_shape=tuple(run_config.model.image_shape),
-                       value_range=type(run_config.model).value_range, batch_size=1000,
-                       training=False, seed=0, cache=False, limit=limit)
+    if split not in ("train", "test"):
+        raise ConfigError(f"split={split!r} is not one of ['train', 'test']")
+    splits, _ = open_source(data_cfg, seed=seed)
+    ds = make_pipeline(splits[split], image_shape=tuple(image_shape), value_range=tuple(value_range),
+                       batch_size=1000, training=False, seed=0, cache=False, limit=limit)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
-    return np.concatenate(xs), np.concatenate(ys)
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int32)
 
 
-__all__ = ["Datasets", "SourceInfo", "make_datasets", "load_split_arrays", "check_dataset_name"]
+__all__ = ["Datasets", "SourceInfo", "check_dataset_name", "load_split", "load_split_arrays", "make_datasets"]

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gen_keras.errors import DataIntegrityError
+
 NAME = "mnist10k"
 VERSION = "1.0.1"
 NUM_TRAIN = 8000
@@ -29,9 +31,6 @@ FILES = {
                "604e4e0dcbdf2b978afd53c607ab784f8c99e680fd61d7983bc70839ed6528bb"),
 }
 
-
-class DataIntegrityError(RuntimeError):
-    """A bundled or cached data file does not match its recorded checksum or format."""
 
 
 def _file(name: str) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 OFFLINE_ALTERNATIVES = (

@@ -151,7 +151,8 @@ def get_evaluator(run_config, *, recipe: Recipe | None = None, retrain: bool = F
 
 
 def _load_or_train(run_config, recipe: Recipe, retrain: bool) -> Evaluator:
-    from gen_keras.artifacts import ArtifactIntegrityError, load_model, save_model
+    from gen_keras.artifacts import load_model, save_model
+    from gen_keras.errors import ArtifactIntegrityError
 
     x_train, y_train = split_in_unit_range(run_config, "train")
     num_classes = int(y_train.max()) + 1 if len(y_train) else 0

@@ -1,16 +1,13 @@
 """Models to evaluate, from where training leaves them: an MLflow run (its ``model/model.keras``
-artifact, sha256-checked, and the run's logged config) or an export folder (its SavedModel
-``generate`` signature, manifest-verified)."""
+artifact, sha256-checked, and the run's logged config) or an export (read through the one export
+reader; sample metrics only, as an export has no decoder likelihood)."""
 from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError, ModelSourceError
 
 _RUN_SECTIONS = ("data", "train", "distribute", "tracking")
 
@@ -25,56 +22,24 @@ class EvalTarget:
 
 
 class ExportedGenerator:
-    """The ``generate`` signature of an exported SavedModel, shaped like a model for
-    :func:`gen_keras.eval.samples.generate_samples` (``config``, ``image_shape``,
-    ``sample_latent``, ``generate``). It has no decoder likelihood, so an export gets sample
-    metrics only; the likelihood needs the Keras model (``--run-id``)."""
+    """An :class:`~gen_keras.exported.reader.ExportReader` with the model config its manifest
+    records, shaped like a model for :func:`gen_keras.eval.samples.generate_samples`."""
 
-    def __init__(self, export_dir: str | Path):
-        import tensorflow as tf
-
+    def __init__(self, reader):
         from gen_keras.config import model_config_from_dict
-        from gen_keras.export import read_manifest
 
-        self.export_dir = Path(export_dir)
-        self.manifest = read_manifest(self.export_dir, verify=True)
-        self.config = model_config_from_dict(self.manifest["model_config"])
-        if "generate" not in self.manifest["endpoints"]:
-            raise ConfigError(f"{export_dir}: the export has no 'generate' endpoint")
-        loaded = tf.saved_model.load(str(self.export_dir / self.manifest["saved_model"]))
-        self._loaded = loaded  # keeps the signature's variables alive
-        self._generate = loaded.signatures["generate"]
-        self._inputs = [i["name"] for i in self.manifest["endpoints"]["generate"]["inputs"]]
-
-    @property
-    def image_shape(self):
-        return tuple(self.config.image_shape)
-
-    @property
-    def latent_dim(self):
-        return int(self.config.latent_dim)
-
-    def sample_latent(self, n: int, seed: int = 0) -> np.ndarray:
-        # The same N(0, I) draw as GenerativeModel.sample_latent.
-        return np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype("float32")
-
-    def generate(self, z, labels=None):
-        import tensorflow as tf
-
-        feeds = {self._inputs[0]: tf.convert_to_tensor(np.asarray(z, np.float32))}
-        if len(self._inputs) > 1:
-            if labels is None:
-                raise ValueError("this exported generator is conditional: pass labels")
-            feeds[self._inputs[1]] = tf.convert_to_tensor(np.asarray(labels, np.int32))
-        return next(iter(self._generate(**feeds).values())).numpy()
+        reader.operation("generate")  # a clear error for an export without a generator
+        self.reader = reader
+        self.config = model_config_from_dict(reader.model_config)
+        self.image_shape, self.latent_dim = reader.image_shape, reader.latent_dim
+        self.sample_latent, self.generate = reader.sample_latent, reader.generate
 
 
 def run_config_from_params(params: dict[str, str], model_config):
     """Rebuild a RunConfig from a run's logged params (``section.field`` → str) and its model."""
     import yaml
 
-    from gen_keras.config import (DataConfig, DistributeConfig, TrackingConfig, TrainConfig,
-                                  config_from_dict)
+    from gen_keras.config import DataConfig, DistributeConfig, TrackingConfig, TrainConfig, config_from_dict
 
     known = {"data": DataConfig, "train": TrainConfig, "distribute": DistributeConfig,
              "tracking": TrackingConfig}
@@ -93,70 +58,54 @@ def run_config_from_params(params: dict[str, str], model_config):
 
 def load_for_eval(run_id: str | None = None, export_dir: str | Path | None = None,
                   tracking_uri: str | None = None, dataset: str | None = None) -> EvalTarget:
-    """The model and run config to evaluate, from exactly one of ``run_id`` / ``export_dir``.
+    """The model and run config to evaluate, from exactly one of ``run_id`` / ``export_dir``
+    (a folder or ``models:/`` URI).
 
     ``dataset`` overrides the data set (default: the run's own ``data.dataset``; for an export
     whose source run cannot be read, ``mnist10k``).
     """
+    from gen_keras.config import RunConfig
+    from gen_keras.exported.reader import open_export
     from gen_keras.tracking import default_tracking_uri
 
     if (run_id is None) == (export_dir is None):
         raise ConfigError("give exactly one of --run-id or --export")
-    if run_id is None and not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                               or Path("mlflow/mlflow.db").is_file()):
-        uri = None  # an export alone: do not create an empty tracking store as a side effect
-    else:
-        uri = tracking_uri or default_tracking_uri()
+    uri = tracking_uri or default_tracking_uri(create=False)
     if run_id is not None:
-        model, run_config = _from_run(run_id, uri)
+        try:
+            model, run_config = _from_run(run_id, uri)
+        except ModelSourceError as exc:
+            raise ConfigError(f"--run-id {run_id}: {exc}") from None
         source = f"MLflow run {run_id} ({uri})"
     else:
-        model = ExportedGenerator(export_dir)
-        run_id = model.manifest.get("source_run_id") if uri else None
-        run_config = None
-        if run_id:
-            try:
-                run_config = run_config_from_params(_client(uri).get_run(run_id).data.params,
-                                                     model.config)
-            except Exception:  # tracking store unreachable or the run is elsewhere
-                run_id = None
-        if run_config is None:
-            from gen_keras.config import RunConfig
-
-            run_config = RunConfig(model=model.config).validate()
-        source = f"export folder {export_dir}"
+        model = ExportedGenerator(open_export(str(export_dir), tracking_uri=uri))
+        run_id, run_config = _source_run(model, uri)
+        source = f"export {export_dir}"
     if dataset:
         run_config = dataclasses.replace(
-            run_config, data=dataclasses.replace(run_config.data, dataset=dataset)).validate()
-    return EvalTarget(model, run_config, run_id, uri if run_id else None, source)
+            run_config, data=dataclasses.replace(run_config.data, dataset=dataset))
+    return EvalTarget(model, (run_config or RunConfig(model=model.config)).validate(), run_id,
+                      uri if run_id else None, source)
 
 
-def _client(uri: str):
-    from mlflow import MlflowClient
+def _source_run(model: ExportedGenerator, uri: str):
+    """The export's source run and its config, when the tracking store holds it (an export alone
+    never creates a store)."""
+    from gen_keras.exported.sources import client_for
 
-    return MlflowClient(tracking_uri=uri)
+    run_id = model.reader.spec.source_run_id
+    if not run_id or (uri.startswith("sqlite:///") and not os.path.isfile(uri[len("sqlite:///"):])):
+        return None, None
+    try:
+        client, _ = client_for(uri)
+        return run_id, run_config_from_params(client.get_run(run_id).data.params, model.config)
+    except Exception:  # the store is unreachable or the run lives elsewhere
+        return None, None
 
 
 def _from_run(run_id: str, uri: str):
-    import mlflow
-
-    from gen_keras.artifacts import load_model
-
-    client = _client(uri)
-    try:
-        run = client.get_run(run_id)
-    except Exception as exc:
-        raise ConfigError(f"--run-id {run_id}: no such run in the tracking store {uri} "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
-    with tempfile.TemporaryDirectory(prefix="gen_keras_eval_") as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
-                                                        dst_path=tmp, tracking_uri=uri)
-        except Exception as exc:
-            raise ConfigError(f"--run-id {run_id}: the run has no model/model.keras artifact "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); did "
-                              "training finish?") from None
-        model = load_model(Path(local) / "model.keras")  # sha256-checked against the sidecar
+    from gen_keras.artifacts import load_model_from_run, run_params
     from gen_keras.precision import float32_twin
 
-    return float32_twin(model), run_config_from_params(run.data.params, model.config)
+    model = load_model_from_run(run_id, uri)  # sha256-checked against the sidecar
+    return float32_twin(model), run_config_from_params(run_params(run_id, uri), model.config)

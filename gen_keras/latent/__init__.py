@@ -1,20 +1,29 @@
 """Tools to look into a latent space: interpolation, attribute arithmetic, traversals, the 2-D
 manifold and a scatter of encoded images. Each works on an export folder, an MLflow run id or
 an in-memory model (see :mod:`gen_keras.latent.loading`); docs/latent.md shows the CLI."""
+from gen_keras.exported.reader import ExportReader, LatentModel
 from gen_keras.latent.arithmetic import arithmetic_grid, attribute_vector, class_means
-from gen_keras.latent.interpolation import (image_interpolation_strips, interpolate,
-                                            interpolation_strips, lerp, slerp)
-from gen_keras.latent.loading import (ExportedModel, InMemoryModel, LatentModel, as_latent_model,
-                                      download_run_export, load_images, log_to_run, open_model,
-                                      open_run)
-from gen_keras.latent.manifold import (encoded_scatter, manifold_codes, manifold_grid, project_2d,
-                                       scatter_image)
+from gen_keras.latent.interpolation import (
+                                            image_interpolation_strips,
+                                            interpolate,
+                                            interpolation_strips,
+                                            lerp,
+                                            slerp,
+)
+from gen_keras.latent.loading import InMemoryModel, as_latent_model, load_images, log_to_run, open_model
+from gen_keras.latent.manifold import (
+                                            encoded_scatter,
+                                            manifold_codes,
+                                            manifold_grid,
+                                            project_2d,
+                                            scatter_image,
+)
 from gen_keras.latent.traversal import traversal_codes, traversal_grid, traversal_values
 
 __all__ = [
-    "ExportedModel", "InMemoryModel", "LatentModel", "arithmetic_grid", "as_latent_model",
-    "attribute_vector", "class_means", "download_run_export", "encoded_scatter",
+    "ExportReader", "InMemoryModel", "LatentModel", "arithmetic_grid", "as_latent_model",
+    "attribute_vector", "class_means", "encoded_scatter",
     "image_interpolation_strips", "interpolate", "interpolation_strips", "lerp", "load_images",
-    "log_to_run", "manifold_codes", "manifold_grid", "open_model", "open_run", "project_2d",
+    "log_to_run", "manifold_codes", "manifold_grid", "open_model", "project_2d",
     "scatter_image", "slerp", "traversal_codes", "traversal_grid", "traversal_values",
 ]

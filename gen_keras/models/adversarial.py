@@ -22,7 +22,6 @@ comes from ``replica_normal`` / ``replica_uniform`` (different on every replica)
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -30,7 +29,8 @@ import keras
 import tensorflow as tf
 
 from gen_keras import losses
-from gen_keras.config import ConfigError, ModelConfig
+from gen_keras.config import ModelConfig
+from gen_keras.errors import ConfigError
 from gen_keras.models.base import Endpoint, GenerativeModel, make_optimizer
 
 # name -> per-example loss; each D loss takes (real_outputs, fake_outputs), each G loss fake_outputs.
@@ -231,30 +231,34 @@ class AdversarialModel(GenerativeModel):
                      g_optimizer=keras.optimizers.deserialize(config.pop("g_optimizer")),
                      **config)
 
-    def compile_for_training(self, train_cfg, replicas: int = 1) -> None:
+    def compile_for_training(self, plan) -> None:
         """Both optimizers from the model config (rates, betas) and ``train.optimizer`` /
-        ``train.lr_scaling``; checks that the batch splits into the ``d_steps`` chunks."""
+        ``train.lr_scaling`` of the :class:`gen_keras.plan.RunPlan`; checks that the batch
+        splits into the ``d_steps`` chunks."""
         c = self.config
-        per_replica = train_cfg.batch_size // max(replicas, 1)
-        if per_replica % c.d_steps:
-            raise ConfigError(f"train.batch_size={train_cfg.batch_size} gives {per_replica} images "
-                              f"per replica, which must split into model.d_steps={c.d_steps} equal "
-                              "chunks (one per discriminator step)")
-        opt_cfg = dataclasses.replace(train_cfg, beta_2=c.beta_2)
-        self.compile(d_optimizer=make_optimizer(opt_cfg, replicas, c.d_learning_rate, c.beta_1,
-                                                precision=self.precision),
-                     g_optimizer=make_optimizer(opt_cfg, replicas, c.g_learning_rate, c.beta_1,
-                                                precision=self.precision),
-                     jit_compile=train_cfg.jit_compile,
-                     steps_per_execution=train_cfg.steps_per_execution)
+        if plan.per_replica_batch % c.d_steps:
+            raise ConfigError(f"train.batch_size={plan.train.batch_size} gives "
+                              f"{plan.per_replica_batch} images per replica, which must split into "
+                              f"model.d_steps={c.d_steps} equal chunks (one per discriminator step)")
+        self.vector_metrics = plan.vector_metrics
+        betas = dict(beta_1=c.beta_1, beta_2=c.beta_2)
+        self.compile(d_optimizer=make_optimizer(plan, self.precision, learning_rate=c.d_learning_rate, **betas),
+                     g_optimizer=make_optimizer(plan, self.precision, learning_rate=c.g_learning_rate, **betas),
+                     jit_compile=plan.train.jit_compile,
+                     steps_per_execution=plan.steps_per_execution)
 
     def optimizers_to_track(self) -> dict:
         return {"d_optimizer": self.d_optimizer, "g_optimizer": self.g_optimizer}
 
-    def extra_callbacks(self, run_config, sink) -> list:
-        from gen_keras.training.guards import guard_callbacks
-
-        return guard_callbacks(self, sink)
+    def training_guards(self) -> dict[str, dict]:
+        """Mode collapse for every GAN; discriminator collapse where D's outputs are
+        probabilities (the cross-entropy game)."""
+        c = self.config
+        guards = {"mode_collapse": {"threshold": c.mode_collapse_threshold,
+                                    "samples": c.mode_collapse_samples}}
+        if self.reports_probabilities:
+            guards["discriminator_collapse"] = {"epsilon": c.collapse_epsilon, "steps": c.collapse_steps}
+        return guards
 
     # -- the alternating update ----------------------------------------------------------------
     def discriminator_terms(self, x, labels, training=True):

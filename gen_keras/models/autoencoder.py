@@ -7,9 +7,10 @@ import keras
 import tensorflow as tf
 
 from gen_keras import losses
-from gen_keras.config import ConfigError, ModelConfig
+from gen_keras.config import ModelConfig
+from gen_keras.errors import ConfigError
 from gen_keras.models.base import Endpoint, GenerativeModel
-from gen_keras.models.networks import conv_decoder, conv_encoder
+from gen_keras.models.networks import TensorFunction, conv_decoder, conv_encoder
 from gen_keras.models.registry import register_model
 
 
@@ -64,10 +65,15 @@ class Autoencoder(GenerativeModel):
         return x
 
     def reconstruction_loss(self, x, x_in, training=False):
-        out = self.decoder(self.encoder(x_in, training=training), training=training)
+        """The loss of reconstructing ``x`` from the encoder input ``x_in``, per example."""
+        return self.reconstruction_error(x, self.decoder(self.encoder(x_in, training=training),
+                                                         training=training))
+
+    def reconstruction_error(self, x, decoder_out):
+        """Per example: binary cross-entropy from the decoder's logits, or the squared error."""
         if self.config.reconstruction == "bce":
-            return losses.binary_crossentropy_per_example(x, out)
-        return losses.squared_error_per_example(x, out)
+            return losses.binary_crossentropy_per_example(x, decoder_out)
+        return losses.squared_error_per_example(x, decoder_out)
 
     def train_step(self, data):
         x, _ = data
@@ -87,14 +93,18 @@ class Autoencoder(GenerativeModel):
         return self.reconstruction_loss(x, x)
 
     def export_endpoints(self):
+        """``generate`` (z → image, alias ``decode``), ``encode`` (x → z), ``reconstruct`` and
+        ``score`` (x → the reconstruction loss of the clean input, as :meth:`score`)."""
         z = keras.Input((self.latent_dim,), name="z")
         x = keras.Input(self.image_shape, name="x")
-        gen = keras.Model(z, self._image_head(self.decoder(z)), name="generate")
-        enc = keras.Model(x, self.encoder(x), name="encode")
-        rec = keras.Model(x, self._image_head(self.decoder(self.encoder(x))), name="reconstruct")
-        return [Endpoint("generate", gen, ["image"], aliases=["decode"]),
-                Endpoint("encode", enc, ["z"]),
-                Endpoint("reconstruct", rec, ["image"])]
+        code = self.encoder(x)
+        decoded = self.decoder(code)
+        score = TensorFunction(self.reconstruction_error, "reconstruction_error")([x, decoded])
+        return [Endpoint("generate", keras.Model(z, self._image_head(self.decoder(z)), name="generate"),
+                         ["image"], aliases=["decode"]),
+                Endpoint("encode", keras.Model(x, code, name="encode"), ["z"]),
+                Endpoint("reconstruct", keras.Model(x, self._image_head(decoded), name="reconstruct"), ["image"]),
+                Endpoint("score", keras.Model(x, score, name="score"), ["score"])]
 
     def _image_head(self, out):
         if self.config.reconstruction == "bce":

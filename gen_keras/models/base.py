@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gen_keras.distribute import is_multi_worker
+from gen_keras.exported.latents import sample_prior
 from gen_keras.precision import global_policy
 
 
@@ -35,7 +35,7 @@ class GenerativeModel(keras.Model):
     tracker_names: tuple[str, ...] = ("loss",)
     has_prior = True  # samples from generate(z ~ N(0, I)) are meant to look like the data
 
-    def __init__(self, config=None, seed: int = 0, precision: str | None = None, **kwargs):
+    def __init__(self, config=None, seed: int = 0, precision: str = "float32", **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
             from gen_keras.config import model_config_from_dict
@@ -45,9 +45,10 @@ class GenerativeModel(keras.Model):
         self.seed = int(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed, name="seed_generator")
         self._trackers: dict[str, keras.metrics.Mean] = {}
-        # The Keras dtype policy the networks compute in: the global one when the model is made,
-        # the saved one when it is loaded (a bf16-trained model loads as the same bf16 model).
-        self.precision = precision or keras.mixed_precision.global_policy().name
+        # The Keras dtype policy the networks compute in, as the run plan resolved it (saved in
+        # get_config, so a bf16-trained model loads as the same bf16 model).
+        self.precision = precision
+        self.vector_metrics = False  # set by compile_for_training (multi-worker runs)
         with global_policy(self.precision):
             self.build_networks()
         self._create_trackers(self.tracker_names)
@@ -97,7 +98,7 @@ class GenerativeModel(keras.Model):
         for name, value in values.items():
             self.tracker(name).update_state(value)
         results = {name: self.tracker(name).result() for name in values}
-        if is_multi_worker(tf.distribute.get_strategy()):
+        if self.vector_metrics:
             # Keras reduces step outputs across workers with MEAN along axis 0, which a scalar
             # lacks (keras-team/keras#20585): hand it shape [1]; the logs come out scalar.
             results = {name: tf.reshape(v, [1]) for name, v in results.items()}
@@ -139,13 +140,15 @@ class GenerativeModel(keras.Model):
         grads = tape.gradient(optimizer.scale_loss(loss), variables)
         optimizer.apply_gradients(zip(grads, variables))
 
-    # -- compiling from the run config (GANs override: two optimizers) ------------------------
-    def compile_for_training(self, train_cfg, replicas: int = 1) -> None:
-        """Compile with the configured optimizer, learning rate scaling and speed options, and
-        build the optimizer now (inside the strategy scope, never lazily outside it)."""
-        self.compile(optimizer=make_optimizer(train_cfg, replicas, precision=self.precision),
-                     jit_compile=train_cfg.jit_compile,
-                     steps_per_execution=train_cfg.steps_per_execution)
+    # -- compiling from the run plan (GANs override: two optimizers) --------------------------
+    def compile_for_training(self, plan) -> None:
+        """Compile with the configured optimizer, learning rate (scaled for ``plan.replicas``) and
+        speed options of a :class:`gen_keras.plan.RunPlan`, and build the optimizer now (inside
+        the strategy scope, never lazily outside it)."""
+        self.vector_metrics = plan.vector_metrics
+        self.compile(optimizer=make_optimizer(plan, self.precision),
+                     jit_compile=plan.train.jit_compile,
+                     steps_per_execution=plan.steps_per_execution)
         self.optimizer.build(self.trainable_variables)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -167,9 +170,10 @@ class GenerativeModel(keras.Model):
                 and getattr(self, "_compile_metrics", None) is None
                 and bool(optimizers) and all(o.built for o in optimizers))
 
-    def extra_callbacks(self, run_config, sink) -> list:
-        """Model-specific training callbacks (the GANs' collapse guards); none by default."""
-        return []
+    def training_guards(self) -> dict[str, dict]:
+        """The health checks this model's training needs, as data: ``{guard name: settings}``.
+        The trainer turns them into callbacks (``gen_keras.training.guards``); none by default."""
+        return {}
 
     def optimizers_to_track(self) -> dict:
         """Every optimizer whose state a checkpoint must carry."""
@@ -184,24 +188,19 @@ class GenerativeModel(keras.Model):
         raise NotImplementedError
 
     def sample_latent(self, n: int, seed: int = 0) -> np.ndarray:
-        return np.random.default_rng(seed).standard_normal((n, self.latent_dim)).astype("float32")
+        """``n`` codes from the prior, drawn the one documented way (:func:`sample_prior`)."""
+        return sample_prior(n, self.latent_dim, seed)
 
 
-def scaled_learning_rate(train_cfg, replicas: int, base: float | None = None) -> float:
-    """The configured rate, times the number of replicas under ``lr_scaling: linear``
-    (Goyal et al. 2017, "Accurate, Large Minibatch SGD")."""
-    lr = train_cfg.learning_rate if base is None else base
-    return lr * replicas if train_cfg.lr_scaling == "linear" else lr
-
-
-def make_optimizer(train_cfg, replicas: int = 1, learning_rate: float | None = None,
-                   beta_1: float | None = None, precision: str = "float32"):
-    """The configured optimizer, with loss scaling when the model computes in float16
-    (``precision``: the model's Keras policy name)."""
-    lr = scaled_learning_rate(train_cfg, replicas, learning_rate)
+def make_optimizer(plan, precision: str = "float32", *, learning_rate: float | None = None,
+                   beta_1: float | None = None, beta_2: float | None = None):
+    """``train.optimizer`` at ``plan.learning_rate(learning_rate)``, with loss scaling when the
+    model computes in float16 (``precision``: the model's Keras policy name)."""
+    train_cfg = plan.train
+    lr = plan.learning_rate(learning_rate)
     if train_cfg.optimizer == "adam":
         opt = keras.optimizers.Adam(lr, beta_1=train_cfg.beta_1 if beta_1 is None else beta_1,
-                                    beta_2=train_cfg.beta_2)
+                                    beta_2=train_cfg.beta_2 if beta_2 is None else beta_2)
     elif train_cfg.optimizer == "rmsprop":
         opt = keras.optimizers.RMSprop(lr)
     else:

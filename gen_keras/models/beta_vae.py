@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 from gen_keras.models.registry import register_model
 from gen_keras.models.vae import VAE, VAEConfig
 

@@ -16,7 +16,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gen_keras.models.base import Endpoint
 from gen_keras.models.registry import register_model
 from gen_keras.models.vae import VAE, VAEConfig
 
@@ -71,15 +70,3 @@ class ConditionalVAE(VAE):
         x, labels = inputs
         mean, _ = self.encode(x, labels, training=training)
         return self.decode(mean, labels, training=training)
-
-    def export_endpoints(self):
-        z = keras.Input((self.latent_dim,), name="z")
-        x = keras.Input(self.image_shape, name="x")
-        y = keras.Input((), dtype="int32", name="label")
-        mean, log_var = self.encoder([x, y])
-        gen = keras.Model([z, y], self._image_head(self.decoder([z, y])), name="generate")
-        enc = keras.Model([x, y], [mean, log_var], name="encode")
-        rec = keras.Model([x, y], self._image_head(self.decoder([mean, y])), name="reconstruct")
-        return [Endpoint("generate", gen, ["image"], aliases=["decode"]),
-                Endpoint("encode", enc, ["mean", "log_var"]),
-                Endpoint("reconstruct", rec, ["image"])]

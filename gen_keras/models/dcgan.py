@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 from gen_keras.models.adversarial import AdversarialConfig, AdversarialModel
 from gen_keras.models.networks import OneHot
 from gen_keras.models.registry import register_model

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 from gen_keras.models.adversarial import AdversarialConfig, AdversarialModel
 from gen_keras.models.registry import register_model
 

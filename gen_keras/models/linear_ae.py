@@ -18,7 +18,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from gen_keras.config import ConfigError, ModelConfig
+from gen_keras.config import ModelConfig
+from gen_keras.errors import ConfigError
 from gen_keras.models.autoencoder import Autoencoder
 from gen_keras.models.registry import register_model
 

@@ -108,3 +108,16 @@ class OneHot(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "depth": self.depth}
+
+
+class TensorFunction(layers.Layer):
+    """A weightless function of tensors as a layer, so an export operation can compute a loss or
+    a reparameterization inside its graph (``score``). Export only: it holds a Python function,
+    so it is never part of a saved ``.keras`` model."""
+
+    def __init__(self, fn, name: str):
+        super().__init__(name=name, dtype="float32", trainable=False)
+        self.fn = fn
+
+    def call(self, inputs):
+        return self.fn(*inputs)

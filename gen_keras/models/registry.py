@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 
 _KINDS: dict[str, tuple[type, type]] = {}
 _LOADED = False
@@ -62,6 +62,7 @@ def model_class(kind: str) -> type:
     return _lookup(kind)[1]
 
 
-def build_model(config) -> "object":
-    """Build (not compile) the model a ModelConfig describes."""
-    return model_class(config.kind)(config)
+def build_model(config, precision: str = "float32") -> "object":
+    """Build (not compile) the model a ModelConfig describes, its networks computing in the
+    Keras dtype policy ``precision`` (the run plan's)."""
+    return model_class(config.kind)(config, precision=precision)

@@ -9,9 +9,10 @@ import keras
 import tensorflow as tf
 
 from gen_keras import losses
-from gen_keras.config import ConfigError, ModelConfig
+from gen_keras.config import ModelConfig
+from gen_keras.errors import ConfigError
 from gen_keras.models.base import Endpoint, GenerativeModel
-from gen_keras.models.networks import conv_decoder, conv_encoder, mlp_decoder
+from gen_keras.models.networks import TensorFunction, conv_decoder, conv_encoder, mlp_decoder
 from gen_keras.models.registry import register_model
 
 
@@ -167,12 +168,25 @@ class VAE(GenerativeModel):
         return out
 
     def export_endpoints(self):
+        """``generate`` (z [, label] → image, alias ``decode``), ``encode`` (x [, label] → mean,
+        log_var), ``reconstruct`` (x [, label] → the decoded posterior mean) and ``score`` (x, eps
+        [, label] → the single-sample negative ELBO with z = mean + sigma * eps, the anomaly score
+        of :meth:`score` with the noise given)."""
         z = keras.Input((self.latent_dim,), name="z")
         x = keras.Input(self.image_shape, name="x")
-        mean, log_var = self.encoder(x)
-        gen = keras.Model(z, self._image_head(self.decoder(z)), name="generate")
-        enc = keras.Model(x, [mean, log_var], name="encode")
-        rec = keras.Model(x, self._image_head(self.decoder(mean)), name="reconstruct")
-        return [Endpoint("generate", gen, ["image"], aliases=["decode"]),
-                Endpoint("encode", enc, ["mean", "log_var"]),
-                Endpoint("reconstruct", rec, ["image"])]
+        eps = keras.Input((self.latent_dim,), name="eps")
+        y = [keras.Input((), dtype="int32", name="label")] if self.label_count() else []
+
+        def net(t):  # a network's input: the tensor, with the label when conditional
+            return [t, *y] if y else t
+
+        mean, log_var = self.encoder(net(x))
+        z_eps = TensorFunction(lambda m, lv, e: m + tf.exp(0.5 * lv) * e, "reparameterize")([mean, log_var, eps])
+        score = TensorFunction(lambda x_, out, m, lv: -self.log_likelihood(x_, out) + losses.kl_divergence(m, lv),
+                               "negative_elbo")([x, self.decoder(net(z_eps)), mean, log_var])
+        return [Endpoint("generate", keras.Model(net(z), self._image_head(self.decoder(net(z))), name="generate"),
+                         ["image"], aliases=["decode"]),
+                Endpoint("encode", keras.Model(net(x), [mean, log_var], name="encode"), ["mean", "log_var"]),
+                Endpoint("reconstruct", keras.Model(net(x), self._image_head(self.decoder(net(mean))),
+                                                    name="reconstruct"), ["image"]),
+                Endpoint("score", keras.Model([x, eps, *y], score, name="score"), ["score"])]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import keras
 
-from gen_keras.config import ConfigError
+from gen_keras.errors import ConfigError
 from gen_keras.models.dcgan import DCGAN, DCGANConfig
 from gen_keras.models.registry import register_model
 

@@ -7,16 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from gen_keras.errors import NonFiniteLossError
 from gen_keras.images import image_grid, save_png
-
-
-class NonFiniteLossError(RuntimeError):
-    """A reported loss became NaN or infinite; training stopped at that step."""
-
-
-def metric_name(key: str) -> str:
-    """Keras log keys → MLflow names: ``loss`` → ``train_loss``, ``val_loss`` → ``test_loss``."""
-    return f"test_{key[4:]}" if key.startswith("val_") else f"train_{key}"
+from gen_keras.tracking import metric_name
 
 
 class HealthGuard(keras.callbacks.Callback):

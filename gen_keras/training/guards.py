@@ -146,9 +146,17 @@ class ModeCollapseGuard(keras.callbacks.Callback):
 
 
 def guard_callbacks(model_, sink=None) -> list:
-    """The guards that fit the model: the collapse guard needs D's outputs as probabilities."""
-    c = model_.config
-    guards = [ModeCollapseGuard(model_, c.mode_collapse_threshold, c.mode_collapse_samples, sink)]
-    if model_.reports_probabilities:
-        guards.insert(0, DiscriminatorCollapseGuard(c.collapse_epsilon, c.collapse_steps, sink))
+    """The callbacks for the guards the model declares (``model.training_guards()``: name ->
+    settings); the discriminator-collapse guard runs first, as it watches every step."""
+    declared = model_.training_guards()
+    unknown = set(declared) - {"discriminator_collapse", "mode_collapse"}
+    if unknown:
+        raise ValueError(f"{model_.kind}: unknown training guard(s) {sorted(unknown)}")
+    guards = []
+    if "discriminator_collapse" in declared:
+        g = declared["discriminator_collapse"]
+        guards.append(DiscriminatorCollapseGuard(g["epsilon"], g["steps"], sink))
+    if "mode_collapse" in declared:
+        g = declared["mode_collapse"]
+        guards.append(ModeCollapseGuard(model_, g["threshold"], g["samples"], sink))
     return guards

@@ -1,0 +1,149 @@
+"""Where an export comes from: a local folder, the MLflow model registry (``models:/NAME@ALIAS``,
+``models:/NAME/VERSION``), or a training run (``runs:/RUN_ID``: its ``export/`` artifact).
+
+Downloads land in a cache folder keyed by what they are (``<cache>/models/NAME-vN``,
+``<cache>/runs/RUN_ID/export``), written to a temporary folder, verified, then renamed into
+place; a cached copy that still verifies is reused, one that does not is fetched again. Nothing
+here creates a tracking store: a ``sqlite:///`` URI whose file does not exist is an error naming
+the file.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+import uuid
+from pathlib import Path
+
+from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
+
+RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras"))
+
+
+def resolve(source: str, *, tracking_uri: str | None = None,
+            cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """``(local export folder, a description for logs)`` for any source string."""
+    if source.startswith("models:/"):
+        return download_registered(source, tracking_uri, cache_dir)
+    if source.startswith("runs:/"):
+        run_id = source[len("runs:/"):].strip("/").removesuffix("/export")
+        return download_run_export(run_id, tracking_uri, cache_dir), f"{source} ({tracking_uri})"
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise ModelSourceError(f"{source}: no such export folder (or give models:/NAME@ALIAS, "
+                               "models:/NAME/VERSION or runs:/RUN_ID)")
+    return folder, str(folder)
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` → (NAME, ALIAS, None); ``models:/NAME/VERSION`` → (NAME, None, VERSION)."""
+    if uri.startswith("models:/"):
+        rest = urllib.parse.unquote(uri[len("models:/"):]).strip("/")
+        if "@" in rest:
+            name, alias = rest.rsplit("@", 1)
+            if name and alias and "/" not in name:
+                return name, alias, None
+        elif rest.count("/") == 1:
+            name, version = rest.split("/")
+            if name and version.isdigit():
+                return name, None, version
+    raise ModelSourceError(f"{uri!r} is not a models:/NAME@ALIAS (or models:/NAME/VERSION) URI")
+
+
+def client_for(tracking_uri: str | None):
+    """An MlflowClient for ``tracking_uri`` (default: the configured store) that never creates
+    a store: a missing SQLite file is an error naming it."""
+    from mlflow import MlflowClient
+
+    from gen_keras.tracking import default_tracking_uri, require_existing_store
+
+    uri = tracking_uri or default_tracking_uri(create=False)
+    require_existing_store(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def download_registered(uri: str, tracking_uri: str | None = None,
+                        cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """Resolve a registry URI to its export folder, downloaded (once) under ``cache_dir``.
+
+    The version's ``source`` is the artifact URI of the export folder (``gen-keras retrain``
+    registers the run's ``export`` artifact)."""
+    name, alias, version = parse_model_uri(uri)
+    client, store = client_for(tracking_uri)
+    try:
+        mv = (client.get_model_version_by_alias(name, alias) if alias
+              else client.get_model_version(name, version))
+    except Exception as exc:
+        raise ModelSourceError(f"{uri}: the registry at {store} cannot resolve it ({_why(exc)})") from None
+    target = Path(cache_dir or default_cache_dir() / "models") / f"{name}-v{mv.version}"
+    download_verified(target, lambda dst: fetch_artifact(mv.source, dst, store),
+              f"{uri}: version {mv.version} source {mv.source}")
+    return target, f"{uri} (version {mv.version}, run {mv.run_id})"
+
+
+def download_run_export(run_id: str, tracking_uri: str | None = None,
+                        cache_dir: str | Path | None = None) -> Path:
+    """The ``export/`` artifact of an MLflow run as a verified local folder
+    (``<cache>/runs/<run_id>/export``, downloaded once)."""
+    if not RUN_ID.match(str(run_id)):
+        raise ModelSourceError(f"run id {run_id!r} is not an MLflow run id (letters, digits, '-' "
+                               "and '_' only)")
+    client, store = client_for(tracking_uri)
+    try:
+        client.get_run(run_id)
+    except Exception as exc:
+        raise ModelSourceError(f"MLflow run {run_id!r} could not be read from {store} ({_why(exc)})") from None
+    names = [a.path for a in client.list_artifacts(run_id)]
+    if "export" not in names:
+        raise ModelSourceError(f"MLflow run {run_id} has no 'export' artifact (artifacts: {names}); "
+                               "it was trained with train.export_at_end=false or did not finish")
+    target = Path(cache_dir or default_cache_dir() / "runs") / run_id / "export"
+    download_verified(target, lambda dst: fetch_artifact(f"runs:/{run_id}/export", dst, store), f"run {run_id}")
+    return target
+
+
+def fetch_artifact(artifact_uri: str, dst: Path, tracking_uri: str) -> Path:
+    import mlflow.artifacts
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst),
+                                                    tracking_uri=tracking_uri))
+
+
+def download_verified(target: Path, fetch, what: str) -> None:
+    """Make ``target`` a verified export folder: keep a copy that verifies, else call
+    ``fetch(tmp)`` (which returns the downloaded folder) into a temporary folder beside it,
+    verify, and rename into place. The final name never holds a half-written folder."""
+    from gen_keras.exported.manifest import verify_export
+
+    if target.is_dir():
+        try:
+            verify_export(target)
+            return
+        except ArtifactIntegrityError:
+            shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".download-{uuid.uuid4().hex[:6]}-"))
+    try:
+        try:
+            local = fetch(tmp)
+        except Exception as exc:
+            raise ModelSourceError(f"{what} could not be downloaded ({_why(exc)})") from None
+        verify_export(local)
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            os.replace(local, target)
+        except OSError:  # another process published the same version meanwhile
+            verify_export(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

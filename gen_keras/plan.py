@@ -1,0 +1,89 @@
+"""The run config resolved ONCE, for the machine and strategy it runs on.
+
+A :class:`RunPlan` is what the trainer, the model and the checkpoint read: the concrete
+precision (``auto`` resolved), how many replicas and worker processes take part, the steps per
+execution that this strategy supports, the per-replica batch and the learning-rate scaling.
+Nothing downstream resolves a field again or reads a Keras global back: the model gets its
+precision as a constructor argument and the rest through :meth:`GenerativeModel.compile_for_training`.
+
+``resolve_plan(cfg, strategy)`` builds it (the strategy is the one object that knows the replica
+count); without a strategy, the plan is for one local device.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from gen_keras import precision as _precision
+from gen_keras.config import RunConfig, TrainConfig
+from gen_keras.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    config: RunConfig
+    precision: str  # the Keras dtype policy the networks compute in: float32 | mixed_bfloat16 | ...
+    replicas: int = 1  # replicas in sync (all workers)
+    workers: int = 1  # processes taking part (> 1 only under multi_worker)
+    strategy_name: str = "default"
+    steps_per_execution: int = 1  # what the strategy supports (<= the configured value)
+    is_chief: bool = True
+
+    @property
+    def train(self) -> TrainConfig:
+        return self.config.train
+
+    @property
+    def per_replica_batch(self) -> int:
+        return self.config.train.batch_size // self.replicas
+
+    @property
+    def vector_metrics(self) -> bool:
+        """Whether step outputs must be shape [1]: Keras reduces them across workers with MEAN
+        along axis 0, which a scalar lacks (keras-team/keras#20585)."""
+        return self.workers > 1
+
+    def learning_rate(self, base: float | None = None) -> float:
+        """``base`` (default ``train.learning_rate``), times the replicas under
+        ``lr_scaling: linear`` (Goyal et al. 2017, "Accurate, Large Minibatch SGD")."""
+        lr = self.config.train.learning_rate if base is None else base
+        return lr * self.replicas if self.config.train.lr_scaling == "linear" else lr
+
+    def resumable(self) -> dict:
+        """The config a checkpoint must match to resume: with the RESOLVED precision, so a
+        checkpoint is never resumed in another precision (a GPU run's float16 on a CPU)."""
+        d = self.config.to_dict()
+        d["train"].pop("progress", None)
+        d["train"]["mixed_precision"] = config_precision(self.precision)
+        return d
+
+    def derived_params(self) -> dict[str, object]:
+        """What the plan decided, as MLflow params (``derived.*``)."""
+        return {"derived.replicas": self.replicas, "derived.per_replica_batch": self.per_replica_batch,
+                "derived.strategy": self.strategy_name, "derived.workers": self.workers,
+                "derived.steps_per_execution": self.steps_per_execution,
+                "derived.mixed_precision": config_precision(self.precision)}
+
+
+def config_precision(keras_policy: str) -> str:
+    """A Keras policy name as the config spells it (``float32`` is ``none``)."""
+    return "none" if keras_policy == "float32" else keras_policy
+
+
+def resolve_plan(cfg: RunConfig, strategy=None, *, is_chief: bool = True) -> RunPlan:
+    """The plan for ``cfg`` under ``strategy`` (None: one local device). Raises ConfigError when
+    the global batch does not split over the replicas."""
+    name, replicas, workers, steps = "default", 1, 1, int(cfg.train.steps_per_execution)
+    if strategy is not None:
+        from gen_keras import distribute
+
+        name = type(strategy).__name__
+        replicas = int(strategy.num_replicas_in_sync)
+        workers = distribute.num_workers(strategy)
+        steps = distribute.supported_steps_per_execution(steps, strategy)
+    if cfg.train.batch_size % replicas:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be divisible by the "
+                          f"{replicas} replicas of distribute.strategy={cfg.distribute.strategy!r}")
+    policy = _precision.keras_policy(_precision.resolve(cfg.train.mixed_precision,
+                                                         cfg.distribute.strategy))
+    return RunPlan(cfg, policy, replicas, workers, name, steps, is_chief)
+

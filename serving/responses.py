@@ -1,0 +1,36 @@
+"""Response bodies: compact JSON (errors always ``{"error": "<what is wrong>"}``, TensorFlow
+Serving's shape) and PNG grids of images."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from fastapi.responses import Response
+
+from serving.images import grid_png, grid_shape
+
+
+def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")).encode(), status,
+                    headers=headers, media_type="application/json")
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> Response:
+    return json_response({"error": message}, status, headers)
+
+
+def array_list(a: np.ndarray) -> list:
+    return np.round(np.asarray(a, dtype="float64"), 6).tolist()
+
+
+def images_response(model, images, fmt: str, meta: dict, columns=None) -> Response:
+    """``images`` as a PNG grid (with ``X-Grid`` and the seeds in headers) or as JSON."""
+    if fmt == "png":
+        rows, cols = grid_shape(len(images), columns)
+        headers = {"X-Grid": f"{rows}x{cols}", "Cache-Control": "no-store"}
+        headers.update({f"X-{k.capitalize()}": str(val) for k, val in meta.items()
+                        if k in ("seed", "seeds", "method", "steps") and val is not None})
+        return Response(grid_png(images, model.spec.value_range, columns), media_type="image/png",
+                        headers=headers)
+    return json_response({"model": model.name, **meta, "value_range": list(model.spec.value_range),
+                          "shape": list(images.shape), "images": array_list(images)})

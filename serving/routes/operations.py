@@ -1,0 +1,99 @@
+"""``POST /v1/models/{name}:{operation}``: generate, interpolate, encode, reconstruct (and
+``:predict``, :mod:`serving.routes.tfserving`). Each handler validates the request on the event
+loop (cheap) and returns the work, which runs in the inference pool under the timeout."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from serving import validation as v
+from serving.responses import array_list, images_response, json_response
+from serving.routes.tfserving import predict
+from serving.validation import RequestError
+
+router = APIRouter()
+
+
+def generate(model, body: dict, accept, limits):
+    req = v.parse_generate(body, model.spec, model.name, limits, accept)
+    op = model.spec.operations["generate"]
+
+    def job():
+        images = model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels))[0]
+        meta = {"n": len(images), "seed": req.seed}
+        if req.labels is not None:
+            meta["labels"] = req.labels.tolist()
+        return images_response(model, images, req.format, meta)
+    return job
+
+
+def interpolate(model, body: dict, accept, limits):
+    req = v.parse_interpolate(body, model.spec, model.name, limits, accept)
+    op = model.spec.operations["generate"]
+
+    def job():
+        images = model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels))[0]
+        meta = {**req.extra, "seeds": req.seeds}
+        if req.labels is not None:
+            meta["label"] = int(req.labels[0])
+        return images_response(model, images, req.format, meta, columns=len(images))
+    return job
+
+
+def encode(model, body: dict, accept, limits):
+    op = model.spec.operations["encode"]
+    req = v.parse_images(body, model.spec, model.name, limits, accept, "encode", op)
+
+    def job():
+        outputs = model.reader.run_feeds("encode", v.feeds(op, x=req.x, y=req.labels))
+        return json_response({"model": model.name, **{n: array_list(o) for n, o in zip(op.outputs, outputs)}})
+    return job
+
+
+def reconstruct(model, body: dict, accept, limits):
+    op = model.spec.operations["reconstruct"]
+    req = v.parse_images(body, model.spec, model.name, limits, accept, "reconstruct", op)
+
+    def job():
+        images = model.reader.run_feeds("reconstruct", v.feeds(op, x=req.x, y=req.labels))[0]
+        return images_response(model, images, req.format, {"n": len(images)})
+    return job
+
+
+HANDLERS = {"generate": generate, "interpolate": interpolate, "encode": encode,
+            "reconstruct": reconstruct, "predict": predict}
+
+
+@router.post("/v1/models/{target}")
+async def operate(target: str, request: Request):
+    server = request.app.state.server
+    name, sep, op = target.rpartition(":")
+    if not sep:
+        name, op = target, ""
+    request.state.metric = (server.metric_model(name), op if op in HANDLERS else "_unknown_")
+    model = server.lookup(name)
+    if op not in HANDLERS:
+        raise RequestError(404, f"unknown operation {':' + op if op else '(none)'!r} on model "
+                                f"{name!r}; POST to :{', :'.join(model.operations)}")
+    if op not in model.operations:
+        raise RequestError(404, f"model {name!r} ({model.spec.kind}) has no {op} endpoint; it offers "
+                                f":{', :'.join(model.operations)}")
+    limits = server.settings.limits
+    body = v.decode_json(await read_body(request, limits.max_body_bytes), request.headers.get("content-type"))
+    job = HANDLERS[op](model, body, request.headers.get("accept"), limits)
+    return await server.compute(job)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes — from
+    Content-Length when sent, else while streaming (chunked uploads)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"request body of {int(declared)} bytes exceeds the limit of {limit} "
+                                "bytes (--max-body-bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,97 @@
+"""What a running server holds: the settings, the model store (loaded in the background and
+reloaded on SIGHUP), the inference pool and the request metrics — one object, on
+``app.state.server``, that every route reads."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from serving.metrics import Metrics
+from serving.registry import ModelStore, ServedModel
+from serving.validation import Limits, RequestError
+
+log = logging.getLogger("serving.app")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    limits: Limits = Limits()
+    timeout_s: float = 30.0  # per request, inference + encoding
+    inference_threads: int = 2  # requests computed at once; the rest wait their turn
+
+
+class ServerState:
+    """``models`` is a loaded store, or a function that loads one (called in a background
+    thread at startup, and again on SIGHUP)."""
+
+    def __init__(self, models: ModelStore | Callable[[], ModelStore], settings: ServeSettings):
+        self.loader = models if callable(models) else None
+        self.store: ModelStore | None = models if isinstance(models, ModelStore) else None
+        self.settings = settings
+        self.load_error: str | None = None
+        self.reloading = False
+        self.metrics = Metrics()
+        self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+
+    # -- loading ------------------------------------------------------------------------------------
+    async def load_in_background(self) -> None:
+        try:
+            self.store = await asyncio.get_running_loop().run_in_executor(None, self.loader)
+        except Exception as exc:  # a bad --models path, registry down: report on /readyz
+            log.exception("loading models failed")
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            self.store = ModelStore()
+        if not self.store.models:
+            log.error("no model is served; /readyz stays 503 (refused: %s)", self.store.refused or "none found")
+
+    async def reload(self) -> None:
+        """Load everything again and swap the new set in at once. A model refused now but served
+        before keeps serving its previous version, so a bad publish cannot take a model down."""
+        if self.reloading or self.store is None or self.loader is None:
+            return
+        self.reloading = True
+        try:
+            new = await asyncio.get_running_loop().run_in_executor(None, self.loader)
+        except Exception:
+            log.exception("reload failed; the loaded models keep serving")
+            return
+        finally:
+            self.reloading = False
+        for name, model in self.store.models.items():
+            if name not in new.models and name in new.refused:
+                log.warning("reload refused %s (%s); keeping the version already served", name, new.refused[name])
+                new.models[name] = model
+        self.store = new
+        log.info("reloaded: serving %s", ", ".join(sorted(new.models)) or "nothing")
+
+    # -- lookups --------------------------------------------------------------------------------------
+    def loaded_store(self) -> ModelStore:
+        if self.store is None:
+            raise RequestError(503, "models are still loading; retry shortly")
+        return self.store
+
+    def lookup(self, name: str) -> ServedModel:
+        store = self.loaded_store()
+        if name in store.models:
+            return store.models[name]
+        if name in store.refused:
+            raise RequestError(404, f"model {name!r} is not served: it was refused at load: {store.refused[name]}")
+        served = ", ".join(sorted(store.models)) or "none"
+        raise RequestError(404, f"unknown model {name!r}; served models: {served}")
+
+    def metric_model(self, name: str) -> str:
+        """The model label for metrics: unknown names share one, so a client cannot grow the set."""
+        return name if self.store is not None and name in self.store.models else "_unknown_"
+
+    # -- running work -----------------------------------------------------------------------------------
+    async def compute(self, job: Callable):
+        """Run ``job`` in the inference pool under the request timeout."""
+        future = asyncio.get_running_loop().run_in_executor(self.executor, job)
+        try:
+            return await asyncio.wait_for(future, self.settings.timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(503, f"the request took longer than the {self.settings.timeout_s:g} s "
+                                    "timeout and was abandoned; retry, or ask for fewer images") from None
