@@ -117,12 +117,17 @@ def log_output(args, path, artifact_path: str) -> None:
 
 
 def run(args) -> int:
+    return reporting_errors(f"latent {args.tool}", _run, args)
+
+
+def reporting_errors(command: str, fn, args) -> int:
+    """``fn(args)``, with a bad model, argument or input printed as one line and exit code 2."""
     from gen_keras.errors import GenKerasError
 
     try:
-        return _run(args)
+        return fn(args)
     except (ValueError, GenKerasError) as exc:
-        print(f"gen-keras latent {args.tool}: error: {exc}", file=sys.stderr)
+        print(f"gen-keras {command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -3,9 +3,8 @@ anomaly scores (AE reconstruction error, VAE negative ELBO) of a data split, as 
 mean per class printed; logged to the run when the model came from one."""
 from __future__ import annotations
 
-import sys
 
-from gen_keras.commands.latent import add_model_args, log_output, open_from_args
+from gen_keras.commands.latent import add_model_args, log_output, open_from_args, reporting_errors
 
 
 def register(sub) -> None:
@@ -25,13 +24,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from gen_keras.errors import GenKerasError
-
-    try:
-        return _run(args)
-    except (ValueError, GenKerasError) as exc:
-        print(f"gen-keras score: error: {exc}", file=sys.stderr)
-        return 2
+    return reporting_errors("score", _run, args)
 
 
 def _run(args) -> int:

@@ -26,15 +26,8 @@ from gen_keras.exported.runtimes import make_runtime
 
 class LatentModel:
     """A model as the tools see it: ``generate`` / ``encode`` / ``reconstruct`` on numpy
-    arrays, its shapes, and the input checks every consumer shares."""
-
-    kind: str
-    latent_dim: int
-    image_shape: tuple[int, int, int]
-    value_range: tuple[float, float]
-    num_classes: int
-    conditional: bool
-    has_encoder: bool
+    arrays, the input checks every consumer shares, and the attributes ``kind``, ``latent_dim``,
+    ``image_shape``, ``value_range``, ``num_classes``, ``conditional`` and ``has_encoder``."""
 
     def generate(self, z, labels=None) -> np.ndarray:
         raise NotImplementedError

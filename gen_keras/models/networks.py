@@ -44,18 +44,22 @@ def conv_encoder(image_shape, out_dims: list[int], *, filters: int = 32, hidden:
                        name=name)
 
 
+def _code_inputs(latent_dim: int, label_count: int):
+    """A decoder's inputs (``z``, and the int ``label`` when conditional) and the tensor its
+    first layer reads: z, or [z, one-hot(label)]."""
+    z_in = keras.Input((latent_dim,), name="z")
+    if not label_count:
+        return [z_in], z_in
+    y_in = keras.Input((), dtype="int32", name="label")
+    return [z_in, y_in], layers.Concatenate()([z_in, OneHot(label_count, name="label_one_hot")(y_in)])
+
+
 def conv_decoder(image_shape, latent_dim: int, *, filters: int = 32, hidden: int = 256,
                  name: str = "decoder", label_count: int = 0, activation: str | None = None) -> keras.Model:
     """Latent ``z`` (and optional label) → image logits (``activation=None``) or image."""
     base = _base_size(image_shape)
     n = _num_downsamples(image_shape)
-    z_in = keras.Input((latent_dim,), name="z")
-    inputs = [z_in]
-    h = z_in
-    if label_count:
-        y_in = keras.Input((), dtype="int32", name="label")
-        inputs.append(y_in)
-        h = layers.Concatenate()([h, OneHot(label_count, name="label_one_hot")(y_in)])
+    inputs, h = _code_inputs(latent_dim, label_count)
     h = layers.Dense(hidden, activation="relu", name="hidden")(h)
     top = filters * 2 ** (n - 1)
     h = layers.Dense(base * base * top, activation="relu", name="project")(h)
@@ -66,7 +70,7 @@ def conv_decoder(image_shape, latent_dim: int, *, filters: int = 32, hidden: int
                                    name=f"deconv{i}")(h)
     out = layers.Conv2D(image_shape[-1], 3, padding="same", dtype="float32", name="logits",
                         activation=activation)(h)
-    return keras.Model(inputs if len(inputs) > 1 else z_in, out, name=name)
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], out, name=name)
 
 
 def mlp_decoder(image_shape, latent_dim: int, *, hidden: int = 512, num_layers: int = 2,
@@ -77,19 +81,13 @@ def mlp_decoder(image_shape, latent_dim: int, *, hidden: int = 512, num_layers: 
     About 50x fewer operations per call than :func:`conv_decoder`; an importance-sampled
     likelihood calls the decoder k = 5000 times per test image, which a CPU affords only this way.
     """
-    z_in = keras.Input((latent_dim,), name="z")
-    inputs = [z_in]
-    h = z_in
-    if label_count:
-        y_in = keras.Input((), dtype="int32", name="label")
-        inputs.append(y_in)
-        h = layers.Concatenate()([h, OneHot(label_count, name="label_one_hot")(y_in)])
+    inputs, h = _code_inputs(latent_dim, label_count)
     for i in range(num_layers):
         h = layers.Dense(hidden, activation="relu", name=f"hidden{i}")(h)
     out = layers.Dense(int(image_shape[0] * image_shape[1] * image_shape[2]), dtype="float32",
                        activation=activation, name="logits")(h)
     out = layers.Reshape(tuple(image_shape), dtype="float32")(out)
-    return keras.Model(inputs if len(inputs) > 1 else z_in, out, name=name)
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], out, name=name)
 
 
 @keras.saving.register_keras_serializable(package="gen_keras")
