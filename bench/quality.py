@@ -240,7 +240,7 @@ def _log_to_run(uri: str, run_id: str | None, metrics, step: int) -> None:
 
     ts = int(time.time() * 1000)
     MlflowClient(tracking_uri=uri).log_batch(
-        run_id, metrics=[Metric(key, float(v), ts, step) for key, v in metrics.items()],
+        run_id, metrics=[Metric(f"eval/{key}", float(v), ts, step) for key, v in metrics.items()],
         tags=[RunTag(key, v[:5000]) for key, v in metrics.notes.items()])
 
 

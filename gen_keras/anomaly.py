@@ -70,15 +70,15 @@ def per_class_means(scores, labels) -> dict[int, float]:
 
 
 def write_scores_csv(path: str | Path, scores, labels=None) -> Path:
-    """``index,label,score`` rows (label empty when unknown), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["index", "label", "score"])
-        for i, s in enumerate(np.asarray(scores, np.float64)):
-            label = "" if labels is None or int(labels[i]) < 0 else int(labels[i])
-            w.writerow([i, label, f"{s:.6f}"])
-    tmp.replace(path)
-    return path
+    """``index,label,score`` rows (label empty when unknown), published atomically."""
+    from gen_keras.files import atomic_write
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "label", "score"])
+            for i, s in enumerate(np.asarray(scores, np.float64)):
+                label = "" if labels is None or int(labels[i]) < 0 else int(labels[i])
+                w.writerow([i, label, f"{s:.6f}"])
+
+    return atomic_write(path, write)

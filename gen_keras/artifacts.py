@@ -1,37 +1,25 @@
 """Saving and loading models: only what the pipeline wrote, checked by sha256, safe_mode on."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
 from gen_keras.exported.manifest import sha256_file
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from gen_keras.files import atomic_write, atomic_write_text
 
 
 def save_model(model, path: str | Path) -> Path:
-    """``model.keras`` plus ``model.keras.sha256``, each written to a temp file then renamed."""
+    """``model.keras`` plus ``model.keras.sha256``, each published atomically (fsynced temporary
+    file, rename): a crash leaves the previous pair or the new one, never a torn file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.stem}.tmp.keras"
-    model.save(tmp)
-    digest = sha256_file(tmp)
-    os.replace(tmp, path)
-    atomic_write_bytes(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode())
+    digest = {}
+
+    def write(tmp: Path) -> None:
+        model.save(tmp)
+        digest["sha256"] = sha256_file(tmp)
+
+    atomic_write(path, write)
+    atomic_write_text(path.with_name(path.name + ".sha256"), f"{digest['sha256']}  {path.name}\n")
     return path
 
 

@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gen-keras", description=(
         "Train, evaluate, export and serve generative image models (AE, VAE, GAN) with Keras 3."))
     parser.add_argument("--version", action="version", version=f"gen-keras {gen_keras.__version__}")
+    parser.add_argument("--tf-logs", action="store_true",
+                        help="show TensorFlow's own start-up notices (hidden by default; also "
+                             "GEN_KERAS_TF_LOGS=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
@@ -28,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     from gen_keras.errors import GenKerasError
 
     args = build_parser().parse_args(argv)
+    if not (args.tf_logs or os.environ.get("GEN_KERAS_TF_LOGS") == "1") and argv is None:
+        from gen_keras.quiet import filter_native_stderr
+
+        filter_native_stderr()  # only for the real command line, not for callers in Python
     try:
         return int(args.func(args) or 0)
     except GenKerasError as exc:  # the pipeline's own errors: the message says what to do

@@ -211,18 +211,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    """Validate a config dict: the run sections first (cheap), then the model section, whose
+    config class comes from the model registry (which loads the model modules, TensorFlow
+    with them) — so a typo in ``train``/``data`` is reported before anything heavy loads."""
     from gen_keras.models.registry import model_config_class
 
     unknown = set(raw) - {"model", *_SECTIONS}
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected "
-                          f"{['model', *_SECTIONS]}")
+                          f"{['model', *_SECTIONS]}{_did_you_mean(unknown, ['model', *_SECTIONS])}")
+    sections = {name: _build(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
+    for name, section in sections.items():
+        section.validate(name)
     model_raw = dict(raw.get("model") or {})
     kind = model_raw.get("kind", "vae")
     model_cls = model_config_class(kind)  # raises ConfigError naming model.kind
     model = _build(model_cls, model_raw, "model")
-    sections = {name: _build(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
     return RunConfig(model=model, **sections).validate()
+
+
+def _did_you_mean(given, known) -> str:
+    """``"; did you mean 'epochs'?"`` for the near misses among ``given``, else ``""``."""
+    import difflib
+
+    hints = [f"{g!r} → {m[0]!r}" for g in sorted(given)
+             if (m := difflib.get_close_matches(str(g).rsplit(".", 1)[-1], known, n=1, cutoff=0.6))]
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 
 def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:
@@ -240,7 +254,7 @@ def _build(cls, values: dict[str, Any], prefix: str):
     unknown = set(values) - set(fields)
     if unknown:
         raise ConfigError(f"unknown field(s) {', '.join(f'{prefix}.{u}' for u in sorted(unknown))}"
-                          f"; known fields: {sorted(fields)}")
+                          f"{_did_you_mean(unknown, list(fields))}; known fields: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(value, hints[name], f"{prefix}.{name}") for name, value in values.items()}
     return cls(**kwargs)

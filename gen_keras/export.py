@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from gen_keras.errors import ExportError
 from gen_keras.exported.manifest import FORMAT_VERSION, MANIFEST, sha256_file
+from gen_keras.files import publish_folder, temporary_folder
 
 
 def _input_specs(network):
@@ -69,9 +68,7 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
     target = Path(target)
     if target.exists() and not overwrite:
         raise ExportError(f"{target} already exists; pass overwrite=True (--overwrite) to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = temporary_folder(target)
     try:
         from gen_keras.precision import float32_twin
 
@@ -135,25 +132,10 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
             "files": files,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        _publish(tmp, target)
+        publish_folder(tmp, target)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, (ExportError, KeyboardInterrupt)):
             raise
         raise ExportError(f"export to {target} failed: {type(exc).__name__}: {exc}") from exc
     return target
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    """Move the finished folder into place; an existing export is replaced only at the end."""
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.replace(old, target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)

@@ -42,9 +42,6 @@ def png_bytes(grid: np.ndarray, scale: int = 1) -> bytes:
 
 
 def save_png(grid: np.ndarray, path: str | Path, scale: int = 2) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".png.tmp")
-    tmp.write_bytes(png_bytes(grid, scale))
-    tmp.replace(path)
-    return path
+    from gen_keras.files import atomic_write_bytes
+
+    return atomic_write_bytes(path, png_bytes(grid, scale))

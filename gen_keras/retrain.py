@@ -31,7 +31,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -192,42 +191,31 @@ def gate_score(model, run_config: RunConfig, gate: GateSpec) -> float:
 # The lock: one job per model name at a time
 # ----------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def job_lock(serve_dir: str | Path, model_name: str, wait_s: float = 0.0):
-    """An exclusive ``flock`` on ``<serve_dir>/.locks/<model name>.lock`` for the whole job.
+def job_lock(model_name: str, tracking_uri: str | None = None, wait_s: float = 0.0):
+    """An exclusive lock for the whole job, keyed on what jobs of one model share — the
+    registry (tracking store) and the model name — never on a serving folder or the working
+    directory: two jobs for one model conflict wherever they were started. The lock file lives
+    in ``$GEN_KERAS_CACHE/locks``; the kernel drops it when the holder dies (even by SIGKILL).
+    ``flock`` holds on one machine; jobs on several machines sharing one registry are also caught
+    by the champion check-before-set below."""
+    from gen_keras.files import LockBusy, exclusive_lock
+    from gen_keras.tracking import default_tracking_uri
 
-    The kernel drops the lock when the holder dies (even by SIGKILL), so a crashed job never
-    leaves a stale lock. ``flock`` holds on one machine (and on local disks); jobs on several
-    machines sharing one registry are also caught by the champion check-before-set below.
-    """
-    import fcntl
-
-    path = Path(serve_dir) / ".locks" / f"{model_name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                f.seek(0)
-                holder = f.read().strip() or "unknown holder"
-                f.close()
-                raise RetrainBusy(f"another retrain of {model_name!r} is running ({holder}; lock "
-                                  f"{path}); nothing was done") from None
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    uri = tracking_uri or default_tracking_uri(create=False)
+    path = job_lock_path(model_name, uri)
     try:
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()} since "
-                f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}\n")
-        f.flush()
-        yield path
-    finally:
-        f.truncate(0)
-        fcntl.flock(f, fcntl.LOCK_UN)
-        f.close()
+        with exclusive_lock(path, f"a retrain of {model_name!r} (registry {uri})", wait_s):
+            yield path
+    except LockBusy as exc:
+        raise RetrainBusy(str(exc)) from None
+
+
+def job_lock_path(model_name: str, tracking_uri: str) -> Path:
+    """``$GEN_KERAS_CACHE/locks/retrain-<store hash>-<model name>.lock``."""
+    from gen_keras.exported.sources import default_cache_dir
+
+    key = hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
+    return default_cache_dir() / "locks" / f"retrain-{key}-{model_name}.lock"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -312,6 +300,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
     previous export serving, untouched. The last ``keep`` version folders are kept for rollback.
     """
     from gen_keras.exported.sources import download_verified, fetch_artifact
+    from gen_keras.files import fsync_dir
 
     serve_dir = Path(serve_dir)
     versions = serve_dir / ".versions"
@@ -337,6 +326,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
     new_link = serve_dir / f".{model_name}.link-{uuid.uuid4().hex[:8]}"
     os.symlink(Path(".versions") / final.name, new_link)
     os.replace(new_link, link)
+    fsync_dir(serve_dir)
     _prune(versions, model_name, keep, current=final.name)
     return link
 
@@ -365,11 +355,13 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
             margin: float = 0.0, metric: str | None = None, num_samples: int = 1000,
             seed: int = 0, tracking_uri: str | None = None,
             serve_dir: str | Path = "outputs/serving", lock_wait_s: float = 0.0,
-            lock: bool = True, verbose: int | None = None) -> RetrainResult:
+            lock: bool = True, verbose: int | None = None,
+            notify_pid_file: str | Path | None = None) -> RetrainResult:
     """Run one scheduled retrain of ``model_name``; see the module docstring.
 
     ``lock=False`` when the caller already holds :func:`job_lock` (the CLI takes it before
-    anything heavy is imported, so a refused job costs nothing).
+    anything heavy is imported, so a refused job costs nothing). ``notify_pid_file``: a running
+    ``gen-keras serve --pid-file`` to send SIGHUP when the served version changes.
     """
     from mlflow import MlflowClient
 
@@ -389,7 +381,7 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
     uri = tracking_uri or cfg.tracking.tracking_uri or default_tracking_uri()
     serve_dir = Path(serve_dir).resolve()
 
-    with job_lock(serve_dir, model_name, lock_wait_s) if lock else contextlib.nullcontext():
+    with job_lock(model_name, uri, lock_wait_s) if lock else contextlib.nullcontext():
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         _check_reachable(client, uri)
         started = time.time()
@@ -415,10 +407,30 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
         champion = version_by_alias(client, model_name, CHAMPION)
         if champion is None:  # only if someone removed the alias by hand
             raise RetrainError(f"{model_name!r} has no 'champion' alias; nothing to serve")
+        before = served_version(serve_dir, model_name)
         result.served_path = publish_champion(client, model_name, champion, serve_dir,
                                               tracking_uri=uri)
+        if notify_pid_file and served_version(serve_dir, model_name) != before:
+            notify_server(notify_pid_file)
     _tag_project_run(client, result)
     return result
+
+
+def notify_server(pid_file: str | Path) -> bool:
+    """Send SIGHUP to the ``gen-keras serve`` whose pid ``pid_file`` holds, so it loads the new
+    champion now; a missing or stale pid file is a warning (the server loads it at its next
+    start or SIGHUP), never a failed job. Returns whether a server was told."""
+    import signal
+
+    try:
+        pid = int(Path(pid_file).read_text().split()[0])
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError) as exc:
+        log.warning("could not notify the server through %s (%s); it serves the new champion after "
+                    "its next SIGHUP or restart", pid_file, exc)
+        return False
+    log.info("sent SIGHUP to the server (pid %d) to load the new champion", pid)
+    return True
 
 
 def _tag_project_run(client, result: RetrainResult) -> None:
@@ -503,7 +515,7 @@ def _gate(client, cfg, gate: GateSpec, name: str, run_id: str, version, model, c
     for key, value in tags.items():
         client.set_model_version_tag(name, _ver(version), TAG + key, str(value))
         client.set_tag(run_id, TAG + key, str(value))
-    client.log_metric(run_id, f"gate_{gate.metric}", challenger_score)
+    client.log_metric(run_id, f"gate/{gate.metric}", challenger_score)
     if decision == "promoted":
         # Check-before-set: the lock serializes jobs on this machine; a job elsewhere that moved
         # the champion while this one was scoring makes this decision stale.

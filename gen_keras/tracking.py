@@ -60,12 +60,23 @@ def default_artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and files a run
+# without traces under "Evaluation runs" of the GenAI view; with it the runs table opens.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
+    """The experiment's id, creating it (marked as a model-training experiment) if needed; an
+    existing experiment without a kind gets the mark, one with a kind keeps it."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if not any(k in exp.tags for k in EXPERIMENT_KIND):
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri))
+        return client.create_experiment(name, artifact_location=default_artifact_location(tracking_uri),
+                                        tags=EXPERIMENT_KIND)
     except Exception:
         exp = client.get_experiment_by_name(name)  # created meanwhile by another process
         if exp is None:
@@ -74,8 +85,21 @@ def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
 
 
 def metric_name(key: str) -> str:
-    """Keras log keys → MLflow names: ``loss`` → ``train_loss``, ``val_loss`` → ``test_loss``."""
-    return f"test_{key[4:]}" if key.startswith("val_") else f"train_{key}"
+    """Keras log keys → MLflow names grouped by prefix (the MLflow chart view groups metrics by
+    the part before ``/``): ``loss`` → ``train/loss``, ``val_loss`` → ``val/loss`` (the
+    validation data is the test split). End-of-run figures use ``test/``, ``eval/``, ``gate/``;
+    health checks ``guard/``; the data set ``data/``."""
+    return f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+
+
+def run_url(base: str, experiment_id: str | None, run_id: str | None) -> str:
+    """The MLflow UI page of a run (or of its experiment), in the UI's "Model training" view:
+    MLflow 3's UI otherwise opens in its GenAI view (traces), whatever the experiment's kind."""
+    base = base.rstrip("/")
+    if experiment_id is None:
+        return f"{base}/#/experiments?workflowType=machine_learning"
+    page = f"/runs/{run_id}" if run_id else ""
+    return f"{base}/#/experiments/{experiment_id}{page}?workflowType=machine_learning"
 
 
 def run_versions() -> dict[str, str]:
@@ -101,6 +125,7 @@ class RunContext:
     outputs_dir: Path
     is_chief: bool = True
     sink: "TrackingSink | None" = None
+    experiment_id: str | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -143,6 +168,12 @@ class TrackingSink:
         self.pending.append(("artifact", str(path), artifact_path))
         self.flush()
 
+    def log_image(self, path: str | Path, key: str, step: int) -> None:
+        """A PNG as a step of the image series ``key`` (the MLflow UI's image view steps through
+        them); the PNG file itself is logged with :meth:`log_artifact`."""
+        self.pending.append(("image", str(path), key, int(step)))
+        self.flush()
+
     def flush(self) -> bool:
         """Send what is pending, in order; on failure keep the rest and warn once per outage."""
         from mlflow.entities import Metric, Param, RunTag
@@ -151,7 +182,7 @@ class TrackingSink:
             batch_end = 0
             metrics, params, tags = [], [], []
             for item in self.pending:
-                if item[0] == "artifact" or batch_end >= 900:
+                if item[0] in ("artifact", "image") or batch_end >= 900:
                     break
                 if item[0] == "metric":
                     metrics.append(Metric(item[1], item[2], item[3], item[4]))
@@ -163,6 +194,13 @@ class TrackingSink:
             try:
                 if batch_end:
                     self.client.log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
+                elif self.pending[0][0] == "image":
+                    _, path, key, step = self.pending[0]
+                    from PIL import Image
+
+                    with Image.open(path) as image:
+                        self.client.log_image(self.run_id, image.copy(), key=key, step=step)
+                    batch_end = 1
                 else:
                     _, path, artifact_path = self.pending[0]
                     if Path(path).is_dir():
@@ -190,10 +228,9 @@ class TrackingSink:
         if self.pending_path is None:
             return
         if self.pending:
-            self.pending_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.pending_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.pending))
-            tmp.replace(self.pending_path)
+            from gen_keras.files import atomic_write_text
+
+            atomic_write_text(self.pending_path, json.dumps(self.pending))
         elif self.pending_path.exists():
             self.pending_path.unlink()
 
@@ -213,7 +250,7 @@ def open_tracking_run(ctx: RunContext, state: dict | None, checkpoint_dir: Path)
 
     client = MlflowClient(tracking_uri=ctx.tracking_uri)
     try:
-        exp_id = get_or_create_experiment(client, ctx.experiment, ctx.tracking_uri)
+        exp_id = ctx.experiment_id = get_or_create_experiment(client, ctx.experiment, ctx.tracking_uri)
         if state is not None and state.get("run_id"):
             ctx.run_id = state["run_id"]
             client.update_run(ctx.run_id, status="RUNNING")
@@ -246,7 +283,7 @@ def log_dataset(sink: TrackingSink, info, context: str = "train") -> None:
     except Exception as exc:
         log.warning("could not record the dataset input: %s", exc)
     if info.skipped:
-        sink.log_metrics({"data_skipped_files": info.skipped}, step=0)
+        sink.log_metrics({"data/skipped_files": info.skipped}, step=0)
         sink.set_tag("gen_keras.data_skipped_files", info.skipped)
         sink.log_params({"data.skipped_examples": ", ".join(info.skipped_files[:20])})
 

@@ -2,9 +2,16 @@
 # Start the MLflow tracking server for a team: UI, REST API, model registry and artifact proxy.
 #
 #   bash mlflow/server.sh                       # SQLite in mlflow/mlflow.db, http://127.0.0.1:5000
-#   bash mlflow/server.sh --backend-store-uri postgresql://mlflow@db.internal/mlflow \
+#   GEN_KERAS_MLFLOW_BACKEND=postgresql://mlflow:SECRET@db.internal/mlflow \
+#   MLFLOW_AUTH_ADMIN_PASSWORD=... bash mlflow/server.sh --app-name basic-auth \
 #        --artifacts-destination s3://team-bucket/mlflow --host 0.0.0.0 --allowed-hosts mlflow.internal
-#   MLFLOW_AUTH_ADMIN_PASSWORD=... bash mlflow/server.sh --app-name basic-auth
+#
+# A server reachable from other machines (--host other than loopback) must require a login
+# (--app-name basic-auth): without it anyone who reaches the port can register a model version
+# and move the `champion` alias that retrain publishes. The script refuses to start that way
+# unless you pass --insecure (a trusted, firewalled network only). A database password belongs in
+# GEN_KERAS_MLFLOW_BACKEND (the environment), not on the command line, where `ps` shows it; the
+# script hands the URI to mlflow through the environment and prints it with the password masked.
 #
 # Options (each also from the environment variable in brackets):
 #   --backend-store-uri URI      runs, metrics, registry  [GEN_KERAS_MLFLOW_BACKEND]
@@ -15,6 +22,7 @@
 #   --host HOST                  [GEN_KERAS_MLFLOW_HOST] default 127.0.0.1 (this machine only)
 #   --port PORT                  [GEN_KERAS_MLFLOW_PORT] default 5000
 #   --workers N                  default 2
+#   --insecure                   allow a non-loopback --host without --app-name basic-auth
 #   --app-name basic-auth        require a login; the admin password is read from
 #                                MLFLOW_AUTH_ADMIN_PASSWORD (never a default one), the admin user
 #                                name from MLFLOW_AUTH_ADMIN_USERNAME (default admin), and users are
@@ -33,6 +41,7 @@ host="${GEN_KERAS_MLFLOW_HOST:-127.0.0.1}"
 port="${GEN_KERAS_MLFLOW_PORT:-5000}"
 workers=2
 app=""
+insecure=0
 extra=()
 
 die() { echo "mlflow/server.sh: $*" >&2; exit 2; }
@@ -46,7 +55,8 @@ while [ $# -gt 0 ]; do
     --port|-p) need "$@"; port="$2"; shift 2 ;;
     --workers|-w) need "$@"; workers="$2"; shift 2 ;;
     --app-name) need "$@"; app="$2"; shift 2 ;;
-    --help) sed -n '2,32p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --insecure) insecure=1; shift ;;
+    --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) extra+=("$1"); shift ;;
   esac
 done
@@ -56,6 +66,12 @@ case "$backend" in
   *) die "--backend-store-uri '$backend' is not a database URI (sqlite:///path or postgresql://...)" ;;
 esac
 [[ "$port" =~ ^[0-9]+$ ]] || die "--port '$port' is not a number"
+case "$host" in
+  127.*|localhost|::1|"[::1]") ;;
+  *) if [ "$app" != "basic-auth" ] && [ "$insecure" != 1 ]; then
+       die "--host $host is reachable from other machines, and without --app-name basic-auth anyone who reaches it can register models and move the champion alias; add --app-name basic-auth (with MLFLOW_AUTH_ADMIN_PASSWORD), or --insecure on a trusted network; refusing to start"
+     fi ;;
+esac
 
 if [ -n "$app" ]; then
   [ "$app" = "basic-auth" ] || die "--app-name '$app' is unknown; the only choice is basic-auth"
@@ -99,7 +115,10 @@ mlflow_bin="$(command -v mlflow || true)"
 [ -n "$mlflow_bin" ] || mlflow_bin="$(dirname "$(command -v python3)")/mlflow"
 [ -x "$mlflow_bin" ] || die "the mlflow command is not on PATH; activate the project's virtualenv"
 
-echo "MLflow tracking server: http://$host:$port  (backend $backend, artifacts $artifacts${app:+, $app})" >&2
+# The store URI may hold a database password: mask it when printed, pass it in the environment.
+masked="$(printf '%s' "$backend" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
+echo "MLflow tracking server: http://$host:$port  (backend $masked, artifacts $artifacts${app:+, $app})" >&2
 echo "Point training and serving at it: export MLFLOW_TRACKING_URI=http://$host:$port" >&2
-exec "$mlflow_bin" server --backend-store-uri "$backend" --artifacts-destination "$artifacts" \
+export MLFLOW_BACKEND_STORE_URI="$backend"
+exec "$mlflow_bin" server --artifacts-destination "$artifacts" \
   --serve-artifacts --host "$host" --port "$port" --workers "$workers" ${extra[@]+"${extra[@]}"}

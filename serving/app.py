@@ -81,6 +81,7 @@ def create_app(models: ModelStore | Callable[[], ModelStore], settings: ServeSet
         if task is not None:
             task.cancel()
         server.executor.shutdown(wait=False, cancel_futures=True)
+        server.parser.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="gen-keras serving", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.server = server
@@ -95,7 +96,8 @@ def create_app(models: ModelStore | Callable[[], ModelStore], settings: ServeSet
 
 # -- errors: always {"error": "<what is wrong>"} (TensorFlow Serving's shape) ----------------------
 async def _request_error(request: Request, exc: RequestError):
-    return error_response(exc.status, exc.message, {"Retry-After": "2"} if exc.status == 503 else None)
+    headers = {"Retry-After": "2"} if exc.status == 503 else {"Connection": "close"} if exc.status == 408 else None
+    return error_response(exc.status, exc.message, headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -76,10 +76,14 @@ def load_export(export_dir: str | Path, name: str, backend: str = "onnx", source
 
 def discover(models_dir: str | Path) -> list[tuple[str, Path]]:
     """(name, folder) for each sub-folder (or symlink to one) of ``models_dir`` that holds a
-    manifest; hidden folders (an exporter's temporary ``.name.tmp-*``) are skipped."""
+    manifest; hidden folders (an exporter's temporary ``.name.tmp-*``) are skipped. An export
+    folder given directly is that one model, named after the folder."""
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise ModelSourceError(f"--models {models_dir}: no such folder")
+    if (models_dir / MANIFEST).is_file():
+        log.info("%s is an export folder: serving it as model %r", models_dir, models_dir.resolve().name)
+        return [(models_dir.resolve().name, models_dir)]
     found = []
     for p in sorted(models_dir.iterdir()):
         if p.name.startswith(".") or not p.is_dir():

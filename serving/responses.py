@@ -8,11 +8,25 @@ import numpy as np
 from fastapi.responses import Response
 
 from serving.images import grid_png, grid_shape
+from serving.validation import RequestError
 
 
 def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")).encode(), status,
+    """Strict JSON: NaN and infinity are not JSON, so they never reach a body (outputs are
+    checked by :func:`finite` first; this is the last guard)."""
+    return Response(json.dumps(payload, separators=(",", ":"), allow_nan=False).encode(), status,
                     headers=headers, media_type="application/json")
+
+
+def finite(outputs, operation: str):
+    """``outputs`` (arrays) unchanged, or a 422 when the model produced NaN or infinity for these
+    inputs (e.g. latent codes far outside the prior), which neither JSON nor a PNG can carry."""
+    for out in outputs:
+        if not np.isfinite(out).all():
+            raise RequestError(422, f":{operation} produced non-finite values (NaN or infinity) for "
+                                    "these inputs; the model is only defined near the data it was "
+                                    "trained on (latent codes of size ~1, images in its value range)")
+    return outputs
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> Response:

@@ -4,6 +4,7 @@ reloaded on SIGHUP), the inference pool and the request metrics — one object, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,9 @@ class ServeSettings:
     limits: Limits = Limits()
     timeout_s: float = 30.0  # per request, inference + encoding
     inference_threads: int = 2  # requests computed at once; the rest wait their turn
+    max_in_flight: int = 64  # operation requests admitted at once (reading, parsing, queued, running)
+    body_timeout_s: float = 10.0  # a request body must arrive within this
+    parse_threads: int = 2  # JSON bodies are parsed and validated here, off the event loop
 
 
 class ServerState:
@@ -33,8 +37,11 @@ class ServerState:
         self.settings = settings
         self.load_error: str | None = None
         self.reloading = False
+        self.reload_pending = False  # a SIGHUP during a reload: load once more when it ends
+        self.in_flight = 0
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(settings.inference_threads, thread_name_prefix="inference")
+        self.parser = ThreadPoolExecutor(settings.parse_threads, thread_name_prefix="parse")
 
     # -- loading ------------------------------------------------------------------------------------
     async def load_in_background(self) -> None:
@@ -49,17 +56,29 @@ class ServerState:
 
     async def reload(self) -> None:
         """Load everything again and swap the new set in at once. A model refused now but served
-        before keeps serving its previous version, so a bad publish cannot take a model down."""
-        if self.reloading or self.store is None or self.loader is None:
+        before keeps serving its previous version, so a bad publish cannot take a model down. A
+        reload asked for while one runs is not dropped: one more follows when it ends."""
+        if self.store is None or self.loader is None:
+            return
+        if self.reloading:
+            self.reload_pending = True
             return
         self.reloading = True
+        try:
+            while True:
+                self.reload_pending = False
+                await self._reload_once()
+                if not self.reload_pending:
+                    break
+        finally:
+            self.reloading = False
+
+    async def _reload_once(self) -> None:
         try:
             new = await asyncio.get_running_loop().run_in_executor(None, self.loader)
         except Exception:
             log.exception("reload failed; the loaded models keep serving")
             return
-        finally:
-            self.reloading = False
         for name, model in self.store.models.items():
             if name not in new.models and name in new.refused:
                 log.warning("reload refused %s (%s); keeping the version already served", name, new.refused[name])
@@ -87,11 +106,31 @@ class ServerState:
         return name if self.store is not None and name in self.store.models else "_unknown_"
 
     # -- running work -----------------------------------------------------------------------------------
-    async def compute(self, job: Callable):
-        """Run ``job`` in the inference pool under the request timeout."""
-        future = asyncio.get_running_loop().run_in_executor(self.executor, job)
+    @contextlib.contextmanager
+    def admit(self):
+        """Count an operation request from its first byte to its answer; past
+        ``max_in_flight`` it is turned away at once with 503 (the handler adds Retry-After)."""
+        if self.in_flight >= self.settings.max_in_flight:
+            raise RequestError(503, f"the server is busy: {self.in_flight} requests in flight (the limit, "
+                                    "--max-in-flight); retry shortly")
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    async def parse(self, work: Callable):
+        """Parse and validate a request body in the parse pool, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.parser, work)
+
+    async def compute(self, model: ServedModel, job: Callable):
+        """Run ``job(token)`` in the inference pool under the request timeout; past it, the token
+        cancels the model run (onnxruntime stops at its next operator), freeing the thread."""
+        token = model.reader.runtime.new_token()
+        future = asyncio.get_running_loop().run_in_executor(self.executor, job, token)
         try:
             return await asyncio.wait_for(future, self.settings.timeout_s)
         except asyncio.TimeoutError:
+            token.cancel()
             raise RequestError(503, f"the request took longer than the {self.settings.timeout_s:g} s "
                                     "timeout and was abandoned; retry, or ask for fewer images") from None

@@ -293,12 +293,17 @@ def parse_images(body: dict, spec: ExportSpec, model: str, limits: Limits, accep
         x = numbers(value, "images", (h, w), limits.max_n, what)[..., None]
     else:
         x = numbers(value, "images", (h, w, c), limits.max_n, what)
-    lo, hi = spec.value_range
-    if x.min() < lo or x.max() > hi:
-        raise RequestError(400, f"images must lie in the model's value range [{lo:g}, {hi:g}]; found "
-                                f"values from {float(x.min()):g} to {float(x.max()):g}")
+    in_value_range(x, spec, "images")
     needs_labels = any(i.dtype.startswith("int") for i in ep.inputs)
     return Parsed(x=x, labels=labels(body, spec, model, len(x), required=needs_labels), format=fmt)
+
+
+def in_value_range(x: np.ndarray, spec: ExportSpec, field: str) -> None:
+    """Images outside the model's value range are refused (the model never saw such values)."""
+    lo, hi = spec.value_range
+    if x.min() < lo or x.max() > hi:
+        raise RequestError(400, f"{field} must lie in the model's value range [{lo:g}, {hi:g}]; found "
+                                f"values from {float(x.min()):g} to {float(x.max()):g}")
 
 
 def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[OperationSpec, dict, bool]:
@@ -357,6 +362,8 @@ def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[Operati
         else:
             arr = numbers(value, field, tuple(spec_in.shape[1:]), limits.max_n,
                           f"{spec_in.name} values of shape {list(spec_in.shape[1:])}")
+            if tuple(spec_in.shape[1:]) == tuple(spec.image_shape):  # an image input, as :encode takes
+                in_value_range(arr, spec, field)
         if batch is not None and len(arr) != batch:
             raise RequestError(400, f"{field} has {len(arr)} rows but the other inputs have {batch}")
         batch = len(arr)

@@ -1,7 +1,6 @@
 """Anomaly scores: the per-example formulas on hand values, the CSV, and the real check — a VAE
 trained without one digit class scores that class worse than the classes it saw."""
 import csv
-import math
 
 import numpy as np
 import pytest

@@ -39,7 +39,7 @@ def test_training_evaluates_the_model_at_the_end_and_logs_it(trained):
     assert 50 < m[f"test_nll_k{k}_nats"] <= m["test_neg_elbo_nats"] + 1e-6
     assert m[f"test_nll_k{k}_bpd"] == pytest.approx(m[f"test_nll_k{k}_nats"] / (784 * math.log(2)))
     run = client.get_run(result.run_id)
-    assert run.data.metrics[f"fid_{N_TEST}"] == pytest.approx(m[f"fid_{N_TEST}"])
+    assert run.data.metrics[f"eval/fid_{N_TEST}"] == pytest.approx(m[f"fid_{N_TEST}"])
     assert "binarized" in run.data.tags["gen_keras.eval.likelihood_data"]
     assert "test accuracy" in run.data.tags["gen_keras.eval.evaluator"]
 
@@ -52,8 +52,8 @@ def test_evaluate_command_rescores_the_run_and_its_export(trained, capsys):
     printed = capsys.readouterr().out
     assert "test_nll_k20_nats" in printed and "fid_200" in printed
     metrics = client.get_run(result.run_id).data.metrics
-    assert "test_nll_k20_nats" in metrics and "fid_200" in metrics
-    from_run = metrics["fid_200"]
+    assert "eval/test_nll_k20_nats" in metrics and "eval/fid_200" in metrics
+    from_run = metrics["eval/fid_200"]
 
     # The export holds only the generate signature: sample metrics, the same latent draws,
     # so the same FID as the Keras model up to float error; logged to the source run.

@@ -66,7 +66,7 @@ def test_each_kind_trains_one_epoch_through_the_pipeline(kind, runs, mlflow_serv
     if kind != "wgan_gp":  # probabilities for the cross-entropy game
         assert 0.0 < result.history["d_real"][0] < 1.0 and 0.0 < result.history["d_fake"][0] < 1.0
     run = MlflowClient(mlflow_server.uri).get_run(result.run_id)
-    assert {"train_d_loss", "train_g_loss", "guard_sample_diversity"} <= set(run.data.metrics)
+    assert {"train/d_loss", "train/g_loss", "guard/sample_diversity"} <= set(run.data.metrics)
     assert (result.samples_dir / "samples" / "epoch_001.png").is_file()
     # The pipeline scaled the data to the tanh range: samples live in [-1, 1].
     samples = np.asarray(model.generate(model.sample_latent(8),
@@ -241,7 +241,7 @@ def test_discriminator_collapse_guard_tags_the_run_after_n_pinned_steps(sink):
     run = sink.client.get_run(sink.run_id)
     tag = run.data.tags["gen_keras.warning.discriminator_collapse"]
     assert "3 consecutive steps" in tag and "at step 4" in tag
-    assert run.data.metrics["guard_collapse_streak"] == 3
+    assert run.data.metrics["guard/collapse_streak"] == 3
 
 
 def test_mode_collapse_guard_flags_a_constant_generator_and_not_real_digits(sink, data_cache):
@@ -262,7 +262,7 @@ def test_mode_collapse_guard_flags_a_constant_generator_and_not_real_digits(sink
     assert guard.last < 1e-6 < healthy
     run = sink.client.get_run(sink.run_id)
     assert "near-identical" in run.data.tags["gen_keras.warning.mode_collapse"]
-    assert run.data.metrics["guard_sample_diversity"] < 1e-6
+    assert run.data.metrics["guard/sample_diversity"] < 1e-6
 
 
 def test_bad_gan_configs_name_the_field():

@@ -149,7 +149,7 @@ def test_two_workers_log_one_run_and_match_a_single_process(tmp_path, mlflow_ser
             params["derived.per_replica_batch"]) == ("2", "2", "32")
     # tf.distribute.MultiWorkerMirroredStrategy is an alias of this class.
     assert params["derived.strategy"] == "CollectiveAllReduceStrategy"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model", "export"}
 
     # Only the chief wrote anything, and the other worker never talked to the tracking server.
@@ -171,5 +171,5 @@ def test_two_workers_log_one_run_and_match_a_single_process(tmp_path, mlflow_ser
     moved = max(float(np.abs(a - b).max()) for a, b in zip(chief.get_weights(), initial))
     assert moved > 1e-4  # 8 SGD steps changed the weights, far beyond the 1e-6 tolerance below
     assert diff <= 1e-6, f"multi-worker weights differ from the single-process run by {diff}"
-    assert run.data.metrics["train_loss"] == pytest.approx(
+    assert run.data.metrics["train/loss"] == pytest.approx(
         single.history["loss"][-1], rel=1e-4)

@@ -28,17 +28,9 @@ from gen_keras.eval import gate_score
 from gen_keras.exported.manifest import verify_export
 from gen_keras.models.registry import register_model
 from gen_keras.models.vae import VAE, VAEConfig
-from gen_keras.retrain import (
-    EXIT_BUSY,
-    EXIT_KEPT,
-    EXIT_PROMOTED,
-    RetrainError,
-    decide,
-    publish_champion,
-    retrain,
-    served_version,
-    slot_run_name,
-)
+from gen_keras.retrain import (EXIT_BUSY, EXIT_KEPT, EXIT_PROMOTED, RetrainError, decide,
+                               job_lock_path, publish_champion, retrain, served_version,
+                               slot_run_name)
 from gen_keras.training.checkpoint import read_state
 
 from conftest import PYTHON, ROOT
@@ -169,7 +161,7 @@ def test_1_two_jobs_at_once_only_one_runs_and_promotes(job):
          "-P", f"config={job['config']}", "-P", f"model_name={NAME}", "-P", "slot=day1",
          "-P", f"num_samples={SAMPLES}", "-P", f"serve_dir={job['serve']}"],
         env=env, cwd=job["root"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lock = job["serve"] / ".locks" / f"{NAME}.lock"
+    lock = job_lock_path(NAME, job["uri"])
     deadline = time.time() + 240
     while not lock_is_held(lock):
         assert first.poll() is None, first.stdout.read()[-3000:]
@@ -181,7 +173,7 @@ def test_1_two_jobs_at_once_only_one_runs_and_promotes(job):
          "--tracking-uri", job["uri"]], env=env, capture_output=True, text=True, timeout=300)
     out_first, _ = first.communicate(timeout=600)
     assert second.returncode == EXIT_BUSY, second.stderr[-2000:]
-    assert f"another retrain of '{NAME}' is running" in second.stderr
+    assert f"a retrain of '{NAME}' (registry {job['uri']}) is already running" in second.stderr
     assert first.returncode == EXIT_PROMOTED, out_first[-3000:]
     assert "PROMOTED" in out_first and "no champion yet" in out_first
 
@@ -198,7 +190,7 @@ def test_1_two_jobs_at_once_only_one_runs_and_promotes(job):
     run = client.get_run(v1.run_id)
     assert run.info.run_name == f"{NAME}-day1" and run.info.status == "FINISHED"
     assert v1.source == f"{run.info.artifact_uri}/export"
-    assert math.isclose(float(tags["challenger_score"]), run.data.metrics["gate_nll"], rel_tol=1e-6)
+    assert math.isclose(float(tags["challenger_score"]), run.data.metrics["gate/nll"], rel_tol=1e-6)
     assert 50 < float(tags["challenger_score"]) < 600  # nats per MNIST digit after one short epoch
     assert_serving(job, "1")
     # The run `mlflow run` opened carries the job's outcome.

@@ -29,11 +29,11 @@ def test_cli_train_logs_everything_to_a_real_server(mlflow_server, tmp_path, dat
     assert params["model.kind"] == "vae" and params["train.epochs"] == "2"
     assert params["data.dataset"] == "mnist10k" and params["version.tensorflow"].startswith("2.")
     assert params["derived.replicas"] == "1" and params["derived.per_replica_batch"] == "64"
-    for name in ("train_loss", "test_loss", "train_kl", "test_reconstruction"):
+    for name in ("train/loss", "val/loss", "train/kl", "val/reconstruction"):
         history = client.get_metric_history(run.info.run_id, name)
         assert sorted(m.step for m in history) == [1, 2], name
         assert all(np.isfinite(m.value) for m in history)
-    assert "final_test_loss" in run.data.metrics
+    assert "test/loss" in run.data.metrics
     # The dataset is recorded as an input of the run.
     full = client.get_run(run.info.run_id)
     assert [d.dataset.name for d in full.inputs.dataset_inputs] == ["mnist10k"]

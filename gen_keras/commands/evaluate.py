@@ -57,7 +57,7 @@ def run(args) -> int:
     ts = int(time.time() * 1000)
     step = int(target.run_config.train.epochs)
     client.log_batch(target.run_id,
-                     metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()],
+                     metrics=[Metric(f"eval/{k}", float(v), ts, step) for k, v in metrics.items()],
                      tags=[RunTag(k, v[:5000]) for k, v in metrics.notes.items()]
                      + [RunTag("gen_keras.eval.settings", json.dumps(
                          {"num_samples": args.num_samples, "iwae_k": args.iwae_k, "seed": args.seed,

@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--lock-wait", type=float, default=0.0,
                    help="seconds to wait for another retrain of the same model (default: exit 4 "
                         "at once)")
+    p.add_argument("--notify-pid-file", default=None,
+                   help="the --pid-file of a running gen-keras serve: send it SIGHUP when the "
+                        "served champion changes, so it serves the new one at once")
     p.add_argument("--kept-exit-code", type=int, default=3,
                    help="exit code when the champion is kept (default 3; the MLflow Project "
                         "entry point uses 0)")
@@ -43,11 +46,12 @@ def run(args) -> int:
     check_name(args.model_name, "--model-name")
     try:
         # The lock first: a job refused because another one runs exits before importing TF.
-        with job_lock(args.serve_dir, args.model_name, args.lock_wait):
+        with job_lock(args.model_name, args.tracking_uri or _config_tracking_uri(args), args.lock_wait):
             cfg = load_config(args.config, args.overrides)
             r = retrain(cfg, args.model_name, slot=args.slot, margin=args.margin,
                         metric=args.metric, num_samples=args.num_samples, seed=args.gate_seed,
-                        tracking_uri=args.tracking_uri, serve_dir=args.serve_dir, lock=False)
+                        tracking_uri=args.tracking_uri, serve_dir=args.serve_dir, lock=False,
+                        notify_pid_file=args.notify_pid_file)
     except RetrainBusy as exc:
         print(f"gen-keras retrain: busy: {exc}", file=sys.stderr)
         return EXIT_BUSY
@@ -60,3 +64,21 @@ def run(args) -> int:
     print(f"  reason: {r.reason}")
     print(f"  champion: v{r.champion_version}, served from {r.served_path}")
     return args.kept_exit_code if r.decision == "kept" else r.exit_code
+
+
+def _config_tracking_uri(args) -> str | None:
+    """``tracking.tracking_uri`` from the config file and ``--set`` overrides, read with YAML
+    alone (the full config check loads every model class, TensorFlow with it), so the job lock is
+    keyed on the store the job will use before anything heavy is imported."""
+    import yaml
+
+    value = None
+    try:
+        value = ((yaml.safe_load(open(args.config)) or {}).get("tracking") or {}).get("tracking_uri")
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass  # the full check reports a bad config file with its reason
+    for item in args.overrides:
+        key, _, v = item.partition("=")
+        if key.strip() == "tracking.tracking_uri":
+            value = v.strip()
+    return value or None

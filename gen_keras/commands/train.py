@@ -31,5 +31,22 @@ def run(args) -> int:
         print(f"  model: {result.model_path}")
     if result.export_dir:
         print(f"  export (SavedModel + ONNX + manifest.json): {result.export_dir}")
-    print("  MLflow UI: bash mlflow/server.sh  (then open http://127.0.0.1:5000)")
+    print(f"  MLflow UI: {ui_hint(result.tracking_uri, result.experiment_id, result.run_id)}")
     return 0
+
+
+def ui_hint(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str:
+    """The exact way to browse the store this run went to: a local SQLite store needs a UI
+    process pointed at that very file (wherever the command ran); a server is already one. The
+    link opens the run in the UI's "Model training" view."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from gen_keras.tracking import run_url
+
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"open {run_url(tracking_uri, experiment_id, run_id)}"
+    mlflow = Path(sys.executable).with_name("mlflow")
+    return (f"{shlex.quote(str(mlflow))} ui --backend-store-uri {shlex.quote(tracking_uri)} --port 5000"
+            f"\n             then open {run_url('http://127.0.0.1:5000', experiment_id, run_id)}")

@@ -153,6 +153,7 @@ def get_evaluator(run_config, *, recipe: Recipe | None = None, retrain: bool = F
 def _load_or_train(run_config, recipe: Recipe, retrain: bool) -> Evaluator:
     from gen_keras.artifacts import load_model, save_model
     from gen_keras.errors import ArtifactIntegrityError
+    from gen_keras.files import atomic_write_text
 
     x_train, y_train = split_in_unit_range(run_config, "train")
     num_classes = int(y_train.max()) + 1 if len(y_train) else 0
@@ -177,9 +178,7 @@ def _load_or_train(run_config, recipe: Recipe, retrain: bool) -> Evaluator:
         info.update(dataset=run_config.data.dataset, image_shape=list(shape), recipe=RECIPE)
         save_model(classifier, model_path)
         info["sha256"] = (folder / "evaluator.keras.sha256").read_text().split()[0]
-        tmp = info_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(info_path)
+        atomic_write_text(info_path, json.dumps(info, indent=2))
         log.info("trained the evaluator for %s: test accuracy %.4f in %.0f s (cached in %s)",
                  run_config.data.dataset, info["test_accuracy"], info["train_seconds"], folder)
         return Evaluator(classifier, info)

@@ -139,10 +139,11 @@ class ExportReader(LatentModel):
                   for s in range(0, n, self.batch_size)] or [self.runtime.run(op.name, feeds)]
         return {name: np.concatenate([c[j] for c in chunks]) for j, name in enumerate(op.outputs)}
 
-    def run_feeds(self, operation: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run_feeds(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
         """One runtime call on feeds already in the manifest's names and dtypes (the server's
-        hot path: no copies, no chunking); outputs in the manifest's order."""
-        return self.runtime.run(self.operation(operation).name, feeds)
+        hot path: no copies, no chunking); outputs in the manifest's order. ``token`` (from
+        ``runtime.new_token()``) lets another thread cancel the call."""
+        return self.runtime.run(self.operation(operation).name, feeds, token)
 
     def generate(self, z, labels=None) -> np.ndarray:
         z = self.as_codes(z)

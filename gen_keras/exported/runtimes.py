@@ -45,8 +45,27 @@ class OnnxRuntime:
                     f"outputs; the manifest says {op.input_names} and {list(op.outputs)}")
             self.sessions[name] = session
 
-    def run(self, operation: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.sessions[operation].run(None, feeds)
+    def run(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
+        return self.sessions[operation].run(None, feeds, token.options if token is not None else None)
+
+    def new_token(self) -> "RunToken":
+        import onnxruntime as ort
+
+        return RunToken(ort.RunOptions())
+
+
+class RunToken:
+    """Cancels one onnxruntime run from another thread (a request that outlived its timeout):
+    the run stops at its next operator and raises, freeing its thread."""
+
+    def __init__(self, options=None):
+        self.options = options
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.options is not None:
+            self.options.terminate = True
 
 
 class SavedModelRuntime:
@@ -70,9 +89,12 @@ class SavedModelRuntime:
                                              f"{op.signature!r} (it has {sorted(loaded.signatures)})")
             self.functions[name] = loaded.signatures[op.signature]
 
-    def run(self, operation: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def run(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
         out = self.functions[operation](**{k: self.tf.constant(v) for k, v in feeds.items()})
         return [out[n].numpy() for n in self.spec.operations[operation].outputs]
+
+    def new_token(self) -> RunToken:
+        return RunToken()  # a TensorFlow call cannot be stopped from outside; it runs to the end
 
 
 RUNTIMES = {"onnx": OnnxRuntime, "tf": SavedModelRuntime}

@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 import urllib.parse
-import uuid
 from pathlib import Path
 
 from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
@@ -124,6 +122,7 @@ def download_verified(target: Path, fetch, what: str) -> None:
     ``fetch(tmp)`` (which returns the downloaded folder) into a temporary folder beside it,
     verify, and rename into place. The final name never holds a half-written folder."""
     from gen_keras.exported.manifest import verify_export
+    from gen_keras.files import publish_folder, temporary_folder
 
     if target.is_dir():
         try:
@@ -131,19 +130,13 @@ def download_verified(target: Path, fetch, what: str) -> None:
             return
         except ArtifactIntegrityError:
             shutil.rmtree(target, ignore_errors=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".download-{uuid.uuid4().hex[:6]}-"))
+    tmp = temporary_folder(target)
     try:
         try:
             local = fetch(tmp)
         except Exception as exc:
             raise ModelSourceError(f"{what} could not be downloaded ({_why(exc)})") from None
         verify_export(local)
-        if target.exists():
-            shutil.rmtree(target)
-        try:
-            os.replace(local, target)
-        except OSError:  # another process published the same version meanwhile
-            verify_export(target)
+        publish_folder(local, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

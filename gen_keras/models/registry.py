@@ -50,7 +50,11 @@ def model_kinds() -> list[str]:
 def _lookup(kind: str) -> tuple[type, type]:
     _load_all()
     if kind not in _KINDS:
-        raise ConfigError(f"model.kind={kind!r} is unknown; known kinds: {sorted(_KINDS)}")
+        import difflib
+
+        near = difflib.get_close_matches(str(kind), sorted(_KINDS), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"model.kind={kind!r} is unknown{hint}; known kinds: {sorted(_KINDS)}")
     return _KINDS[kind]
 
 

@@ -92,4 +92,5 @@ class PreviewImages(keras.callbacks.Callback):
         if self.sink is not None:
             for p in paths:
                 self.sink.log_artifact(p, p.parent.name)
+                self.sink.log_image(p, p.parent.name, epoch)  # the UI's per-epoch image series
         return paths

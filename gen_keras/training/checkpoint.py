@@ -12,6 +12,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from gen_keras.errors import ArtifactIntegrityError
+from gen_keras.files import atomic_write_text
+
 STATE = "state.json"
 
 
@@ -52,18 +55,22 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 def read_state(directory: Path) -> dict | None:
+    """The checkpoint state of a run folder, None when there is none. An unreadable state is an
+    error naming the file and how to start over — never a silent restart from epoch 0."""
     path = Path(directory) / STATE
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return None
+        state = json.loads(path.read_text())
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        return state
+    except (OSError, ValueError) as exc:
+        raise ArtifactIntegrityError(
+            f"{path} is unreadable ({exc}); the run's checkpoint cannot be trusted. To start this "
+            f"run over, remove {Path(directory)} (or pick a new tracking.run_name); the MLflow run it "
+            "belonged to keeps what it logged") from None
 
 
 def write_state(directory: Path, state: dict) -> None:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (STATE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    tmp.replace(directory / STATE)
+    atomic_write_text(Path(directory) / STATE, json.dumps(state, indent=1))

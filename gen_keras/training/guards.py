@@ -2,7 +2,7 @@
 
 A non-finite loss already stops training (``HealthGuard`` in ``callbacks.py``). The two failure
 modes here leave the numbers finite, so they are flagged instead: a tag
-``gen_keras.warning.<guard>`` on the run (with what was measured) and a ``guard_*`` metric.
+``gen_keras.warning.<guard>`` on the run (with what was measured) and a ``guard/*`` metric.
 
 * :class:`DiscriminatorCollapseGuard` — D wins outright: the step's mean D(x) > 1 - eps AND
   mean D(G(z)) < eps for N consecutive steps. The generator's gradient then carries little
@@ -66,7 +66,7 @@ class DiscriminatorCollapseGuard(keras.callbacks.Callback):
     steps since the last call is recovered exactly from two consecutive running means
     (``(t m_t - s m_s) / (t - s)``: every step adds the same number of examples), so the guard
     sees each step (or each ``steps_per_execution`` group) without any extra work in the step.
-    At each epoch end it logs ``guard_collapse_streak`` (the longest streak in the epoch).
+    At each epoch end it logs ``guard/collapse_streak`` (the longest streak in the epoch).
     """
 
     def __init__(self, epsilon: float, steps: int, sink=None):
@@ -109,17 +109,17 @@ class DiscriminatorCollapseGuard(keras.callbacks.Callback):
                   f"D(x) > {1 - self.epsilon:g} and D(G(z)) < {self.epsilon:g} for {self.streak} "
                   f"consecutive steps (at step {self.global_step}: D(x)={step_mean['d_real']:.4f}, "
                   f"D(G(z))={step_mean['d_fake']:.4f}); the generator gets little gradient",
-                  {"guard_collapse_streak": self.streak}, self.global_step)
+                  {"guard/collapse_streak": self.streak}, self.global_step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.sink is not None:
-            self.sink.log_metrics({"guard_collapse_streak": self.longest}, step=epoch + 1)
+            self.sink.log_metrics({"guard/collapse_streak": self.longest}, step=epoch + 1)
 
 
 class ModeCollapseGuard(keras.callbacks.Callback):
     """At each epoch end: the diversity of samples from a FIXED noise batch (and, for conditional
     models, fixed labels cycling through the classes, measured within each class), logged as
-    ``guard_sample_diversity``; below ``threshold`` the run gets a warning tag."""
+    ``guard/sample_diversity``; below ``threshold`` the run gets a warning tag."""
 
     def __init__(self, model_, threshold: float, n: int = 64, sink=None, seed: int = 4321):
         super().__init__()
@@ -137,12 +137,12 @@ class ModeCollapseGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.last = self.measure(self.model)
         if self.sink is not None:
-            self.sink.log_metrics({"guard_sample_diversity": self.last}, step=epoch + 1)
+            self.sink.log_metrics({"guard/sample_diversity": self.last}, step=epoch + 1)
         if self.last < self.threshold:
             _warn(self.sink, "mode_collapse",
                   f"samples from {len(self.z)} different z are near-identical after epoch "
                   f"{epoch + 1}: mean pairwise RMS distance {self.last:.4f} < {self.threshold:g}",
-                  {"guard_mode_collapse": self.last}, epoch + 1)
+                  {"guard/mode_collapse": self.last}, epoch + 1)
 
 
 def guard_callbacks(model_, sink=None) -> list:

@@ -37,6 +37,7 @@ class TrainResult:
     final_metrics: dict
     minutes: float
     tracking_uri: str = ""
+    experiment_id: str | None = None
 
 
 def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None) -> TrainResult:
@@ -53,38 +54,61 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     strategy = distribute.make_strategy(cfg.distribute)
     plan = resolve_plan(cfg, strategy, is_chief=distribute.is_chief())
     data = make_datasets(cfg)  # a bad data config fails here, before any model is built
-    ctx, state = start_run(plan, tracking_uri)
-    try:
-        model, checkpoint, initial_epoch = build_and_restore(plan, strategy, ctx, state)
-        log_run_start(ctx.sink, plan, model, data.info, state, initial_epoch)
-        history = fit(model, data, plan, ctx, checkpoint, initial_epoch, verbose)
-        final, model_path, export_dir = finish(model, data, plan, ctx)
-    except BaseException as exc:
-        mark_failed(ctx, exc)
-        raise
+    ctx = run_context(plan, tracking_uri)
+    with checkpoint_lock(plan, ctx):  # one process per checkpoint folder
+        state = start_run(plan, ctx)
+        try:
+            model, checkpoint, initial_epoch = build_and_restore(plan, strategy, ctx, state)
+            log_run_start(ctx.sink, plan, model, data.info, state, initial_epoch)
+            history = fit(model, data, plan, ctx, checkpoint, initial_epoch, verbose)
+            final, model_path, export_dir = finish(model, data, plan, ctx)
+        except BaseException as exc:
+            mark_failed(ctx, exc)
+            raise
     distribute.barrier(strategy)  # workers leave together, after the chief's save and export
     return TrainResult(ctx.run_id, ctx.run_name, model, history, model_path, export_dir,
-                       ctx.samples_dir, final, (time.time() - started) / 60.0, ctx.tracking_uri)
+                       ctx.samples_dir, final, (time.time() - started) / 60.0, ctx.tracking_uri,
+                       ctx.experiment_id)
 
 
 # -- the tracking run ----------------------------------------------------------------------------
-def start_run(plan: RunPlan, tracking_uri: str | None = None):
-    """Create (or, for an unfinished run of the same name, reopen) the MLflow run; returns the
-    run context and the checkpoint state (None for a fresh run)."""
-    from gen_keras.tracking import RunContext, default_tracking_uri, open_tracking_run
-    from gen_keras.training.checkpoint import read_state
+def run_context(plan: RunPlan, tracking_uri: str | None = None):
+    """Where the run writes: its tracking store, name and output folders."""
+    from gen_keras.tracking import RunContext, default_tracking_uri
 
     t = plan.config.tracking
     # A non-chief worker never touches the tracking store (not even to create a local one).
     uri = tracking_uri or t.tracking_uri or (default_tracking_uri() if plan.is_chief else "")
     run_name = t.run_name or f"{plan.config.model.kind}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    ctx = RunContext(uri, t.experiment, None, run_name, Path(t.outputs_dir).resolve(), plan.is_chief)
+    return RunContext(uri, t.experiment, None, run_name, Path(t.outputs_dir).resolve(), plan.is_chief)
+
+
+def checkpoint_lock(plan: RunPlan, ctx):
+    """The chief holds an exclusive lock on the run's checkpoint folder for the whole run: a
+    second ``gen-keras train`` (or retrain) of the same run exits at once instead of training
+    into the same checkpoints."""
+    import contextlib
+
+    from gen_keras.files import exclusive_lock
+
+    if not plan.is_chief:
+        return contextlib.nullcontext()
+    folder = checkpoint_dir(plan.config, ctx)
+    return exclusive_lock(folder.parent / f".{folder.name}.lock", f"training run {ctx.run_name!r}")
+
+
+def start_run(plan: RunPlan, ctx):
+    """Read the checkpoint state (None for a fresh run) and, on the chief, create the MLflow run
+    (or reopen the unfinished one the checkpoint names)."""
+    from gen_keras.tracking import open_tracking_run
+    from gen_keras.training.checkpoint import read_state
+
     state = read_state(checkpoint_dir(plan.config, ctx))
     if state is not None:
-        check_resumable(plan, run_name, state)
+        check_resumable(plan, ctx.run_name, state)
     if plan.is_chief:
         open_tracking_run(ctx, state, checkpoint_dir(plan.config, ctx))
-    return ctx, state
+    return state
 
 
 def check_resumable(plan: RunPlan, run_name: str, state: dict) -> None:
@@ -183,7 +207,7 @@ def finish(model, data, plan: RunPlan, ctx):
     if not ctx.is_chief:
         return final, None, None
     cfg, sink = plan.config, ctx.sink
-    sink.log_metrics({f"final_test_{k}": v for k, v in final.items()}, step=cfg.train.epochs)
+    sink.log_metrics({f"test/{k}": v for k, v in final.items()}, step=cfg.train.epochs)
     if cfg.train.evaluate_at_end:
         final.update(evaluate_at_end(model, cfg, sink))
     model_path = save_and_log_model(model, ctx)
@@ -209,7 +233,7 @@ def evaluate_at_end(model, run_config, sink) -> dict:
         return {}
     if sink is not None:
         if metrics:
-            sink.log_metrics(metrics, step=run_config.train.epochs)
+            sink.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=run_config.train.epochs)
         for key, note in getattr(metrics, "notes", {}).items():
             sink.set_tag(key, note)
     return dict(metrics)
@@ -265,4 +289,4 @@ def mark_failed(ctx, exc: BaseException) -> None:
         pass
 
 
-__all__ = ["TrainResult", "checkpoint_dir", "evaluate_at_end", "start_run", "train"]
+__all__ = ["TrainResult", "checkpoint_dir", "evaluate_at_end", "train"]

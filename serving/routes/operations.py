@@ -3,10 +3,12 @@
 loop (cheap) and returns the work, which runs in the inference pool under the timeout."""
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 
 from serving import validation as v
-from serving.responses import array_list, images_response, json_response
+from serving.responses import array_list, finite, images_response, json_response
 from serving.routes.tfserving import predict
 from serving.validation import RequestError
 
@@ -17,8 +19,8 @@ def generate(model, body: dict, accept, limits):
     req = v.parse_generate(body, model.spec, model.name, limits, accept)
     op = model.spec.operations["generate"]
 
-    def job():
-        images = model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels))[0]
+    def job(token):
+        (images,) = finite(model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels), token), "generate")
         meta = {"n": len(images), "seed": req.seed}
         if req.labels is not None:
             meta["labels"] = req.labels.tolist()
@@ -30,8 +32,8 @@ def interpolate(model, body: dict, accept, limits):
     req = v.parse_interpolate(body, model.spec, model.name, limits, accept)
     op = model.spec.operations["generate"]
 
-    def job():
-        images = model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels))[0]
+    def job(token):
+        (images,) = finite(model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels), token), "interpolate")
         meta = {**req.extra, "seeds": req.seeds}
         if req.labels is not None:
             meta["label"] = int(req.labels[0])
@@ -43,8 +45,8 @@ def encode(model, body: dict, accept, limits):
     op = model.spec.operations["encode"]
     req = v.parse_images(body, model.spec, model.name, limits, accept, "encode", op)
 
-    def job():
-        outputs = model.reader.run_feeds("encode", v.feeds(op, x=req.x, y=req.labels))
+    def job(token):
+        outputs = finite(model.reader.run_feeds("encode", v.feeds(op, x=req.x, y=req.labels), token), "encode")
         return json_response({"model": model.name, **{n: array_list(o) for n, o in zip(op.outputs, outputs)}})
     return job
 
@@ -53,8 +55,8 @@ def reconstruct(model, body: dict, accept, limits):
     op = model.spec.operations["reconstruct"]
     req = v.parse_images(body, model.spec, model.name, limits, accept, "reconstruct", op)
 
-    def job():
-        images = model.reader.run_feeds("reconstruct", v.feeds(op, x=req.x, y=req.labels))[0]
+    def job(token):
+        (images,) = finite(model.reader.run_feeds("reconstruct", v.feeds(op, x=req.x, y=req.labels), token), "reconstruct")
         return images_response(model, images, req.format, {"n": len(images)})
     return job
 
@@ -77,13 +79,26 @@ async def operate(target: str, request: Request):
     if op not in model.operations:
         raise RequestError(404, f"model {name!r} ({model.spec.kind}) has no {op} endpoint; it offers "
                                 f":{', :'.join(model.operations)}")
-    limits = server.settings.limits
-    body = v.decode_json(await read_body(request, limits.max_body_bytes), request.headers.get("content-type"))
-    job = HANDLERS[op](model, body, request.headers.get("accept"), limits)
-    return await server.compute(job)
+    settings = server.settings
+    with server.admit():
+        raw = await read_body(request, settings.limits.max_body_bytes, settings.body_timeout_s)
+        content_type, accept = request.headers.get("content-type"), request.headers.get("accept")
+        job = await server.parse(lambda: HANDLERS[op](model, v.decode_json(raw, content_type), accept,
+                                                      settings.limits))
+        return await server.compute(model, job)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body within ``timeout_s`` seconds (a client trickling it is cut off with 408), refused
+    with 413 as soon as it is known to exceed ``limit`` bytes."""
+    try:
+        return await asyncio.wait_for(_read_body(request, limit), timeout_s)
+    except asyncio.TimeoutError:
+        raise RequestError(408, f"the request body did not arrive within {timeout_s:g} s "
+                                "(--body-timeout); the connection is closed") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes — from
     Content-Length when sent, else while streaming (chunked uploads)."""
     declared = request.headers.get("content-length")

@@ -3,15 +3,15 @@ export lists (``signature_name``; ``serving_default`` is ``generate``)."""
 from __future__ import annotations
 
 from serving import validation as v
-from serving.responses import array_list, json_response
+from serving.responses import array_list, finite, json_response
 
 
 def predict(model, body: dict, accept, limits):
     """Validate now; return the work to run in the inference pool."""
     op, feeds, rows = v.parse_predict(body, model.spec, limits)
 
-    def job():
-        outputs = dict(zip(op.outputs, model.reader.run_feeds(op.name, feeds)))
+    def job(token):
+        outputs = dict(zip(op.outputs, finite(model.reader.run_feeds(op.name, feeds, token), "predict")))
         if rows:
             if len(outputs) == 1:
                 return json_response({"predictions": array_list(next(iter(outputs.values())))})
