@@ -272,7 +272,8 @@ async function downloadStrip() {
 // -- reconstruct (models with :reconstruct) ------------------------------------------------------------
 const reconRequests = latest();
 let drawn = false;        // anything on the drawing canvas?
-let centre = true;        // centre the digit like MNIST (drawings); uploads are only resized
+let centre = true;        // centre the digit like MNIST (fresh drawings); not when drawing over an upload
+let uploaded = null;      // {bitmap, invert}: an upload not drawn over, sent from its own pixels
 let reconShown = false;
 
 function clearDrawing() {
@@ -281,6 +282,7 @@ function clearDrawing() {
   ctx.fillRect(0, 0, $("draw").width, $("draw").height);
   drawn = false;
   centre = true;
+  uploaded = null;
 }
 
 function setupDrawing() {
@@ -291,11 +293,17 @@ function setupDrawing() {
     const r = canvas.getBoundingClientRect();
     return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
   };
+  const width = canvas.width / 12;  // ~2.3 px at 28 × 28, like an MNIST pen stroke
   const stroke = (from, to) => {
-    ctx.strokeStyle = "#fff";
-    ctx.lineWidth = canvas.width / 12;  // ~2.3 px at 28 × 28, like an MNIST pen stroke
-    ctx.lineCap = ctx.lineJoin = "round";
+    ctx.fillStyle = ctx.strokeStyle = "#fff";
     ctx.beginPath();
+    if (from[0] === to[0] && from[1] === to[1]) {  // a dot (a zero-length line draws nothing)
+      ctx.arc(...from, width / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
+    ctx.lineWidth = width;
+    ctx.lineCap = ctx.lineJoin = "round";
     ctx.moveTo(...from);
     ctx.lineTo(...to);
     ctx.stroke();
@@ -307,6 +315,7 @@ function setupDrawing() {
     last = at(e);
     stroke(last, last);
     drawn = true;
+    uploaded = null;
   });
   canvas.addEventListener("pointermove", (e) => {
     if (!last) return;
@@ -319,7 +328,7 @@ function setupDrawing() {
   canvas.addEventListener("pointercancel", end);
 }
 
-// The drawing → one image of the model's shape and value range, as nested lists [h][w][c].
+// The drawing (or upload) → one image of the model's shape and value range, as nested lists [h][w][c].
 function modelInput(model) {
   const [h, w, c] = model.image_shape;
   const [lo, hi] = model.value_range;
@@ -331,9 +340,11 @@ function modelInput(model) {
   ctx.fillRect(0, 0, w, h);
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = "high";
-  const box = centre ? inkBox(src) : {x: 0, y: 0, w: src.width, h: src.height};
-  if (centre) {
+  if (uploaded) {
+    fit(ctx, uploaded.bitmap, w, h, uploaded.invert);
+  } else if (centre) {
     // MNIST: the digit scaled into a 20 × 20 box, then moved so its centre of mass is the centre.
+    const box = inkBox(src);
     const scale = (20 / 28) * Math.min(w / box.w, h / box.h);
     const dw = box.w * scale, dh = box.h * scale;
     ctx.drawImage(src, box.x, box.y, box.w, box.h, (w - dw) / 2, (h - dh) / 2, dw, dh);
@@ -421,8 +432,8 @@ async function reconstruct() {
   }
 }
 
-// An uploaded image, fitted onto the drawing area (a light background is inverted: the models
-// were trained on light digits on black).
+// An uploaded image: shown on the drawing area and sent resized to the model's shape (an image of
+// that shape goes as it is). A light background is inverted: the models saw light digits on black.
 async function upload(file) {
   setError("upload", "upload", "");
   if (!file) return;
@@ -433,34 +444,44 @@ async function upload(file) {
     setError("upload", "upload", `${file.name} is not an image this browser can read`);
     return;
   }
-  const canvas = $("draw");
   clearDrawing();
+  const invert = lightBorder(bitmap);
+  const canvas = $("draw");
   const ctx = canvas.getContext("2d");
-  const scale = Math.min(canvas.width / bitmap.width, canvas.height / bitmap.height);
-  const dw = bitmap.width * scale, dh = bitmap.height * scale;
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(bitmap, (canvas.width - dw) / 2, (canvas.height - dh) / 2, dw, dh);
+  ctx.imageSmoothingEnabled = false;  // big pixels, as the model will see them
+  fit(ctx, bitmap, canvas.width, canvas.height, invert);
   ctx.imageSmoothingEnabled = true;
-  if (borderBrightness(ctx, canvas.width, canvas.height) > 127) {
-    ctx.globalCompositeOperation = "difference";
-    ctx.fillStyle = "#fff";
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    ctx.globalCompositeOperation = "source-over";
-  }
   drawn = true;
   centre = false;
+  uploaded = {bitmap, invert};
   reconstruct();
 }
 
-function borderBrightness(ctx, w, h) {
+// Draws `bitmap` into a w × h context (already black), scaled to fit and centred; inverted if asked.
+function fit(ctx, bitmap, w, h, invert) {
+  const scale = Math.min(w / bitmap.width, h / bitmap.height);
+  const dw = bitmap.width * scale, dh = bitmap.height * scale, x = (w - dw) / 2, y = (h - dh) / 2;
+  ctx.drawImage(bitmap, x, y, dw, dh);
+  if (invert) {
+    ctx.globalCompositeOperation = "difference";
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(x, y, dw, dh);
+    ctx.globalCompositeOperation = "source-over";
+  }
+}
+
+function lightBorder(bitmap) {
+  const {width: w, height: h} = bitmap;
+  const c = document.createElement("canvas");
+  c.width = w; c.height = h;
+  const ctx = c.getContext("2d", {willReadFrequently: true});
+  ctx.drawImage(bitmap, 0, 0);
   const d = ctx.getImageData(0, 0, w, h).data;
   let sum = 0, count = 0;
-  for (let i = 0; i < w; i++) {
-    for (const [x, y] of [[i, 0], [i, h - 1], [0, i * h / w | 0], [w - 1, i * h / w | 0]]) {
-      sum += d[4 * (y * w + x)]; count++;
-    }
-  }
-  return sum / count;
+  const add = (x, y) => { const k = 4 * (y * w + x); sum += (d[k] + d[k + 1] + d[k + 2]) / 3; count++; };
+  for (let x = 0; x < w; x++) { add(x, 0); add(x, h - 1); }
+  for (let y = 0; y < h; y++) { add(0, y); add(w - 1, y); }
+  return sum / count > 127;
 }
 
 // -- the model ----------------------------------------------------------------------------------------
