@@ -209,11 +209,11 @@ def test_errors_sit_beside_their_control_and_the_old_result_turns_stale(page, wa
         assert page.get_attribute("#status", "data-state") == "error"
         return message
 
-    expect_seed_error("", "empty")  # never silently 0
+    expect_seed_error("", "the seed is empty")  # never silently 0
     shot(page, tmp_path, "error_empty_seed", full_page=True)
-    expect_seed_error("-3", "≥ 0")
+    expect_seed_error("-3", "the seed must be ≥ 0, not -3")
     after = shot(page, tmp_path, "error_negative_seed", full_page=True)
-    expect_seed_error("2.5", "whole number")
+    expect_seed_error("2.5", "the seed must be a whole number, not 2.5")
     assert page.get_attribute("#grid", "data-seed") == "7"  # the grid on screen is still seed 7's
 
     # a server error lands beside the control its message names

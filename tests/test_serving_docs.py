@@ -106,9 +106,15 @@ def test_error_examples_are_what_the_server_says(client, doc):
         in said["encode"]
     assert client.post("/v1/models/vae:generate", content=b"{}", headers={"Content-Type": "text/plain"}).json() \
         == {"error": "Content-Type must be application/json; got 'text/plain'"}
-    assert client.post("/v1/models/vae:generate", json={}, headers={"Accept": "text/html"}).json()["error"] == \
-        [e for e in doc["paths"]["/v1/models/{name}:generate"]["post"]["responses"]["406"]["content"]
-         ["application/json"]["examples"].values()][0]["value"]["error"]
+    def documented(status: str) -> str:
+        content = doc["paths"]["/v1/models/{name}:generate"]["post"]["responses"][status]["content"]
+        return next(iter(content["application/json"]["examples"].values()))["value"]["error"]
+
+    assert client.post("/v1/models/vae:generate", json={}, headers={"Accept": "text/html"}).json()["error"] \
+        == documented("406")
+    too_big = b" " * (Limits().max_body_bytes + 1)
+    assert client.post("/v1/models/vae:generate", content=too_big,
+                       headers={"Content-Type": "application/json"}).json()["error"] == documented("413")
 
 
 def test_limits_are_this_servers():

@@ -68,7 +68,7 @@ def document(app: FastAPI, limits: Limits) -> dict:
     served = [m.describe() for _, m in sorted(store.models.items())] if store is not None else []
     models, paths = bodies(limits), {}
     for path, item in doc["paths"].items():
-        if path == "/v1/models/{target}":  # GET describe; its POST becomes the operations below
+        if path.startswith("/v1/models/{"):  # GET describe; its POST becomes the operations below
             paths["/v1/models/{name}"] = {"get": _describe(item["get"], served)}
             for op in OPERATIONS:
                 paths[f"/v1/models/{{name}}:{op}"] = {"post": _operation(op, models, limits, served)}
