@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving.metrics import Metrics
 from serving.registry import ModelStore
 from serving.responses import error_response
-from serving.routes import health, operations
+from serving.routes import docs, health, operations
 from serving.routes import models as model_routes
 from serving.routes.health import STATIC
 from serving.state import ServerState, ServeSettings
@@ -83,7 +83,7 @@ def create_app(models: ModelStore | Callable[[], ModelStore], settings: ServeSet
         server.executor.shutdown(wait=False, cancel_futures=True)
         server.parser.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="gen-keras serving", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="gen-keras serving", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.server = server
     app.add_middleware(_Metered, metrics=server.metrics)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -91,6 +91,7 @@ def create_app(models: ModelStore | Callable[[], ModelStore], settings: ServeSet
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for module in (health, model_routes, operations):
         app.include_router(module.router)
+    docs.install(app, settings.limits)  # /docs from the installed Swagger UI, and the OpenAPI document
     return app
 
 

@@ -1,12 +1,22 @@
-"""The web page in a real headless Chromium (Debian's package, driven by Playwright) against a
-real ``gen-keras serve`` process: the grid appears, is exactly the server's PNG for the seed,
-changes with the seed and the class, and the interpolation slider changes the frame.
+"""The web page and /docs in a real headless Chromium (Debian's package, driven by Playwright)
+against a real ``gen-keras serve`` process (started with ``--max-n 36``, so that asking the page for
+64 images gets a real server error).
+
+The page: the grid is exactly the server's PNG for the seed and changes with the seed and the class;
+an error sits beside the control that caused it, the last result is marked stale and the status is
+not "ready" meanwhile; an empty or negative seed is such an error (never a silent 0); the Generate
+panel keeps its place when the class control changes; the interpolation strip shows every frame and
+play walks through them; a digit drawn on the canvas (mouse or touch) or uploaded is reconstructed,
+and the picture shown is the server's PNG for exactly the image sent; the download buttons give the
+server's PNGs. /docs: Swagger UI lists the operations with nothing fetched from outside 127.0.0.1.
+Screenshots go to the test's tmp_path (or GEN_KERAS_SCREENSHOT_DIR), and their paths are printed.
 
 Skips without a browser, except when GEN_KERAS_REQUIRE_BROWSER=1 (CI), where that fails.
 """
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -20,9 +30,10 @@ from serving_fixtures import ServeProcess, request, serving_exports  # noqa: F40
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
          "--disable-dev-shm-usage"]
+MAX_N = 36
 
-GRID_PIXELS = """() => {
-  const img = document.getElementById('grid');
+IMG_PIXELS = """(id) => {
+  const img = document.getElementById(id);
   const c = document.createElement('canvas');
   c.width = img.naturalWidth; c.height = img.naturalHeight;
   const ctx = c.getContext('2d');
@@ -30,16 +41,15 @@ GRID_PIXELS = """() => {
   const d = ctx.getImageData(0, 0, c.width, c.height).data;
   return {w: c.width, h: c.height, red: Array.from(d.filter((_, i) => i % 4 === 0))};
 }"""
-FRAME_PIXELS = """() => {
-  const c = document.getElementById('frame');
-  return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 === 0));
-}"""
+CANVAS_PIXELS = """(el) => Array.from(el.getContext('2d').getImageData(0, 0, el.width, el.height).data
+                                  .filter((_, i) => i % 4 === 0))"""
+IDLE = "() => document.getElementById('status').dataset.state === 'ready'"
 
 
 def _grid_ready(seed: int) -> str:
     return (f"() => {{ const i = document.getElementById('grid'); return !i.hidden && i.complete && "
             f"i.naturalWidth > 0 && i.dataset.seed === '{seed}' && "
-            f"document.getElementById('status').textContent === 'ready'; }}")
+            f"document.getElementById('status').dataset.state === 'ready'; }}")
 
 
 def _browser_or_skip() -> tuple[str, object]:
@@ -60,67 +70,311 @@ def _browser_or_skip() -> tuple[str, object]:
 
 @pytest.fixture(scope="module")
 def server(serving_exports, tmp_path_factory):
-    proc = ServeProcess(["--models", str(serving_exports.models_dir)],
+    proc = ServeProcess(["--models", str(serving_exports.models_dir), "--max-n", str(MAX_N)],
                         tmp_path_factory.mktemp("browser") / "serve.log").start()
     yield proc
     proc.stop()
 
 
-def test_page_generates_and_interpolates(server, serving_exports, tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One Chromium for the module (touch enabled, so taps reach the drawing canvas)."""
     binary, sync_playwright = _browser_or_skip()
-    console_errors = []
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=binary,
-                                                       headless=True, args=FLAGS)
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")), executable_path=binary, headless=True, args=FLAGS,
+            viewport={"width": 1280, "height": 900}, has_touch=True, accept_downloads=True)
         try:
-            page = context.new_page()
-            page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-            page.goto(server.url + "/")
-            page.wait_for_function(_grid_ready(7), timeout=60_000)
-            first = page.evaluate(GRID_PIXELS)
-            # exactly the server's grid for the default request (first model, 16 images, seed 7)
-            shown = page.input_value("#model")
-            assert shown in ("vae", serving_exports.cond_kind)
-            png = request(server.url, "POST", f"/v1/models/{shown}:generate", {"n": 16, "seed": 7, "format": "png"})[2]
-            want = np.asarray(Image.open(io.BytesIO(png)))
-            assert (first["h"], first["w"]) == want.shape == (122, 122)
-            assert np.array_equal(np.asarray(first["red"]).reshape(want.shape), want)
-
-            page.fill("#seed", "8")
-            page.wait_for_function(_grid_ready(8), timeout=30_000)
-            second = page.evaluate(GRID_PIXELS)
-            assert second["red"] != first["red"]
-            page.fill("#seed", "7")
-            page.wait_for_function(_grid_ready(7), timeout=30_000)
-            assert page.evaluate(GRID_PIXELS)["red"] == first["red"]  # the same seed, the same digits
-
-            # the slider walks between the two seeds
-            page.wait_for_function("() => document.getElementById('frame').dataset.frame === '0'", timeout=30_000)
-            start = page.evaluate(FRAME_PIXELS)
-            page.eval_on_selector("#slider", "s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
-            page.wait_for_function("() => document.getElementById('frame').dataset.frame === '15'")
-            end = page.evaluate(FRAME_PIXELS)
-            assert len(start) == 28 * 28 and end != start
-
-            # a conditional model shows the class picker, and the class changes the grid
-            cond = serving_exports.cond_kind
-            page.select_option("#model", cond)
-            page.wait_for_selector("#class-field:not([hidden])")
-            page.wait_for_function(f"() => document.getElementById('grid-caption').textContent.startsWith('{cond}')")
-            page.wait_for_function(_grid_ready(7), timeout=30_000)
-            all_classes = page.evaluate(GRID_PIXELS)
-            page.select_option("#label", "3")
-            page.wait_for_function("() => document.getElementById('grid-caption').textContent.endsWith('class 3')",
-                                   timeout=30_000)
-            page.wait_for_function(_grid_ready(7), timeout=30_000)
-            assert page.evaluate(GRID_PIXELS)["red"] != all_classes["red"]
-            page.select_option("#model", "vae")
-            page.wait_for_function("() => document.getElementById('grid-caption').textContent.startsWith('vae')")
-            page.wait_for_function(_grid_ready(7), timeout=30_000)
-            assert page.is_hidden("#error") and page.is_hidden("#class-field")
-            shot = Path(os.environ.get("GEN_KERAS_SCREENSHOT_DIR", tmp_path)) / "serving_page.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 5000
+            yield context
         finally:
             context.close()
-    assert not console_errors, console_errors
+
+
+class Watched:
+    """A page whose console errors and requests are recorded."""
+
+    def __init__(self, context, base: str):
+        self.page = context.new_page()
+        self.base = base
+        self.errors, self.outside = [], []
+        self.allowed = []  # console errors a test provokes on purpose (Chromium logs every 4xx)
+        self.page.on("console", lambda m: m.type == "error" and not any(a in m.text for a in self.allowed)
+                     and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", self._request)
+
+    def _request(self, r):
+        if not (r.url.startswith(self.base + "/") or r.url.startswith(("data:", "blob:"))):
+            self.outside.append(r.url)
+
+    def close(self):
+        self.page.close()
+        assert not self.errors, self.errors
+        assert not self.outside, f"requests left 127.0.0.1: {self.outside}"
+
+
+@pytest.fixture
+def watched(browser, server):
+    w = Watched(browser, server.url)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def page(watched):
+    return watched.page
+
+
+def shot(page, tmp_path: Path, name: str, **kw) -> Path:
+    path = Path(os.environ.get("GEN_KERAS_SCREENSHOT_DIR", tmp_path)) / f"{name}.png"
+    page.screenshot(path=str(path), **kw)
+    assert path.stat().st_size > 3000
+    print(f"screenshot: {path}")
+    return path
+
+
+def server_png(server, model: str, op: str, body: dict) -> np.ndarray:
+    status, headers, png = request(server.url, "POST", f"/v1/models/{model}:{op}", {**body, "format": "png"})
+    assert status == 200, png
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def shown(page, img_id: str) -> np.ndarray:
+    px = page.evaluate(IMG_PIXELS, img_id)
+    return np.asarray(px["red"], dtype="uint8").reshape(px["h"], px["w"])
+
+
+def open_model(page, server, model: str, seed: int = 7):
+    if not page.url.startswith(server.url):
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('model').options.length > 0", timeout=60_000)
+    if page.input_value("#model") != model:
+        page.select_option("#model", model)
+    page.wait_for_function(f"() => document.getElementById('grid-caption').textContent.startsWith('{model} ')",
+                           timeout=60_000)
+    page.wait_for_function(_grid_ready(seed), timeout=60_000)
+
+
+# -- generate --------------------------------------------------------------------------------------------
+def test_grid_is_the_servers_png_and_follows_seed_and_class(page, server, serving_exports, tmp_path):
+    open_model(page, server, "vae")
+    first = shown(page, "grid")
+    assert np.array_equal(first, server_png(server, "vae", "generate", {"n": 16, "seed": 7}))
+    assert first.shape == (122, 122)
+    page.fill("#seed", "8")
+    page.wait_for_function(_grid_ready(8), timeout=30_000)
+    assert not np.array_equal(shown(page, "grid"), first)
+    page.fill("#seed", "7")
+    page.wait_for_function(_grid_ready(7), timeout=30_000)
+    assert np.array_equal(shown(page, "grid"), first)  # the same seed, the same digits
+    assert page.is_disabled("#label")  # the VAE is unconditional
+
+    cond = serving_exports.cond_kind
+    open_model(page, server, cond)
+    assert page.is_enabled("#label")
+    all_classes = shown(page, "grid")
+    page.select_option("#label", "3")
+    page.wait_for_function("() => document.getElementById('grid-caption').textContent.endsWith('class 3')",
+                           timeout=30_000)
+    page.wait_for_function(_grid_ready(7), timeout=30_000)
+    three = shown(page, "grid")
+    assert not np.array_equal(three, all_classes)
+    assert np.array_equal(three, server_png(server, cond, "generate", {"n": 16, "seed": 7, "label": 3}))
+    shot(page, tmp_path, "page_conditional_class3", full_page=True)
+
+
+def test_errors_sit_beside_their_control_and_the_old_result_turns_stale(page, watched, server, tmp_path):
+    watched.allowed.append("the server responded with a status of 400")
+    open_model(page, server, "vae")
+    before = shot(page, tmp_path, "error_before", full_page=True)
+    assert page.get_attribute("#grid-figure", "class") == "result"
+
+    def expect_seed_error(value: str, words: str):
+        page.fill("#seed", value)
+        page.wait_for_function(f"() => document.getElementById('seed-error').textContent.includes('{words}')")
+        message = page.text_content("#seed-error")
+        assert words in message, message
+        # beside the control: inside the seed's field, just under the input
+        assert page.evaluate("() => document.getElementById('seed-error').closest('.field')"
+                             ".contains(document.getElementById('seed'))")
+        field, error = page.locator("#seed").bounding_box(), page.locator("#seed-error").bounding_box()
+        assert 0 <= error["y"] - (field["y"] + field["height"]) < 20 and abs(error["x"] - field["x"]) < 20
+        assert page.get_attribute("#seed", "aria-invalid") == "true"
+        # the old grid stays, marked stale; the status says error, never ready
+        assert "stale" in page.get_attribute("#grid-figure", "class")
+        assert page.is_visible("#grid-figure .stale-note")
+        assert page.evaluate("() => getComputedStyle(document.getElementById('grid')).opacity") == "0.3"
+        assert page.text_content("#status") == f"error: {message}"
+        page.wait_for_timeout(400)  # nothing pending may turn it back to "ready"
+        assert page.get_attribute("#status", "data-state") == "error"
+        return message
+
+    expect_seed_error("", "the seed is empty")  # never silently 0
+    shot(page, tmp_path, "error_empty_seed", full_page=True)
+    expect_seed_error("-3", "the seed must be ≥ 0, not -3")
+    after = shot(page, tmp_path, "error_negative_seed", full_page=True)
+    expect_seed_error("2.5", "the seed must be a whole number, not 2.5")
+    assert page.get_attribute("#grid", "data-seed") == "7"  # the grid on screen is still seed 7's
+
+    # a server error lands beside the control its message names
+    page.fill("#seed", "7")
+    page.wait_for_function(_grid_ready(7), timeout=30_000)
+    page.select_option("#n", "64")
+    page.wait_for_function("() => document.getElementById('n-error').textContent !== ''", timeout=30_000)
+    assert page.text_content("#n-error") == f"n=64 is over the limit of {MAX_N} images per request"
+    assert page.get_attribute("#status", "data-state") == "error"
+    assert "stale" in page.get_attribute("#grid-figure", "class")
+    shot(page, tmp_path, "error_from_server", full_page=True)
+    page.select_option("#n", "16")
+    page.wait_for_function(_grid_ready(7), timeout=30_000)
+    assert page.text_content("#n-error") == "" and page.text_content("#seed-error") == ""
+    assert page.get_attribute("#grid-figure", "class") == "result"
+    assert page.text_content("#status") == "ready"
+    assert page.query_selector("#error") is None  # no error bar below the fold any more
+    print(f"before/after: {before} → {after}")
+
+
+def test_generate_panel_keeps_its_place_when_the_class_control_changes(page, server, serving_exports, tmp_path):
+    open_model(page, server, "vae")
+    boxes = {"vae": (page.locator("#gen-panel").bounding_box(), page.locator("#grid").bounding_box())}
+    shot(page, tmp_path, "class_unconditional", clip={"x": 0, "y": 0, "width": 1280, "height": 620})
+    cond = serving_exports.cond_kind
+    open_model(page, server, cond)
+    boxes["all"] = (page.locator("#gen-panel").bounding_box(), page.locator("#grid").bounding_box())
+    page.select_option("#label", "5")
+    page.wait_for_function("() => document.getElementById('grid-caption').textContent.endsWith('class 5')",
+                           timeout=30_000)
+    page.wait_for_function(_grid_ready(7), timeout=30_000)
+    boxes["5"] = (page.locator("#gen-panel").bounding_box(), page.locator("#grid").bounding_box())
+    shot(page, tmp_path, "class_5", clip={"x": 0, "y": 0, "width": 1280, "height": 620})
+    assert boxes["vae"] == boxes["all"] == boxes["5"], boxes
+
+
+# -- interpolate ---------------------------------------------------------------------------------------
+def test_strip_shows_every_frame_and_play_walks_through_them(page, server, tmp_path):
+    open_model(page, server, "vae")
+    page.wait_for_function("() => document.getElementById('strip').children.length === 16", timeout=30_000)
+    frames = page.locator("#strip canvas")
+    assert frames.count() == 16
+    # each strip frame is the frame the slider shows at that position
+    strip = [frames.nth(i).evaluate(CANVAS_PIXELS) for i in range(16)]
+    assert all(len(f) == 28 * 28 for f in strip) and strip[0] != strip[15]
+    for i in (0, 9, 15):
+        page.eval_on_selector("#slider", f"s => {{ s.value = '{i}'; s.dispatchEvent(new Event('input')); }}")
+        page.wait_for_function(f"() => document.getElementById('frame').dataset.frame === '{i}'")
+        assert page.eval_on_selector("#frame", CANVAS_PIXELS) == strip[i]
+        assert "current" in frames.nth(i).get_attribute("class")
+    frames.nth(4).click()  # a click on the strip selects that frame
+    page.wait_for_function("() => document.getElementById('frame').dataset.frame === '4'")
+
+    page.click("#play")
+    seen = set()
+    for _ in range(40):
+        seen.add(page.get_attribute("#frame", "data-frame"))
+        if len(seen) >= 4:
+            break
+        page.wait_for_timeout(100)
+    assert len(seen) >= 4, seen  # the frame advances by itself
+    assert page.get_attribute("#play", "aria-pressed") == "true"
+    shot(page, tmp_path, "interpolate_playing", full_page=True)
+    page.click("#play")
+    paused = page.get_attribute("#frame", "data-frame")
+    page.wait_for_timeout(500)
+    assert page.get_attribute("#frame", "data-frame") == paused
+    assert page.text_content("#play").strip().endswith("Play")
+
+
+# -- reconstruct ---------------------------------------------------------------------------------------
+def _reconstruction(page, server, action) -> tuple[dict, np.ndarray]:
+    """Do ``action``; → the :reconstruct body the page sent, and the picture it then shows."""
+    with page.expect_request(lambda r: r.url.endswith("/v1/models/vae:reconstruct")) as sent:
+        action()
+    body = json.loads(sent.value.post_data)
+    page.wait_for_function("() => { const i = document.getElementById('recon'); return !i.hidden && i.complete "
+                           "&& i.naturalWidth > 0; }", timeout=30_000)
+    page.wait_for_function(IDLE, timeout=30_000)
+    picture = shown(page, "recon")
+    assert np.array_equal(picture, server_png(server, "vae", "reconstruct", body))
+    return body, picture
+
+
+def test_drawing_or_uploading_a_digit_shows_its_reconstruction(page, server, serving_exports, tmp_path):
+    open_model(page, server, serving_exports.cond_kind)
+    if serving_exports.cond_kind == "cgan":
+        assert page.is_hidden("#recon-panel")  # a GAN has no encoder
+    open_model(page, server, "vae")
+    assert page.is_visible("#recon-panel")
+    canvas = page.locator("#draw")
+    canvas.scroll_into_view_if_needed()
+    shot(page, tmp_path, "reconstruct_before", full_page=True)
+    box = canvas.bounding_box()
+
+    def draw_a_seven():
+        x, y, w = box["x"], box["y"], box["width"]
+        page.mouse.move(x + .25 * w, y + .2 * w)
+        page.mouse.down()
+        for px, py in ((.75, .2), (.5, .85)):
+            page.mouse.move(x + px * w, y + py * w, steps=12)
+        page.mouse.up()
+
+    body, first = _reconstruction(page, server, draw_a_seven)
+    image = np.asarray(body["images"], dtype="float32")
+    assert image.shape == (1, 28, 28, 1) and body["format"] == "png"
+    assert image.min() >= 0 and image.max() <= 1 and image.max() > 0.9 and (image > 0.5).mean() < 0.3
+    assert np.array_equal(np.asarray(page.eval_on_selector("#recon-input", CANVAS_PIXELS)).reshape(28, 28),
+                          np.round(image[0, ..., 0] * 255).astype(int))  # "as sent" is what was sent
+    shot(page, tmp_path, "reconstruct_drawn", full_page=True)
+
+    # a finger: a tap adds a dot and asks again
+    body, _ = _reconstruction(page, server, lambda: page.touchscreen.tap(box["x"] + box["width"] * .8,
+                                                                         box["y"] + box["width"] * .8))
+    assert not np.array_equal(np.asarray(body["images"], dtype="float32"), image)
+
+    # an upload: a real test digit comes out as itself (to within resampling); a dark-on-light one is inverted
+    digit = serving_exports.test_images[0][..., 0]
+    for name, pixels in (("digit.png", digit), ("inverted.png", 1 - digit)):
+        path = tmp_path / name
+        Image.fromarray(np.round(pixels * 255).astype("uint8")).save(path)
+        body, _ = _reconstruction(page, server, lambda: page.set_input_files("#upload", str(path)))
+        sent = np.asarray(body["images"], dtype="float32")[0, ..., 0]
+        assert np.abs(sent - digit).max() < 0.005, (name, np.abs(sent - digit).max())
+    shot(page, tmp_path, "reconstruct_uploaded", full_page=True)
+    page.click("#clear-drawing")
+    assert page.is_hidden("#recon")
+
+
+# -- downloads -----------------------------------------------------------------------------------------
+def test_download_buttons_give_the_servers_pngs(page, server, tmp_path):
+    open_model(page, server, "vae")
+    with page.expect_download() as grid:
+        page.click("#download-grid")
+    assert grid.value.suggested_filename == "vae-seed7-n16.png"
+    grid.value.save_as(tmp_path / "grid.png")
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "grid.png")),
+                          server_png(server, "vae", "generate", {"n": 16, "seed": 7}))
+    page.wait_for_function("() => !document.getElementById('download-strip').disabled", timeout=30_000)
+    with page.expect_download() as strip:
+        page.click("#download-strip")
+    strip.value.save_as(tmp_path / "strip.png")
+    png = np.asarray(Image.open(tmp_path / "strip.png"))
+    assert png.shape == (32, 2 + 16 * 30)
+    assert np.array_equal(png, server_png(server, "vae", "interpolate",
+                                          {"seeds": [1, 2], "steps": 16, "method": "slerp"}))
+
+
+# -- /docs -----------------------------------------------------------------------------------------------
+def test_docs_render_offline_with_every_operation(page, server, tmp_path):
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    paths = page.eval_on_selector_all(".opblock-summary-path", "els => els.map(e => e.textContent.trim())")
+    for op in ("generate", "interpolate", "encode", "reconstruct", "predict"):
+        assert f"/v1/models/{{name}}:{op}" in [p.replace("\u200b", "") for p in paths], paths
+    assert page.query_selector(".errors-wrapper") is None  # Swagger UI found nothing wrong with the document
+    page.click("#operations-operations-generate .opblock-summary")
+    page.wait_for_selector("#operations-operations-generate .opblock-body", timeout=10_000)
+    shot(page, tmp_path, "docs", full_page=False)
+    status, _, raw = request(server.url, "GET", "/openapi.json")
+    doc = json.loads(raw)
+    for op in ("generate", "interpolate", "encode", "reconstruct", "predict"):
+        ref = doc["paths"][f"/v1/models/{{name}}:{op}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert doc["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]["properties"], op

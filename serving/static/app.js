@@ -1,17 +1,52 @@
 // The page: pick a model, a seed and (conditional models) a class → the generated grid (PNG from
-// :generate); two seeds → a strip of frames from :interpolate, shown one at a time by a slider.
+// :generate); two seeds → all frames of :interpolate as a strip, one enlarged by the slider or the
+// play button; models with :reconstruct (VAE/AE) → draw or upload a digit and see it decoded.
+//
+// An error is shown under the control that caused it (a server message is placed by the field it
+// names), the last good result stays in view marked "stale", and the status line says "ready"
+// only when nothing is pending and no error is shown.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const STEPS = 16;
+const PLAY_MS = 140;
+const MAX_SEED = Number.MAX_SAFE_INTEGER;  // larger seeds cannot be written exactly from JavaScript
 let models = {};
-let frames = null;        // {images, value_range, shape} from the last :interpolate
-let gridRequest = 0;      // answers to older requests are dropped
-let interpRequest = 0;
 
-function showError(message) {
-  $("error").textContent = message;
-  $("error").hidden = !message;
+// -- errors and status ------------------------------------------------------------------------------
+const errors = new Map();  // element-id prefix ("seed", "grid", ...) → {owner, message}
+let pending = 0;
+
+function setError(key, owner, message) {
+  const box = $(`${key}-error`);
+  box.textContent = message || "";
+  const control = box.closest(".field");
+  if (control) control.classList.toggle("invalid", Boolean(message));
+  const input = control && control.querySelector("input, select");
+  if (input) input.setAttribute("aria-invalid", message ? "true" : "false");
+  if (message) errors.set(key, {owner, message}); else errors.delete(key);
+  updateStatus();
+}
+
+function clearErrors(owner) {
+  for (const [key, e] of [...errors]) if (e.owner === owner) setError(key, owner, "");
+}
+
+function updateStatus() {
+  const status = $("status");
+  const last = [...errors.values()].pop();
+  const [state, text] = last ? ["error", `error: ${last.message}`]
+    : pending ? ["busy", "working…"] : ["ready", "ready"];
+  status.dataset.state = state;
+  status.textContent = text;
+}
+
+function setStale(figure, stale) { $(figure).classList.toggle("stale", stale); }
+
+// Where a server message belongs: it starts with the field it names ("seed=-1 is too small ...").
+function fieldOf(message, places, fallback) {
+  for (const [pattern, key] of places) if (pattern.test(message)) return key;
+  return fallback;
 }
 
 async function post(model, operation, body, accept) {
@@ -28,79 +63,61 @@ async function post(model, operation, body, accept) {
   return response;
 }
 
+// Numbers the requests of one kind, so that answers to older ones (or cancelled ones) are dropped.
+function latest() {
+  let newest = 0;
+  return {
+    next() { return ++newest; },
+    isCurrent(id) { return id === newest; },
+    cancel() { newest++; },
+  };
+}
+
+async function tracked(promise) {
+  pending++; updateStatus();
+  try { return await promise; } finally { pending--; updateStatus(); }
+}
+
+// -- inputs ------------------------------------------------------------------------------------------
 function current() { return models[$("model").value]; }
 
-function seedOf(input) {
-  const value = Number(input.value);
-  return Number.isInteger(value) && value >= 0 ? value : null;
+// A seed field → {seed} or {error}: never a silent 0 for an empty field.
+function readSeed(input, name) {
+  const raw = input.value.trim();
+  if (input.validity.badInput) return {error: `${name} is not a number; give a whole number ≥ 0`};
+  if (raw === "") return {error: `${name} is empty; give a whole number ≥ 0`};
+  const value = Number(raw);
+  if (value < 0) return {error: `${name} must be ≥ 0, not ${raw}`};
+  if (!Number.isInteger(value)) return {error: `${name} must be a whole number, not ${raw}`};
+  if (value > MAX_SEED) return {error: `${name} must be at most ${MAX_SEED} on this page`};
+  return {seed: value};
 }
 
-function labelFields(model) {
-  if (!model.conditional || $("label").value === "all") return {};
-  return {label: Number($("label").value)};
+function classOf(model) {
+  if (!model.conditional || $("label").value === "all") return null;
+  return Number($("label").value);
 }
 
-async function generate() {
-  const model = current();
-  const seed = seedOf($("seed"));
-  if (!model) return;
-  if (seed === null) { showError("the seed must be a whole number ≥ 0"); return; }
-  const id = ++gridRequest;
-  const body = {n: Number($("n").value), seed, ...labelFields(model)};
-  $("status").textContent = "generating…";
-  try {
-    const response = await post(model.name, "generate", body, "image/png");
-    const blob = await response.blob();
-    if (id !== gridRequest) return;
-    const img = $("grid");
-    const old = img.src;
-    img.onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); };
-    img.src = URL.createObjectURL(blob);
-    img.dataset.seed = String(seed);
-    img.hidden = false;
-    $("grid-caption").textContent = `${model.name} · seed ${seed} · ${body.n} image(s)` +
-      (body.label !== undefined ? ` · class ${body.label}` : "");
-    $("status").textContent = "ready";
-    showError("");
-  } catch (err) {
-    if (id === gridRequest) { showError(err.message); $("status").textContent = "error"; }
-  }
+function saveBlob(blob, filename) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
 
-async function interpolate() {
-  const model = current();
-  const a = seedOf($("seed-a")), b = seedOf($("seed-b"));
-  if (!model) return;
-  if (a === null || b === null) { showError("seeds must be whole numbers ≥ 0"); return; }
-  const id = ++interpRequest;
-  const body = {seeds: [a, b], steps: STEPS, method: $("method").value, format: "json"};
-  if (model.conditional) body.label = $("label").value === "all" ? 0 : Number($("label").value);
-  try {
-    const answer = await (await post(model.name, "interpolate", body, "application/json")).json();
-    if (id !== interpRequest) return;
-    frames = answer;
-    $("slider").max = String(answer.images.length - 1);
-    drawFrame();
-    showError("");
-  } catch (err) {
-    if (id === interpRequest) showError(err.message);
-  }
-}
-
-function drawFrame() {
-  if (!frames) return;
-  const i = Number($("slider").value);
-  const [, h, w, c] = frames.shape;
-  const [lo, hi] = frames.value_range;
-  const canvas = $("frame");
+// Paints one image ([h][w][c] values in value_range) onto a canvas of its size.
+function paint(canvas, image, value_range) {
+  const h = image.length, w = image[0].length, c = image[0][0].length;
+  const [lo, hi] = value_range;
   canvas.width = w; canvas.height = h;
   const ctx = canvas.getContext("2d");
   const data = ctx.createImageData(w, h);
-  const image = frames.images[i];
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      const px = image[y][x];
-      const k = 4 * (y * w + x);
+      const px = image[y][x], k = 4 * (y * w + x);
       for (let ch = 0; ch < 3; ch++) {
         const value = px[c === 1 ? 0 : ch];
         data.data[k + ch] = Math.round(255 * Math.min(1, Math.max(0, (value - lo) / (hi - lo))));
@@ -109,22 +126,382 @@ function drawFrame() {
     }
   }
   ctx.putImageData(data, 0, 0);
+}
+
+// -- generate ----------------------------------------------------------------------------------------
+const gridRequests = latest();
+let lastGrid = null;  // {blob, filename} of the grid on screen
+
+async function generate() {
+  const model = current();
+  if (!model) return;
+  clearErrors("generate");
+  const {seed, error} = readSeed($("seed"), "the seed");
+  if (error) {
+    gridRequests.cancel();
+    setError("seed", "generate", error);
+    setStale("grid-figure", Boolean(lastGrid));
+    return;
+  }
+  const id = gridRequests.next();
+  const label = classOf(model);
+  const body = {n: Number($("n").value), seed, ...(label === null ? {} : {label})};
+  try {
+    const blob = await tracked(post(model.name, "generate", body, "image/png").then((r) => r.blob()));
+    if (!gridRequests.isCurrent(id)) return;
+    const img = $("grid");
+    const old = img.src;
+    img.onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); };
+    img.src = URL.createObjectURL(blob);
+    img.dataset.seed = String(seed);
+    img.hidden = false;
+    lastGrid = {blob, filename: `${model.name}-seed${seed}-n${body.n}` +
+      (label === null ? "" : `-class${label}`) + ".png"};
+    $("grid-caption").textContent = `${model.name} · seed ${seed} · ${body.n} image(s)` +
+      (label === null ? "" : ` · class ${label}`);
+    $("download-grid").disabled = false;
+    setStale("grid-figure", false);
+  } catch (err) {
+    if (!gridRequests.isCurrent(id)) return;
+    const key = fieldOf(err.message, [[/^seed\b/, "seed"], [/^n\b/, "n"], [/^labels?\b|class label/, "label"],
+                                      [/\bmodel\b/, "model"]], "grid");
+    setError(key, "generate", err.message);
+    setStale("grid-figure", Boolean(lastGrid));
+  }
+}
+
+// -- interpolate -------------------------------------------------------------------------------------
+const interpRequests = latest();
+let frames = null;        // the last :interpolate answer on screen
+let lastStrip = null;     // {model, body} that produced it, for the PNG download
+let playing = null;       // the play timer
+
+async function interpolate() {
+  const model = current();
+  if (!model) return;
+  clearErrors("interpolate");
+  const a = readSeed($("seed-a"), "the first seed"), b = readSeed($("seed-b"), "the second seed");
+  if (a.error || b.error) {
+    interpRequests.cancel();
+    if (a.error) setError("seed-a", "interpolate", a.error);
+    if (b.error) setError("seed-b", "interpolate", b.error);
+    setStale("frames-figure", Boolean(frames));
+    return;
+  }
+  const id = interpRequests.next();
+  const body = {seeds: [a.seed, b.seed], steps: STEPS, method: $("method").value};
+  if (model.conditional) body.label = classOf(model) ?? 0;
+  try {
+    const answer = await tracked(post(model.name, "interpolate", {...body, format: "json"}, "application/json")
+      .then((r) => r.json()));
+    if (!interpRequests.isCurrent(id)) return;
+    frames = answer;
+    lastStrip = {model: model.name, body};
+    showStrip();
+    setStale("frames-figure", false);
+    $("play").disabled = $("download-strip").disabled = false;
+  } catch (err) {
+    if (!interpRequests.isCurrent(id)) return;
+    const key = fieldOf(err.message, [[/^seeds\[0\]/, "seed-a"], [/^seeds\[1\]/, "seed-b"], [/^method\b/, "method"],
+                                      [/^label\b|class label/, "label"], [/\bmodel\b/, "model"]], "frames");
+    setError(key, "interpolate", err.message);
+    setStale("frames-figure", Boolean(frames));
+  }
+}
+
+function showStrip() {
+  const strip = $("strip");
+  strip.replaceChildren(...frames.images.map((image, i) => {
+    const canvas = document.createElement("canvas");
+    canvas.className = "strip-frame";
+    canvas.dataset.index = String(i);
+    canvas.setAttribute("role", "option");
+    canvas.setAttribute("aria-label", `frame ${i + 1}`);
+    paint(canvas, image, frames.value_range);
+    return canvas;
+  }));
+  $("slider").max = String(frames.images.length - 1);
+  if (Number($("slider").value) > frames.images.length - 1) $("slider").value = "0";
+  drawFrame();
+}
+
+function drawFrame() {
+  if (!frames) return;
+  const i = Number($("slider").value);
+  const canvas = $("frame");
+  paint(canvas, frames.images[i], frames.value_range);
   canvas.dataset.frame = String(i);
+  for (const f of $("strip").children) {
+    const on = Number(f.dataset.index) === i;
+    f.classList.toggle("current", on);
+    f.setAttribute("aria-selected", String(on));
+  }
   $("frame-caption").textContent = `frame ${i + 1} of ${frames.images.length} ` +
     `(${frames.method}, seeds ${frames.seeds.join(" → ")})`;
 }
 
+function togglePlay() {
+  const button = $("play");
+  if (playing) {
+    clearInterval(playing);
+    playing = null;
+  } else {
+    playing = setInterval(() => {
+      if (!frames) return;
+      $("slider").value = String((Number($("slider").value) + 1) % frames.images.length);
+      drawFrame();
+    }, PLAY_MS);
+  }
+  button.textContent = playing ? "❚❚ Pause" : "▶ Play";
+  button.setAttribute("aria-pressed", String(Boolean(playing)));
+}
+
+async function downloadStrip() {
+  if (!lastStrip) return;
+  const {model, body} = lastStrip;
+  try {
+    const blob = await tracked(post(model, "interpolate", {...body, format: "png"}, "image/png").then((r) => r.blob()));
+    saveBlob(blob, `${model}-seeds${body.seeds.join("-")}-${body.method}` +
+      (body.label !== undefined ? `-class${body.label}` : "") + ".png");
+    clearErrors("download-strip");
+  } catch (err) {
+    setError("frames", "download-strip", `download failed: ${err.message}`);
+  }
+}
+
+// -- reconstruct (models with :reconstruct) ------------------------------------------------------------
+const reconRequests = latest();
+let drawn = false;        // anything on the drawing canvas?
+let centre = true;        // centre the digit like MNIST (fresh drawings); not when drawing over an upload
+let uploaded = null;      // {bitmap, invert}: an upload not drawn over, sent from its own pixels
+let reconShown = false;
+
+function clearDrawing() {
+  const ctx = $("draw").getContext("2d");
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, $("draw").width, $("draw").height);
+  drawn = false;
+  centre = true;
+  uploaded = null;
+}
+
+function setupDrawing() {
+  const canvas = $("draw");
+  const ctx = canvas.getContext("2d");
+  let last = null;
+  const at = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
+  };
+  const width = canvas.width / 12;  // ~2.3 px at 28 × 28, like an MNIST pen stroke
+  const stroke = (from, to) => {
+    ctx.fillStyle = ctx.strokeStyle = "#fff";
+    ctx.beginPath();
+    if (from[0] === to[0] && from[1] === to[1]) {  // a dot (a zero-length line draws nothing)
+      ctx.arc(...from, width / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
+    ctx.lineWidth = width;
+    ctx.lineCap = ctx.lineJoin = "round";
+    ctx.moveTo(...from);
+    ctx.lineTo(...to);
+    ctx.stroke();
+  };
+  // Pointer events cover mouse, pen and touch alike.
+  canvas.addEventListener("pointerdown", (e) => {
+    e.preventDefault();
+    canvas.setPointerCapture(e.pointerId);
+    last = at(e);
+    stroke(last, last);
+    drawn = true;
+    uploaded = null;
+  });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!last) return;
+    const p = at(e);
+    stroke(last, p);
+    last = p;
+  });
+  const end = () => { if (last) { last = null; reconstructSoon(); } };
+  canvas.addEventListener("pointerup", end);
+  canvas.addEventListener("pointercancel", end);
+}
+
+// The drawing (or upload) → one image of the model's shape and value range, as nested lists [h][w][c].
+function modelInput(model) {
+  const [h, w, c] = model.image_shape;
+  const [lo, hi] = model.value_range;
+  const src = $("draw");
+  const out = document.createElement("canvas");
+  out.width = w; out.height = h;
+  const ctx = out.getContext("2d", {willReadFrequently: true});
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, w, h);
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  if (uploaded) {
+    fit(ctx, uploaded.bitmap, w, h, uploaded.invert);
+  } else if (centre) {
+    // MNIST: the digit scaled into a 20 × 20 box, then moved so its centre of mass is the centre.
+    const box = inkBox(src);
+    const scale = (20 / 28) * Math.min(w / box.w, h / box.h);
+    const dw = box.w * scale, dh = box.h * scale;
+    ctx.drawImage(src, box.x, box.y, box.w, box.h, (w - dw) / 2, (h - dh) / 2, dw, dh);
+    const [cx, cy] = massCentre(ctx.getImageData(0, 0, w, h).data, w, h);
+    const dx = Math.round(w / 2 - cx), dy = Math.round(h / 2 - cy);
+    if (dx || dy) {
+      ctx.fillRect(0, 0, w, h);
+      ctx.drawImage(src, box.x, box.y, box.w, box.h, (w - dw) / 2 + dx, (h - dh) / 2 + dy, dw, dh);
+    }
+  } else {
+    ctx.drawImage(src, 0, 0, w, h);
+  }
+  const px = ctx.getImageData(0, 0, w, h).data;
+  const value = (v) => Math.round((lo + (hi - lo) * v / 255) * 1e4) / 1e4;
+  const image = [];
+  for (let y = 0; y < h; y++) {
+    const row = [];
+    for (let x = 0; x < w; x++) {
+      const k = 4 * (y * w + x);
+      row.push(c === 1 ? [value(0.299 * px[k] + 0.587 * px[k + 1] + 0.114 * px[k + 2])]
+        : [value(px[k]), value(px[k + 1]), value(px[k + 2])]);
+    }
+    image.push(row);
+  }
+  return image;
+}
+
+function inkBox(canvas) {
+  const {width, height} = canvas;
+  const d = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  let x0 = width, y0 = height, x1 = -1, y1 = -1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (d[4 * (y * width + x)] > 20) {
+        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+      }
+    }
+  }
+  if (x1 < 0) return {x: 0, y: 0, w: width, h: height};
+  const size = Math.max(x1 - x0, y1 - y0) + 1;  // a square box keeps a "1" thin
+  return {x: (x0 + x1 + 1 - size) / 2, y: (y0 + y1 + 1 - size) / 2, w: size, h: size};
+}
+
+function massCentre(d, w, h) {
+  let m = 0, sx = 0, sy = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const v = d[4 * (y * w + x)];
+      m += v; sx += v * (x + 0.5); sy += v * (y + 0.5);
+    }
+  }
+  return m ? [sx / m, sy / m] : [w / 2, h / 2];
+}
+
+const reconstructSoon = debounce(reconstruct, 120);
+
+async function reconstruct() {
+  const model = current();
+  if (!model || !model.operations.includes("reconstruct") || !drawn) return;
+  clearErrors("reconstruct");
+  const image = modelInput(model);
+  paint($("recon-input"), image, model.value_range);
+  const [h, w, c] = model.image_shape;
+  $("recon-input-caption").textContent = `as sent (${h}×${w}×${c})`;
+  const body = {images: [image], format: "png"};
+  if (model.conditional) body.label = classOf(model) ?? 0;
+  const id = reconRequests.next();
+  try {
+    const blob = await tracked(post(model.name, "reconstruct", body, "image/png").then((r) => r.blob()));
+    if (!reconRequests.isCurrent(id)) return;
+    const img = $("recon");
+    const old = img.src;
+    img.onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); };
+    img.src = URL.createObjectURL(blob);
+    img.dataset.request = String(id);
+    img.hidden = false;
+    reconShown = true;
+    $("recon-caption").textContent = `${model.name} · decoded from the posterior mean` +
+      (body.label !== undefined ? ` · class ${body.label}` : "");
+    setStale("recon-figure", false);
+  } catch (err) {
+    if (!reconRequests.isCurrent(id)) return;
+    setError(fieldOf(err.message, [[/^label\b|class label/, "label"]], "recon"), "reconstruct", err.message);
+    setStale("recon-figure", reconShown);
+  }
+}
+
+// An uploaded image: shown on the drawing area and sent resized to the model's shape (an image of
+// that shape goes as it is). A light background is inverted: the models saw light digits on black.
+async function upload(file) {
+  setError("upload", "upload", "");
+  if (!file) return;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch (err) {
+    setError("upload", "upload", `${file.name} is not an image this browser can read`);
+    return;
+  }
+  clearDrawing();
+  const invert = lightBorder(bitmap);
+  const canvas = $("draw");
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;  // big pixels, as the model will see them
+  fit(ctx, bitmap, canvas.width, canvas.height, invert);
+  ctx.imageSmoothingEnabled = true;
+  drawn = true;
+  centre = false;
+  uploaded = {bitmap, invert};
+  reconstruct();
+}
+
+// Draws `bitmap` into a w × h context (already black), scaled to fit and centred; inverted if asked.
+function fit(ctx, bitmap, w, h, invert) {
+  const scale = Math.min(w / bitmap.width, h / bitmap.height);
+  const dw = bitmap.width * scale, dh = bitmap.height * scale, x = (w - dw) / 2, y = (h - dh) / 2;
+  ctx.drawImage(bitmap, x, y, dw, dh);
+  if (invert) {
+    ctx.globalCompositeOperation = "difference";
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(x, y, dw, dh);
+    ctx.globalCompositeOperation = "source-over";
+  }
+}
+
+function lightBorder(bitmap) {
+  const {width: w, height: h} = bitmap;
+  const c = document.createElement("canvas");
+  c.width = w; c.height = h;
+  const ctx = c.getContext("2d", {willReadFrequently: true});
+  ctx.drawImage(bitmap, 0, 0);
+  const d = ctx.getImageData(0, 0, w, h).data;
+  let sum = 0, count = 0;
+  const add = (x, y) => { const k = 4 * (y * w + x); sum += (d[k] + d[k + 1] + d[k + 2]) / 3; count++; };
+  for (let x = 0; x < w; x++) { add(x, 0); add(x, h - 1); }
+  for (let y = 0; y < h; y++) { add(0, y); add(w - 1, y); }
+  return sum / count > 127;
+}
+
+// -- the model ----------------------------------------------------------------------------------------
 function onModelChange() {
   const model = current();
   if (!model) return;
   $("model-info").textContent = `${model.kind} · latent ${model.latent_dim} · images ` +
     `${model.image_shape.join("×")}` + (model.conditional ? ` · ${model.num_classes} classes` : "");
-  $("class-field").hidden = !model.conditional;
   const select = $("label");
-  select.replaceChildren(new Option("all (cycle)", "all"),
-    ...Array.from({length: model.num_classes}, (_, k) => new Option(String(k), String(k))));
+  const keep = select.value;
+  select.replaceChildren(...(model.conditional
+    ? [new Option("all (cycle)", "all"),
+       ...Array.from({length: model.num_classes}, (_, k) => new Option(String(k), String(k)))]
+    : [new Option("— (unconditional)", "all")]));
+  if ([...select.options].some((o) => o.value === keep)) select.value = keep;
+  select.disabled = !model.conditional;
+  $("recon-panel").hidden = !model.operations.includes("reconstruct");
   generate();
   interpolate();
+  reconstruct();
 }
 
 function debounce(fn, ms) {
@@ -133,30 +510,51 @@ function debounce(fn, ms) {
 }
 
 async function start() {
+  clearDrawing();
+  setupDrawing();
   try {
-    const response = await fetch("/v1/models");
-    const answer = await response.json();
-    if (!response.ok) throw new Error(answer.error || response.statusText);
-    models = Object.fromEntries(answer.models.map((m) => [m.name, m]));
+    const answer = await tracked(fetch("/v1/models").then(async (response) => {
+      const json = await response.json();
+      if (!response.ok) throw new Error(json.error || response.statusText);
+      return json;
+    }));
     if (!answer.models.length) throw new Error("the server has no model to serve");
+    models = Object.fromEntries(answer.models.map((m) => [m.name, m]));
     $("model").replaceChildren(...answer.models.map((m) => new Option(`${m.name} (${m.kind})`, m.name)));
-    $("status").textContent = "ready";
     onModelChange();
   } catch (err) {
-    $("status").textContent = "error";
-    showError(`could not list the models: ${err.message}`);
+    setError("model", "start", `could not list the models: ${err.message}`);
   }
 }
 
 $("model").addEventListener("change", onModelChange);
 $("seed").addEventListener("input", debounce(generate, 150));
 $("n").addEventListener("change", generate);
-$("label").addEventListener("change", () => { generate(); interpolate(); });
+$("label").addEventListener("change", () => { generate(); interpolate(); reconstruct(); });
 $("random-seed").addEventListener("click", () => {
   $("seed").value = String(Math.floor(Math.random() * 1e6));
   generate();
 });
+$("download-grid").addEventListener("click", () => { if (lastGrid) saveBlob(lastGrid.blob, lastGrid.filename); });
 for (const id of ["seed-a", "seed-b"]) $(id).addEventListener("input", debounce(interpolate, 150));
 $("method").addEventListener("change", interpolate);
 $("slider").addEventListener("input", drawFrame);
+$("strip").addEventListener("click", (e) => {
+  const i = e.target.dataset && e.target.dataset.index;
+  if (i !== undefined) { $("slider").value = i; drawFrame(); }
+});
+$("play").addEventListener("click", togglePlay);
+$("download-strip").addEventListener("click", downloadStrip);
+$("clear-drawing").addEventListener("click", () => {
+  clearDrawing();
+  reconRequests.cancel();
+  clearErrors("reconstruct");
+  $("recon").hidden = true;
+  reconShown = false;
+  setStale("recon-figure", false);
+  const input = $("recon-input");
+  input.getContext("2d").clearRect(0, 0, input.width, input.height);
+  $("recon-caption").textContent = "draw a digit to see its reconstruction";
+});
+$("upload").addEventListener("change", (e) => { upload(e.target.files[0]); e.target.value = ""; });
 start();

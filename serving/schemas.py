@@ -1,0 +1,124 @@
+"""The operations' request and response bodies as pydantic models, for the OpenAPI document
+only: requests are parsed and checked by :mod:`serving.validation`, which stays the one validator
+(and the one source of error messages). tests/test_serving_docs.py checks that the fields listed
+here are exactly the fields the validator accepts.
+
+The limits (images per request, interpolation frames) are this server's, so :func:`bodies` builds
+the models for given :class:`~serving.validation.Limits`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.validation import MAX_SEED, Limits
+
+FORMAT = ("`json` or `png`; without it the Accept header decides (`image/png` → one PNG grid, "
+          "`application/json` or `*/*` → JSON)")
+LABEL = "one class label for every image (conditional models only): 0 .. num_classes - 1"
+LABELS = "one class label per image (conditional models only), each 0 .. num_classes - 1"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the validator rejects unknown fields too
+
+
+class Error(BaseModel):
+    """Every error: a 4xx status (503 for a timeout or while models load) and a message that
+    names the field and what is wrong with it."""
+    error: str = Field(description="what is wrong, naming the field")
+
+
+class Images(BaseModel):
+    """Images as JSON (``format: json``), values in the model's ``value_range`` (6 decimals)."""
+    model: str = Field(description="the model's name")
+    n: int = Field(None, description="number of images (generate, reconstruct)")
+    seed: int = Field(None, description="the seed the codes were drawn from (generate without `z`: null)")
+    labels: list[int] = Field(None, description="the class of each image (conditional models)")
+    seeds: list[int] = Field(None, description="the two end seeds (interpolate; null with `z`)")
+    steps: int = Field(None, description="frames (interpolate)")
+    method: Literal["linear", "slerp"] = Field(None, description="the path (interpolate)")
+    label: int = Field(None, description="the class of every frame (interpolate, conditional models)")
+    value_range: list[float] = Field(description="[low, high]: the range of the pixel values")
+    shape: list[int] = Field(description="[n, height, width, channels]")
+    images: list[list[list[list[float]]]] = Field(description="n images, each [height][width][channels]")
+
+
+class Encoding(BaseModel):
+    """The approximate posterior q(z|x) = N(mean, exp(log_var)) of each image."""
+    model: str
+    mean: list[list[float]] = Field(description="[n, latent_dim]")
+    log_var: list[list[float]] = Field(description="[n, latent_dim]")
+
+
+class Prediction(BaseModel):
+    """TensorFlow Serving's answer: `predictions` for the row format (`instances`), `outputs`
+    for the columnar one (`inputs`). A multi-output signature (encode) gives one object per row
+    (`{"mean": ..., "log_var": ...}`) or one array per output."""
+    predictions: list[Any] = Field(None, description="one entry per instance")
+    outputs: list[Any] | dict[str, list[Any]] = Field(None, description="a batch, or one batch per output")
+
+
+def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
+    """The request models of the five operations (with this server's limits) and the response
+    models, by schema name."""
+
+    class GenerateRequest(_Body):
+        """Images from `n` codes drawn from the seed (z ~ N(0, I), the draw training uses), or
+        from explicit codes `z` — one or the other, not both."""
+        n: int = Field(min(16, limits.max_n), ge=1, le=limits.max_n,
+                       description="how many images to draw (with `seed`; not with `z`)")
+        seed: int = Field(None, ge=0, le=MAX_SEED, description="the seed of the draw; without it the server "
+                          "picks one and reports it (`seed` in JSON, `X-Seed` with PNG)")
+        z: list[list[float]] = Field(None, min_length=1, max_length=limits.max_n,
+                                     description="explicit latent codes, each of length latent_dim "
+                                                 "(GET /v1/models/{name}); instead of `n`/`seed`")
+        labels: list[int] = Field(None, description=LABELS)
+        label: int = Field(None, ge=0, description=LABEL + "; without `label`/`labels`, classes cycle 0, 1, 2, ...")
+        format: Literal["json", "png"] = Field(None, description=FORMAT)
+
+    class InterpolateRequest(_Body):
+        """Frames along a path between two codes: drawn from two seeds, or given as `z`."""
+        seeds: list[int] = Field(None, min_length=2, max_length=2,
+                                 description="[seed_a, seed_b], each 0 .. 2^63 - 1; or give `z`")
+        z: list[list[float]] = Field(None, min_length=2, max_length=2,
+                                     description="[z_a, z_b], each of length latent_dim; or give `seeds`")
+        steps: int = Field(min(8, limits.max_steps), ge=2, le=limits.max_steps,
+                           description="frames, both ends included")
+        method: Literal["linear", "slerp"] = Field("linear", description="`slerp` walks the sphere "
+                                                   "(Shoemake 1985), better for Gaussian codes (White 2016)")
+        label: int = Field(None, ge=0, description="the class of every frame (conditional models; default 0)")
+        format: Literal["json", "png"] = Field(None, description=FORMAT + " (one row)")
+
+    def image_list():
+        return Field(min_length=1, max_length=limits.max_n,
+                     description="images of the model's image_shape [h, w, c] (GET /v1/models/{name}), values "
+                                 "inside its value_range; grey images may drop the channel axis ([h, w])")
+
+    class EncodeRequest(_Body):
+        """Images → the posterior mean and log-variance of their codes (VAE/AE exports)."""
+        images: list[list[list[float | list[float]]]] = image_list()
+        labels: list[int] = Field(None, description=LABELS + "; conditional models need `labels` or `label`")
+        label: int = Field(None, ge=0, description=LABEL)
+        format: Literal["json"] = Field(None, description="`json` (the only answer)")
+
+    class ReconstructRequest(_Body):
+        """Images → their reconstructions, decoded from the posterior mean (VAE/AE exports)."""
+        images: list[list[list[float | list[float]]]] = image_list()
+        labels: list[int] = Field(None, description=LABELS + "; conditional models need `labels` or `label`")
+        label: int = Field(None, ge=0, description=LABEL)
+        format: Literal["json", "png"] = Field(None, description=FORMAT)
+
+    class PredictRequest(_Body):
+        """TensorFlow Serving's REST predict: `instances` (rows) or `inputs` (columns), exactly one.
+        One input: rows are codes (`[z, ...]`); two inputs: rows are objects
+        (`[{"z": [...], "label": 3}, ...]`), columns an object of batches (`{"z": [...], "label": [...]}`)."""
+        signature_name: str = Field("serving_default", description="the operation: `serving_default` "
+                                    "(= generate), `generate`, `decode`, `encode`, `reconstruct` — as the "
+                                    "model offers (its `signatures`)")
+        instances: list[Any] = Field(None, min_length=1, max_length=limits.max_n, description="rows")
+        inputs: list[Any] | dict[str, list[Any]] = Field(None, description="columns: a batch, or one per input")
+
+    return {m.__name__: m for m in (GenerateRequest, InterpolateRequest, EncodeRequest, ReconstructRequest,
+                                     PredictRequest, Images, Encoding, Prediction, Error)}
