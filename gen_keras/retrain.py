@@ -264,13 +264,15 @@ def register_run(client, name: str, run_id: str):
     if existing:
         return sorted(existing, key=lambda v: int(_ver(v)))[0]
     run = client.get_run(run_id)
-    names = {a.path.split("/")[-1] for a in client.list_artifacts(run_id, "export")}
-    if "manifest.json" not in names:
-        raise RetrainError(f"run {run_id} has no export/manifest.json artifact: the export never "
-                           "reached MLflow; run `gen-keras sync` for the run, then the same "
-                           "retrain command again")
-    return client.create_model_version(name, source=f"{run.info.artifact_uri}/export", run_id=run_id,
-                                       description=f"run {run.info.run_name}")
+    model_id = run.data.tags.get("gen_keras.model_id")
+    if not model_id:
+        raise RetrainError(f"run {run_id} has no logged MLflow Model (tag gen_keras.model_id): the "
+                           "export never reached MLflow; run `gen-keras sync` for the run, then the "
+                           "same retrain command again")
+    # The version is the MLflow Model (pyfunc flavor over the export), so mlflow.pyfunc,
+    # `mlflow models serve` and the registry's schema view work on it.
+    return client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id,
+                                       model_id=model_id, description=f"run {run.info.run_name}")
 
 
 def _ver(model_version) -> str:
@@ -299,6 +301,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
     name>`` with ``os.replace`` (atomic on POSIX). A failure at any point before that leaves the
     previous export serving, untouched. The last ``keep`` version folders are kept for rollback.
     """
+    from gen_keras.exported.pyfunc import export_folder_of
     from gen_keras.exported.sources import download_verified, fetch_artifact
     from gen_keras.files import fsync_dir
 
@@ -312,7 +315,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
         fetched = fetch_artifact(version.source, dst, tracking_uri)
         if _fail_after == "download":  # fault injection for tests: a failure half way
             raise OSError("planted failure after the download (test fault injection)")
-        return fetched
+        return export_folder_of(fetched)  # the export inside the version's MLflow Model
 
     try:  # a verified copy is kept; an absent or damaged one is fetched again
         download_verified(final, fetch, f"{model_name} v{_ver(version)} from {version.source}")

@@ -25,6 +25,7 @@ log = logging.getLogger("gen_keras.tracking")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs
 
 
 def default_tracking_uri(root: str | Path | None = None, create: bool = True) -> str:
@@ -168,6 +169,12 @@ class TrackingSink:
         self.pending.append(("artifact", str(path), artifact_path))
         self.flush()
 
+    def log_mlflow_model(self, export_dir: str | Path, experiment_id: str, step: int) -> None:
+        """The export as a logged MLflow Model of the run (pyfunc flavor; see
+        :mod:`gen_keras.exported.pyfunc`), its id recorded in the run's tag ``gen_keras.model_id``."""
+        self.pending.append(("mlflow_model", str(export_dir), str(experiment_id), int(step)))
+        self.flush()
+
     def log_image(self, path: str | Path, key: str, step: int) -> None:
         """A PNG as a step of the image series ``key`` (the MLflow UI's image view steps through
         them); the PNG file itself is logged with :meth:`log_artifact`."""
@@ -182,7 +189,7 @@ class TrackingSink:
             batch_end = 0
             metrics, params, tags = [], [], []
             for item in self.pending:
-                if item[0] in ("artifact", "image") or batch_end >= 900:
+                if item[0] in ("artifact", "image", "mlflow_model") or batch_end >= 900:
                     break
                 if item[0] == "metric":
                     metrics.append(Metric(item[1], item[2], item[3], item[4]))
@@ -194,6 +201,13 @@ class TrackingSink:
             try:
                 if batch_end:
                     self.client.log_batch(self.run_id, metrics=metrics, params=params, tags=tags)
+                elif self.pending[0][0] == "mlflow_model":
+                    from gen_keras.exported.pyfunc import log_model
+
+                    _, path, experiment_id, step = self.pending[0]
+                    model_id = log_model(self.client, self.run_id, experiment_id, path, step)
+                    self.client.set_tag(self.run_id, "gen_keras.model_id", model_id)
+                    batch_end = 1
                 elif self.pending[0][0] == "image":
                     _, path, key, step = self.pending[0]
                     from PIL import Image

@@ -30,9 +30,15 @@ def run(args) -> int:
     if args.run_id:
         from mlflow import MlflowClient
 
+        from gen_keras.exported.pyfunc import log_model
         from gen_keras.tracking import default_tracking_uri
 
-        MlflowClient(args.tracking_uri or default_tracking_uri()).log_artifacts(args.run_id, str(out), "export")
+        client = MlflowClient(args.tracking_uri or default_tracking_uri(create=False))
+        client.log_artifacts(args.run_id, str(out), "export")
+        run = client.get_run(args.run_id)
+        model_id = log_model(client, args.run_id, run.info.experiment_id, out)
+        client.set_tag(args.run_id, "gen_keras.model_id", model_id)
+        print(f"logged to run {args.run_id}: export/ and the MLflow Model models:/{model_id}")
     print(f"exported {model.kind} to {out.resolve()} (manifest.json, saved_model/, "
           f"{', '.join(sorted(p.name for p in out.glob('*.onnx')))})")
     return 0

@@ -83,9 +83,11 @@ def download_registered(uri: str, tracking_uri: str | None = None,
               else client.get_model_version(name, version))
     except Exception as exc:
         raise ModelSourceError(f"{uri}: the registry at {store} cannot resolve it ({_why(exc)})") from None
+    from gen_keras.exported.pyfunc import export_folder_of
+
     target = Path(cache_dir or default_cache_dir() / "models") / f"{name}-v{mv.version}"
-    download_verified(target, lambda dst: fetch_artifact(mv.source, dst, store),
-              f"{uri}: version {mv.version} source {mv.source}")
+    download_verified(target, lambda dst: export_folder_of(fetch_artifact(mv.source, dst, store)),
+                      f"{uri}: version {mv.version} source {mv.source}")
     return target, f"{uri} (version {mv.version}, run {mv.run_id})"
 
 

@@ -253,6 +253,7 @@ def export_and_log(model, ctx) -> Path:
 
     export_dir = export_model(model, ctx.export_dir, run_id=ctx.run_id, name=ctx.run_name, overwrite=True)
     ctx.sink.log_artifact(export_dir, "export")
+    ctx.sink.log_mlflow_model(export_dir, ctx.experiment_id, step=0)  # what MLflow's tools load
     return export_dir
 
 
