@@ -103,8 +103,8 @@ def load_factor_split(data_cfg, split: str, limit: int = 10_000, *, value_range=
 
 def factor_sampler(dataset: str, value_range=(0.0, 1.0)):
     """The ground-truth sampler of a factor data set string (renders on demand; nothing is
-    prepared): :class:`~gen_keras.data.factor_sampler.FactorSampler`."""
-    from gen_keras.data.factor_sampler import FactorSampler
+    prepared): :class:`~gen_keras.data.ground_truth.FactorSampler`."""
+    from gen_keras.data.ground_truth import FactorSampler
     from gen_keras.data.factor_sets import parse_factor_spec
 
     require_factors(dataset)
