@@ -37,16 +37,19 @@ MEAN = np.array([(s - 1) / 2 for s in SIZES])
 SD = np.array([math.sqrt((s * s - 1) / 12) for s in SIZES])
 
 
-def oracle(obs, noise=np.random.default_rng(1)):
-    return ((obs - MEAN) / SD)[:, PERM] * SCALES + 0.01 * noise.normal(size=obs.shape)
+NOISE = np.random.default_rng(1)
 
 
-def rotated(obs, noise=np.random.default_rng(2)):
-    return ((obs - MEAN) / SD) @ ROTATION.T + 0.01 * noise.normal(size=obs.shape)
+def oracle(obs):
+    return ((obs - MEAN) / SD)[:, PERM] * SCALES + 0.01 * NOISE.normal(size=obs.shape)
 
 
-def random_encoder(obs, noise=np.random.default_rng(3)):
-    return noise.normal(size=(len(obs), K))
+def rotated(obs):
+    return ((obs - MEAN) / SD) @ ROTATION.T + 0.01 * NOISE.normal(size=obs.shape)
+
+
+def random_encoder(obs):
+    return NOISE.normal(size=(len(obs), K))
 
 
 @pytest.fixture(scope="module")

@@ -104,8 +104,8 @@ def load_factor_split(data_cfg, split: str, limit: int = 10_000, *, value_range=
 def factor_sampler(dataset: str, value_range=(0.0, 1.0)):
     """The ground-truth sampler of a factor data set string (renders on demand; nothing is
     prepared): :class:`~gen_keras.data.ground_truth.FactorSampler`."""
+    from gen_keras.data.factor_specs import parse_factor_spec
     from gen_keras.data.ground_truth import FactorSampler
-    from gen_keras.data.factor_sets import parse_factor_spec
 
     require_factors(dataset)
     return FactorSampler(parse_factor_spec(dataset).factor_set, value_range)
@@ -114,7 +114,7 @@ def factor_sampler(dataset: str, value_range=(0.0, 1.0)):
 def require_factors(dataset: str, field: str = "data.dataset") -> None:
     """A factor metric or factor read on a data set without ground-truth factors fails here,
     naming the data set and the ones that have factors."""
-    from gen_keras.data.factor_sets import FACTOR_SET_NAMES, is_factor_dataset
+    from gen_keras.data.factor_specs import FACTOR_SET_NAMES, is_factor_dataset
 
     if not is_factor_dataset(dataset):
         raise ConfigError(f"{field}={dataset!r} has no ground-truth factors; the factor "

@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen_keras.data.factor_sets import (SPLIT_SEED, SUBSET_SEED, TEST_FRACTION, FactorSpec,
-                                        split_indices, unflatten_index)
+from gen_keras.data.factor_sets import SPLIT_SEED, SUBSET_SEED, TEST_FRACTION, unflatten_index
+from gen_keras.data.factor_specs import FactorSpec, split_indices
 from gen_keras.errors import DataIntegrityError
 
 SHARD_EXAMPLES = 10_000
@@ -188,7 +188,7 @@ def write_shard(task: dict) -> dict:
     """Render, encode and write one shard; returns its manifest record."""
     import tensorflow as tf
 
-    from gen_keras.data.factor_sets import parse_factor_spec
+    from gen_keras.data.factor_specs import parse_factor_spec
 
     factor_set = parse_factor_spec(task["spec"]).factor_set
     path = Path(task["path"])
@@ -199,7 +199,7 @@ def write_shard(task: dict) -> dict:
             indices = unflatten_index(chunk, factor_set.factor_sizes)
             for record in serialize_examples(factor_set, indices, chunk):
                 writer.write(record)
-    return {"split": task["split"], "num_examples": int(len(flat)), **_file_record(path)}
+    return {"split": task["split"], "num_examples": len(flat), **_file_record(path)}
 
 
 def serialize_examples(factor_set, indices: np.ndarray, flat: np.ndarray) -> list[bytes]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gen_keras.data.factor_prepare import ensure_prepared
-from gen_keras.data.factor_sets import FactorSpec, parse_factor_spec
+from gen_keras.data.factor_specs import FactorSpec, parse_factor_spec
 from gen_keras.errors import ConfigError
 
 SPLITS = ("train", "test")

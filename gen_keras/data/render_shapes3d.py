@@ -126,7 +126,7 @@ def render(indices: np.ndarray) -> dict[str, np.ndarray]:
     indices = SHAPES3D.check_indices(indices)
     n = indices.shape[0]
     values = SHAPES3D.factor_values(indices)
-    col = lambda a: a.astype(np.float32)[:, None, None]  # noqa: E731 — [N] → [N, 1, 1]
+    col = lambda a: a.astype(np.float32)[:, None, None]
     scale, turn = col(values[:, 3]), col(values[:, 5])
     grid = np.arange(SIZE, dtype=np.float32) + 0.5
     xs, ys = grid[None, None, :] - SIZE / 2, grid[None, :, None]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen_keras.data.factor_sets import FACTOR_SET_NAMES, is_factor_dataset, parse_factor_spec
+from gen_keras.data.factor_specs import FACTOR_SET_NAMES, is_factor_dataset, parse_factor_spec
 from gen_keras.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}

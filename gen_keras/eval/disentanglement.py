@@ -147,7 +147,7 @@ def mig_from_mi(mi, factor_entropies) -> float:
 # ----------------------------------------------------------------------------------------------
 def _split(n: int, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    cut = int(round(n * train_fraction))
+    cut = round(n * train_fraction)
     if not 0 < cut < n:
         raise ValueError(f"train_fraction={train_fraction} leaves no train or test examples of {n}")
     return order[:cut], order[cut:]
@@ -412,16 +412,17 @@ def mi_heatmap(matrix, factor_names: Sequence[str], cell: int = 28) -> np.ndarra
     k, n_codes = m.shape
     if len(factor_names) != k:
         raise ValueError(f"{len(factor_names)} factor names for {k} factors")
-    left, top = 8 + 7 * max(len(n) for n in factor_names), 18
+    left, top = 8 + 7 * max(14, *(len(n) for n in factor_names)), 18
     im = Image.new("RGB", (left + n_codes * cell + 4, top + k * cell + 4), "white")
     draw = ImageDraw.Draw(im)
+    draw.text((4, 4), "factor \\ code", fill="black")
     for j in range(n_codes):
         draw.text((left + j * cell + cell // 2 - 3 * len(str(j)), 4), str(j), fill="black")
     for i, name in enumerate(factor_names):
         draw.text((4, top + i * cell + cell // 2 - 5), name, fill="black")
         for j in range(n_codes):
             v = m[i, j]
-            colour = tuple(int(round(255 - v * (255 - c))) for c in (8, 48, 107))
+            colour = tuple(round(255 - v * (255 - c)) for c in (8, 48, 107))
             x0, y0 = left + j * cell, top + i * cell
             draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(200, 200, 200))
             draw.text((x0 + 3, y0 + cell // 2 - 5), f"{v:.2f}"[1:] if v < 1 else "1.0",
@@ -438,9 +439,24 @@ def mi_heatmap_png(codes, factors, factor_names: Sequence[str], path: str | Path
     return save_png(mi_heatmap(normalized_mi(codes, factors, num_bins), factor_names), path, scale=1)
 
 
-__all__ = ["betavae_score", "dci", "dci_importance", "default_num_bins", "discretize",
-           "disentanglement_metrics",
-           "disentanglement_completeness", "entropy", "factorvae_score", "mi_heatmap",
-           "mi_heatmap_png", "mig_from_mi", "mutual_information", "mutual_information_gap",
-           "mutual_information_matrix", "normalized_mi", "sap_from_matrix", "sap_matrix",
-           "sap_score"]
+__all__ = [
+    "betavae_score",
+    "dci",
+    "dci_importance",
+    "default_num_bins",
+    "discretize",
+    "disentanglement_completeness",
+    "disentanglement_metrics",
+    "entropy",
+    "factorvae_score",
+    "mi_heatmap",
+    "mi_heatmap_png",
+    "mig_from_mi",
+    "mutual_information",
+    "mutual_information_gap",
+    "mutual_information_matrix",
+    "normalized_mi",
+    "sap_from_matrix",
+    "sap_matrix",
+    "sap_score",
+]
