@@ -4,7 +4,8 @@ shuffle (seeded) → batch to the GLOBAL batch → prefetch.
 The cache keeps the prepared float32 images in memory after the first epoch. A split whose
 prepared images would not fit ``data.cache_budget_mb`` (:func:`cache_fits`) is streamed instead:
 read from its shards every epoch (sources that have shards interleave them), shuffled through the
-shuffle buffer, prefetched — so memory stays bounded by the buffer, whatever the set's size.
+shuffle buffer while still uint8, then scaled, batched and prefetched — so memory stays bounded
+by the buffer (``data.shuffle_buffer`` elements), whatever the set's size.
 """
 from __future__ import annotations
 
@@ -77,12 +78,20 @@ def make_pipeline(elements: tf.data.Dataset, *, image_shape, value_range, batch_
         image = tf.ensure_shape(image, image_shape)
         return image, tf.cast(ex["label"], tf.int32)
 
+    def shuffle(d):
+        return d.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    # A streamed split shuffles its uint8 elements, before they become float32: the buffer
+    # is 4x smaller. (The order is the same either way: a shuffle's permutation depends on the
+    # seed and the buffer, not on the elements.)
+    if training and not cache:
+        ds = shuffle(ds)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE if parallel_map else None,
                 deterministic=True)
     if cache:
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if training:
+            ds = shuffle(ds)
     ds = ds.batch(batch_size, drop_remainder=training)
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)
