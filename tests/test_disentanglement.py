@@ -55,7 +55,7 @@ def random_encoder(obs):
 @pytest.fixture(scope="module")
 def sample():
     sampler = IndexSampler()
-    factors = sampler.sample_factors(2000, np.random.default_rng(5))
+    factors = sampler.sample_factors(3000, np.random.default_rng(5))
     return sampler, factors
 
 
