@@ -271,7 +271,7 @@ def dataset_ops(ds) -> set[str]:
 
 def test_cache_only_what_fits_the_budget(data_cache):
     assert cache_fits(8000, (28, 28, 1), 1024)  # mnist10k: 25 MB, cached as before
-    assert not cache_fits(663_552, (64, 64, 1), 1024)  # full dsprites train: 10.9 GB, streams
+    assert not cache_fits(663_083, (64, 64, 1), 1024)  # full dsprites train: 10.9 GB, streams
     base = ["data.dataset=dsprites:1000", "model.image_shape=[64,64,1]", "train.batch_size=32"]
     cached = make_datasets(load_config(VAE, base))
     streamed = make_datasets(load_config(VAE, [*base, "data.cache_budget_mb=1"]))  # 886 x 16 KB > 1 MB

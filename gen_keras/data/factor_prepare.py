@@ -89,10 +89,13 @@ def prepare(spec: FactorSpec, data_dir: Path, *, workers: int | None = None,
     tmp = final.parent / f"{final.name}.incomplete-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     started = time.time()
-    tasks = shard_tasks(spec, tmp, shard_examples)
     workers = workers or (min(2, os.cpu_count() or 1) if spec.num_examples > 50_000 else 1)
-    shards = _run(tasks, workers, progress)
-    _write_tfds_metadata(spec, tmp, shards)
+    try:
+        shards = _run(shard_tasks(spec, tmp, shard_examples), workers, progress)
+        _write_tfds_metadata(spec, tmp, shards)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a kill -9 cannot get here: the next run cleans
+        raise
     manifest = {
         "format": MANIFEST_FORMAT, "spec": spec.spec, "name": spec.folder_name,
         "factor_set": spec.factor_set.name, "version": spec.factor_set.version,

@@ -22,7 +22,7 @@ def cached_bytes(num_examples: int, image_shape) -> int:
 def cache_fits(num_examples: int, image_shape, budget_mb: float) -> bool:
     """Whether a split of ``num_examples`` images at ``image_shape`` fits the cache budget.
 
-    mnist10k's 8,000 training digits take 25 MB; the full dsprites training split (663,552
+    mnist10k's 8,000 training digits take 25 MB; the full dsprites training split (663,083
     images at 64x64x1) would take 10.9 GB, so it streams.
     """
     return cached_bytes(num_examples, image_shape) <= budget_mb * 2**20
