@@ -9,20 +9,23 @@ input pipeline's rate for each factor data set, as JSON lines.
 One JSON line per set on stdout:
 
 - ``render_images_per_s``: the renderer alone (numpy, one process), best of ``--rounds`` batches
-  of ``--render-batch`` random combinations;
+  of ``--render-batch`` random combinations; ``render_images_per_cpu_s``: per CPU second;
 - ``prepare_seconds``, ``prepare_images_per_s``, ``prepare_workers``: the full preparation
   (render, PNG-encode, write TFRecord shards, sha256 manifest, rename) into ``--data-dir``
   (default: a fresh temporary folder, deleted afterwards unless ``--keep``); with
   ``--data-dir`` pointing at an already prepared cache the figures recorded in its manifest are
-  reported (``prepared_now: false``);
+  reported (``prepared_now: false``); ``prepare_cpu_seconds``: CPU time of the bench and its
+  writer processes — on a shared machine, CPU seconds / workers is what the preparation would
+  take on idle cores;
 - ``disk_bytes``, ``bytes_per_image``, ``shards``: the prepared folder;
 - ``stream_images_per_s``: the training pipeline of a 64x64 VAE config over the set
-  (``make_datasets``: shards interleaved, shuffle buffer, batch 128, prefetch; the split is
-  larger than ``data.cache_budget_mb``, so it streams), ``--stream-batches`` batches after
-  ``--warmup`` batches; ``stream_peak_rss_mb``: that process's peak resident memory;
-- with ``--tfds-probe N``: ``tfds_writer_images_per_s``, TFDS's own ``GeneratorBasedBuilder``
-  writing N examples of the set (one process, its PNG encoder and shuffler), the figure behind
-  the choice of our own writer (gen_keras/data/factor_prepare.py).
+  (``make_datasets``: shards interleaved, shuffle buffer, batch 128, prefetch; ``data.cache``
+  off, as a full set's split is anyway), ``--stream-batches`` batches after
+  ``--warmup`` batches (``stream_images_per_cpu_s``: per CPU second of that process, all its
+  threads); ``stream_peak_rss_mb``: that process's peak resident memory;
+- with ``--tfds-probe N``: ``tfds_writer_images_per_s`` (and ``_per_cpu_s``), TFDS's own
+  ``GeneratorBasedBuilder`` writing N examples of the set (one process, its PNG encoder and
+  shuffler), the figure behind the choice of our own writer (gen_keras/data/factor_prepare.py).
 
 The machine is shared and CPU time swings; ``load_average`` (1 minute, at the start of each
 set) is printed with each line so a busy machine shows.
@@ -86,41 +89,53 @@ def measure(dataset: str, root: Path, args) -> dict:
 
     spec = parse_factor_spec(dataset)
     out = {"dataset": dataset, "images": spec.num_examples, "load_average": os.getloadavg()[0],
-           "render_images_per_s": render_rate(spec.factor_set, args.render_batch, args.rounds)}
+           **render_rate(spec.factor_set, args.render_batch, args.rounds)}
     folder = prepared_dir(spec, root)
     prepared_now = not folder.exists()
-    t0 = time.time()
+    t0, cpu0 = time.time(), cpu_seconds()
     ensure_prepared(spec, root, workers=args.workers)
-    seconds = time.time() - t0
+    seconds, cpu = time.time() - t0, cpu_seconds() - cpu0
     manifest = verify(folder, spec)
     if not prepared_now:
-        seconds = manifest["seconds"]
+        seconds, cpu = manifest["seconds"], float("nan")
     files = [p for p in folder.iterdir() if p.is_file()]
     disk = sum(p.stat().st_size for p in files)
     out.update({"prepared_now": prepared_now, "prepare_seconds": round(seconds, 1),
                 "prepare_images_per_s": round(spec.num_examples / seconds),
+                "prepare_cpu_seconds": round(cpu, 1),
                 "prepare_workers": manifest["workers"], "disk_bytes": disk,
                 "bytes_per_image": round(disk / spec.num_examples, 1),
                 "shards": len(manifest["shards"]), "folder": str(folder)})
     out.update(run_stream_child(dataset, root, args))
     if args.tfds_probe:
-        out["tfds_writer_images_per_s"] = tfds_writer_rate(spec.factor_set, args.tfds_probe)
+        out.update(tfds_writer_rate(spec.factor_set, args.tfds_probe))
     return out
 
 
-def render_rate(factor_set, batch: int, rounds: int) -> float:
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the spawned writers)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def render_rate(factor_set, batch: int, rounds: int) -> dict:
+    """Best wall-clock rate over ``rounds`` batches, and the rate per CPU second (the work,
+    unaffected by other processes on a shared machine)."""
     import numpy as np
 
     from gen_keras.data.factor_sets import unflatten_index
 
     rng = np.random.default_rng(0)
-    best = 0.0
+    best, best_cpu = 0.0, 0.0
     for _ in range(rounds):
         idx = unflatten_index(rng.integers(0, factor_set.num_combinations, batch), factor_set.factor_sizes)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         factor_set.render(idx)
         best = max(best, batch / (time.perf_counter() - t0))
-    return round(best)
+        best_cpu = max(best_cpu, batch / max(time.process_time() - c0, 1e-9))
+    return {"render_images_per_s": round(best), "render_images_per_cpu_s": round(best_cpu)}
 
 
 # -- the streaming pipeline, in its own process (its memory is its own) ---------------------------
@@ -145,22 +160,23 @@ def stream_rate(dataset: str, data_dir: str, batches: int, warmup: int) -> dict:
     channels = 1 if dataset.startswith("dsprites") else 3
     cfg = load_config(ROOT / "pipelines" / "configs" / "vae_mnist10k.yaml", [
         f"data.dataset={dataset}", f"data.data_dir={data_dir}",
-        f"model.image_shape=[64,64,{channels}]", "train.batch_size=128"])
+        f"model.image_shape=[64,64,{channels}]", "train.batch_size=128", "data.cache=false"])
     data = make_datasets(cfg)
     it = iter(data.train.repeat())
     for _ in range(warmup):
         next(it)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(it)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"stream_images_per_s": round(batches * 128 / seconds),
-            "stream_batches": batches, "stream_cached": False,
+            "stream_images_per_cpu_s": round(batches * 128 / max(cpu, 1e-9)),
+            "stream_batches": batches,
             "stream_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
 # -- TFDS's own writer, for comparison ------------------------------------------------------------
-def tfds_writer_rate(factor_set, n: int) -> float:
+def tfds_writer_rate(factor_set, n: int) -> dict:
     import numpy as np
     import tensorflow_datasets as tfds
 
@@ -196,9 +212,10 @@ def tfds_writer_rate(factor_set, n: int) -> float:
                         yield int(key), ex
 
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         GenKerasTfdsProbe(data_dir=tmp).download_and_prepare()
-        return round(n / (time.time() - t0))
+        return {"tfds_writer_images_per_s": round(n / (time.time() - t0)),
+                "tfds_writer_images_per_cpu_s": round(n / (time.process_time() - c0))}
 
 
 if __name__ == "__main__":

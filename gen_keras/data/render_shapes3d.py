@@ -23,6 +23,8 @@ its hue. Rendering is vectorized over a batch of scenes (numpy), no anti-aliasin
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gen_keras.data.factor_sets import Factor, FactorSet
@@ -116,18 +118,9 @@ def _object(shape, width, height, turn, x, y):
     return body | ends, shade
 
 
-def render(indices: np.ndarray) -> dict[str, np.ndarray]:
-    """Factor indices ``int [N, 6]`` → ``{"image": uint8 [N, 64, 64, 3], "label_map": uint8
-    [N, 64, 64, 1]}``.
-
-    Shading scales brightness only, and HSV → RGB is linear in v, so each surface's colour is
-    computed once per scene and every pixel is ``palette[n, class] * brightness``.
-    """
-    indices = SHAPES3D.check_indices(indices)
-    n = indices.shape[0]
-    values = SHAPES3D.factor_values(indices)
-    col = lambda a: a.astype(np.float32)[:, None, None]
-    scale, turn = col(values[:, 3]), col(values[:, 5])
+def _scene(turn, floor_hue, wall_hue):
+    """The background of scenes — sky, wall, floor, no object — for camera angles ``turn`` and
+    hues ``[N, 1, 1]``: ``(rgb float32 [N, 64, 64, 3] in [0, 1], label uint8 [N, 64, 64])``."""
     grid = np.arange(SIZE, dtype=np.float32) + 0.5
     xs, ys = grid[None, None, :] - SIZE / 2, grid[None, :, None]
     tilt = turn / 30.0  # -1 .. 1
@@ -135,28 +128,63 @@ def render(indices: np.ndarray) -> dict[str, np.ndarray]:
     wall_top = WALL_TOP_Y - 3.0 * tilt * xs / (SIZE / 2)
     label = np.where(ys >= horizon, np.uint8(FLOOR),
                      np.where(ys >= wall_top, np.uint8(WALL), np.uint8(BACKGROUND)))
-    # Brightness relative to the surface's own v: the floor darkens towards the horizon.
-    light = np.where(label == FLOOR, 0.7 + 0.3 * np.clip((ys - horizon) / (SIZE - horizon), 0, 1),
-                     np.float32(1.0)).astype(np.float32)
-    # The object, drawn in the fixed window that holds it at any scale.
+    # The floor darkens towards the horizon (distance); the wall and the sky are flat.
+    light = 0.7 + 0.3 * np.clip((ys - horizon) / (SIZE - horizon), 0, 1)
+    floor = hsv_to_rgb(floor_hue, FLOOR_SV[0], FLOOR_SV[1]) * light[..., None]
+    wall = hsv_to_rgb(wall_hue, WALL_SV[0], WALL_SV[1])
+    sky = np.asarray(SKY_RGB, np.float32) / 255.0
+    rgb = np.where((label == FLOOR)[..., None], floor,
+                   np.where((label == WALL)[..., None], wall, sky))
+    return rgb.astype(np.float32), label
+
+
+@functools.cache
+def _backgrounds() -> tuple[np.ndarray, np.ndarray]:
+    """Every background, computed once per process: uint8 RGB ``[10, 10, 15, 64, 64, 3]`` by
+    (floor hue, wall hue, orientation) — 18 MB — and the label maps ``[15, 64, 64]`` by
+    orientation (the object is drawn over them)."""
+    f = SHAPES3D.factors
+    hues = np.asarray(f[0].values, np.float32)
+    turns = np.asarray(f[5].values, np.float32)
+    fh, wh, t = np.meshgrid(hues, hues, turns, indexing="ij")
+    column = lambda a: a.reshape(-1, 1, 1)
+    rgb, label = _scene(column(t), column(fh), column(wh))
+    rgb = np.round(rgb * 255.0).astype(np.uint8).reshape(len(hues), len(hues), len(turns), SIZE, SIZE, 3)
+    return rgb, label.reshape(len(hues), len(hues), len(turns), SIZE, SIZE)[0, 0]
+
+
+def render(indices: np.ndarray) -> dict[str, np.ndarray]:
+    """Factor indices ``int [N, 6]`` → ``{"image": uint8 [N, 64, 64, 3], "label_map": uint8
+    [N, 64, 64, 1]}``.
+
+    A scene's background depends on three factors only (floor hue, wall hue, orientation), so
+    all 1,500 backgrounds are drawn once and copied; the object is then drawn over them in the
+    fixed window that holds it. Shading scales the object's brightness only (HSV → RGB is
+    linear in v), so its colour is computed once per scene and multiplied per pixel.
+    """
+    indices = SHAPES3D.check_indices(indices)
+    backgrounds, labels = _backgrounds()
+    image = backgrounds[indices[:, 0], indices[:, 1], indices[:, 5]]
+    label = labels[indices[:, 5]]
+    values = SHAPES3D.factor_values(indices)
+    column = lambda a: a.astype(np.float32)[:, None, None]  # [N] → [N, 1, 1]
+    scale, turn = column(values[:, 3]), column(values[:, 5])
     (r0, r1), (c0, c1) = OBJECT_ROWS, OBJECT_COLS
-    x, y = xs[:, :, c0:c1], ys[:, r0:r1] - BASE_Y
-    window_label, window_light = label[:, r0:r1, c0:c1], light[:, r0:r1, c0:c1]
+    x = np.arange(c0, c1, dtype=np.float32)[None, None, :] + 0.5 - SIZE / 2
+    y = np.arange(r0, r1, dtype=np.float32)[None, :, None] + 0.5 - BASE_Y
+    colour = hsv_to_rgb(values[:, 2], OBJECT_SV[0], OBJECT_SV[1])[:, None, None, :]  # [N, 1, 1, 3]
+    window_image, window_label = image[:, r0:r1, c0:c1], label[:, r0:r1, c0:c1]  # views
     for k, name in enumerate(SHAPES):
         rows = np.flatnonzero(indices[:, 4] == k)
         if rows.size:
             inside, shade = _object(name, OBJECT_WIDTH * scale[rows], OBJECT_HEIGHT * scale[rows],
                                     turn[rows], x, y)
             # Clip v (not the channels) at 1 so the hue stays the object's.
-            shade = np.minimum(shade, 1.0 / OBJECT_SV[1])
+            shade = np.minimum(shade, 1.0 / OBJECT_SV[1]).astype(np.float32)
+            pixels = np.round(colour[rows] * shade[..., None] * 255.0).astype(np.uint8)
+            window_image[rows] = np.where(inside[..., None], pixels, window_image[rows])
             window_label[rows] = np.where(inside, np.uint8(OBJECT), window_label[rows])
-            window_light[rows] = np.where(inside, shade, window_light[rows])
-    palette = np.empty((n, 4, 3), np.float32)
-    palette[:, BACKGROUND] = np.asarray(SKY_RGB, np.float32) / 255.0
-    for cls, k, (s, v) in ((FLOOR, 0, FLOOR_SV), (WALL, 1, WALL_SV), (OBJECT, 2, OBJECT_SV)):
-        palette[:, cls] = hsv_to_rgb(values[:, k], s, v)
-    rgb = palette[np.arange(n)[:, None, None], label] * light[..., None]
-    return {"image": np.round(rgb * 255.0).astype(np.uint8), "label_map": label[..., None]}
+    return {"image": image, "label_map": label[..., None]}
 
 
 SHAPES3D = FactorSet(
