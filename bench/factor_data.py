@@ -97,12 +97,12 @@ def measure(dataset: str, root: Path, args) -> dict:
     seconds, cpu = time.time() - t0, cpu_seconds() - cpu0
     manifest = verify(folder, spec)
     if not prepared_now:
-        seconds, cpu = manifest["seconds"], float("nan")
+        seconds, cpu = manifest["seconds"], manifest.get("cpu_seconds")
     files = [p for p in folder.iterdir() if p.is_file()]
     disk = sum(p.stat().st_size for p in files)
     out.update({"prepared_now": prepared_now, "prepare_seconds": round(seconds, 1),
                 "prepare_images_per_s": round(spec.num_examples / seconds),
-                "prepare_cpu_seconds": round(cpu, 1),
+                "prepare_cpu_seconds": None if cpu is None else round(cpu, 1),
                 "prepare_workers": manifest["workers"], "disk_bytes": disk,
                 "bytes_per_image": round(disk / spec.num_examples, 1),
                 "shards": len(manifest["shards"]), "folder": str(folder)})

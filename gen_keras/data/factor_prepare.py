@@ -88,7 +88,7 @@ def prepare(spec: FactorSpec, data_dir: Path, *, workers: int | None = None,
         shutil.rmtree(stale, ignore_errors=True)  # a killed preparation's leftovers
     tmp = final.parent / f"{final.name}.incomplete-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    started = time.time()
+    started, cpu_started = time.time(), _cpu_seconds()
     workers = workers or (min(2, os.cpu_count() or 1) if spec.num_examples > 50_000 else 1)
     try:
         shards = _run(shard_tasks(spec, tmp, shard_examples), workers, progress)
@@ -106,6 +106,7 @@ def prepare(spec: FactorSpec, data_dir: Path, *, workers: int | None = None,
         "shards": shards,
         "metadata": [_file_record(tmp / name) for name in ("dataset_info.json", "features.json")],
         "seconds": round(time.time() - started, 1), "workers": workers,
+        "cpu_seconds": round(_cpu_seconds() - cpu_started, 1),
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, final)  # the one step that makes the set visible
@@ -137,6 +138,14 @@ def verify(folder: Path, spec: FactorSpec | None = None) -> dict:
         if path.stat().st_size != r["bytes"] or sha256_of(path) != r["sha256"]:
             raise DataIntegrityError(f"{path}: size or sha256 differs from the manifest; {fix}")
     return manifest
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the writer processes)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def sha256_of(path: Path) -> str:
