@@ -211,12 +211,12 @@ def test_same_seed_same_bytes(tmp_path):
 
 
 def test_interrupted_preparation_never_loads(tmp_path):
-    spec = parse_factor_spec("dsprites:15000")
+    spec = parse_factor_spec("dsprites:12000")
     root = tmp_path / "cache"
     final = prepared_dir(spec, root)
     code = ("from gen_keras.data.factor_prepare import ensure_prepared; "
             "from gen_keras.data.factor_specs import parse_factor_spec; "
-            f"ensure_prepared(parse_factor_spec('dsprites:15000'), {str(root)!r}, workers=1)")
+            f"ensure_prepared(parse_factor_spec('dsprites:12000'), {str(root)!r}, workers=1)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
                             start_new_session=True)
     try:
@@ -233,14 +233,14 @@ def test_interrupted_preparation_never_loads(tmp_path):
     leftovers = list(final.parent.glob("*.incomplete-*"))
     assert len(leftovers) == 1 and not final.exists()
     # The next use prepares it anew (and clears the leftovers); the set is whole.
-    cfg = DataConfig(dataset="dsprites:15000", data_dir=str(root))
+    cfg = DataConfig(dataset="dsprites:12000", data_dir=str(root))
     _, info = open_source(cfg)
-    assert info.num_train + info.num_test == 15_000
+    assert info.num_train + info.num_test == 12_000
     assert final.is_dir() and not list(final.parent.glob("*.incomplete-*"))
     assert verify(final, spec)["splits"] == {"train": info.num_train, "test": info.num_test}
     # The lean shard reader and TFDS's own reader give the same examples in the same order
     # (two train shards here, so the interleave is exercised).
-    prepared = open_prepared("dsprites:15000", root)
+    prepared = open_prepared("dsprites:12000", root)
     assert len(prepared.shard_files("train")) == 2
     ours = np.concatenate([b["factors"].numpy() for b in prepared.elements("train").batch(4096)])
     theirs = np.concatenate([b["factors"].numpy() for b in
