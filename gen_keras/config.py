@@ -67,15 +67,20 @@ class ModelConfig:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    # mnist10k | tfds:<name>[:<split>] | folder:<path> | npz:<path>
+    # mnist10k | dsprites[:<count>] | shapes3d[:<count>] | tfds:<name>[:<split>] |
+    # folder:<path> | npz:<path>   (factor sets: docs/disentanglement.md)
     dataset: str = "mnist10k"
-    # For mnist10k, `train` is images 0..7999 and `test` 8000..9999 (the shared split protocol).
+    # For mnist10k, `train` is images 0..7999 and `test` 8000..9999 (the shared split protocol);
+    # dsprites and shapes3d hold out 10% by a seeded hash of the factor tuple.
     # For other sources, `test_fraction` of the examples (after a seeded shuffle) is held out,
     # unless the source has its own test split.
     test_fraction: float = 0.2
     limit_train: int = 0  # > 0: use only the first N training examples (smoke runs)
     limit_test: int = 0
+    # Keep each split's prepared images in memory after the first epoch — only when they fit
+    # cache_budget_mb (float32 bytes); a larger split streams from its shards every epoch.
     cache: bool = True
+    cache_budget_mb: int = 1024
     shuffle_buffer: int = 10_000
     prefetch: bool = True  # overlap input with training (tf.data AUTOTUNE)
     parallel_map: bool = True  # decode/scale images on several threads (tf.data AUTOTUNE)
@@ -91,6 +96,7 @@ class DataConfig:
         _non_negative(self.limit_train, f"{prefix}.limit_train")
         _non_negative(self.limit_test, f"{prefix}.limit_test")
         _positive(self.shuffle_buffer, f"{prefix}.shuffle_buffer")
+        _non_negative(self.cache_budget_mb, f"{prefix}.cache_budget_mb")
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Data: named sources (mnist10k, tfds:, folder:, npz:) → one tf.data pipeline."""
+"""Data: named sources (mnist10k, dsprites, shapes3d, tfds:, folder:, npz:) → one tf.data
+pipeline; for the factor data sets also their factors (:func:`load_factor_split`) and a
+ground-truth sampler (:func:`factor_sampler`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,22 +20,28 @@ class Datasets:
 
 def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
     """Open the configured source and build the train/test pipelines for the configured model."""
-    from gen_keras.data.pipeline import make_pipeline
+    from gen_keras.data.pipeline import cache_fits, make_pipeline
 
     model, data, train = run_config.model, run_config.data, run_config.train
     splits, info = open_source(data, seed=train.seed)
     check_compatible(model, info)
-    common = dict(image_shape=tuple(model.image_shape), value_range=type(model).value_range,
-                  batch_size=train.batch_size, seed=train.seed, cache=data.cache,
+    image_shape = tuple(model.image_shape)
+    common = dict(image_shape=image_shape, value_range=type(model).value_range,
+                  batch_size=train.batch_size, seed=train.seed,
                   shuffle_buffer=data.shuffle_buffer, prefetch=prefetch and data.prefetch,
                   parallel_map=data.parallel_map)
     n_train = min(info.num_train, data.limit_train) if data.limit_train else info.num_train
+    n_test = min(info.num_test, data.limit_test) if data.limit_test else info.num_test
     if n_train < train.batch_size:
         raise ConfigError(f"train.batch_size={train.batch_size} is larger than the "
                           f"{n_train} training images of data.dataset={data.dataset!r}")
     return Datasets(
-        train=make_pipeline(splits["train"], training=True, limit=data.limit_train, **common),
-        test=make_pipeline(splits["test"], training=False, limit=data.limit_test, **common),
+        train=make_pipeline(splits["train"], training=True, limit=data.limit_train,
+                            cache=data.cache and cache_fits(n_train, image_shape, data.cache_budget_mb),
+                            **common),
+        test=make_pipeline(splits["test"], training=False, limit=data.limit_test,
+                           cache=data.cache and cache_fits(n_test, image_shape, data.cache_budget_mb),
+                           **common),
         info=info,
     )
 
@@ -69,4 +77,50 @@ def load_split(data_cfg, split: str, image_shape, value_range, limit: int = 0, s
     return np.concatenate(xs), np.concatenate(ys).astype(np.int32)
 
 
-__all__ = ["Datasets", "SourceInfo", "check_dataset_name", "load_split", "load_split_arrays", "make_datasets"]
+def load_factor_split(data_cfg, split: str, limit: int = 10_000, *, value_range=None,
+                      label_maps: bool = False):
+    """Up to ``limit`` examples of one split of a factor data set (``dsprites``, ``shapes3d``,
+    ``dsprites:20000``, ...) with their factors, as a
+    :class:`~gen_keras.data.factor_source.FactorSplit`: images uint8 at the native shape (or
+    float32 in ``value_range`` when given), labels, factor indices ``[N, K]`` and real values,
+    and for ``shapes3d`` with ``label_maps=True`` the per-pixel label maps. The first ``limit``
+    examples are a uniform random sample of the split (the shards hold it in a seeded random
+    order). A data set without factors is a ConfigError naming it."""
+    from gen_keras.data.factor_source import open_prepared
+    from gen_keras.data.sources import default_data_dir
+
+    require_factors(data_cfg.dataset)
+    if int(limit) < 1:
+        raise ConfigError(f"limit={limit} must be >= 1: a factor split is read into memory, so "
+                          "name how many examples to read")
+    prepared = open_prepared(data_cfg.dataset, default_data_dir(data_cfg.data_dir))
+    out = prepared.read(split, limit, label_maps=label_maps)
+    if value_range is not None:
+        lo, hi = value_range
+        out.images = out.images.astype(np.float32) / 255.0 * (hi - lo) + lo
+    return out
+
+
+def factor_sampler(dataset: str, value_range=(0.0, 1.0)):
+    """The ground-truth sampler of a factor data set string (renders on demand; nothing is
+    prepared): :class:`~gen_keras.data.ground_truth.FactorSampler`."""
+    from gen_keras.data.factor_specs import parse_factor_spec
+    from gen_keras.data.ground_truth import FactorSampler
+
+    require_factors(dataset)
+    return FactorSampler(parse_factor_spec(dataset).factor_set, value_range)
+
+
+def require_factors(dataset: str, field: str = "data.dataset") -> None:
+    """A factor metric or factor read on a data set without ground-truth factors fails here,
+    naming the data set and the ones that have factors."""
+    from gen_keras.data.factor_specs import FACTOR_SET_NAMES, is_factor_dataset
+
+    if not is_factor_dataset(dataset):
+        raise ConfigError(f"{field}={dataset!r} has no ground-truth factors; the factor "
+                          f"metrics and factor reads need a factor data set: "
+                          f"{', '.join(f'{n}[:<count>]' for n in FACTOR_SET_NAMES)}")
+
+
+__all__ = ["Datasets", "SourceInfo", "check_dataset_name", "factor_sampler", "load_factor_split",
+           "load_split", "load_split_arrays", "make_datasets", "require_factors"]

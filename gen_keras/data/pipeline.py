@@ -1,8 +1,31 @@
 """The tf.data pipeline every source goes through: decode → resize/crop → scale → cache →
-shuffle (seeded) → batch to the GLOBAL batch → prefetch."""
+shuffle (seeded) → batch to the GLOBAL batch → prefetch.
+
+The cache keeps the prepared float32 images in memory after the first epoch. A split whose
+prepared images would not fit ``data.cache_budget_mb`` (:func:`cache_fits`) is streamed instead:
+read from its shards every epoch (sources that have shards interleave them), shuffled through the
+shuffle buffer while still uint8, then scaled, batched and prefetched — so memory stays bounded
+by the buffer (``data.shuffle_buffer`` elements), whatever the set's size.
+"""
 from __future__ import annotations
 
+import math
+
 import tensorflow as tf
+
+
+def cached_bytes(num_examples: int, image_shape) -> int:
+    """Bytes the cache would hold: the prepared float32 images (labels are negligible)."""
+    return int(num_examples) * math.prod(int(d) for d in image_shape) * 4
+
+
+def cache_fits(num_examples: int, image_shape, budget_mb: float) -> bool:
+    """Whether a split of ``num_examples`` images at ``image_shape`` fits the cache budget.
+
+    mnist10k's 8,000 training digits take 25 MB; the full dsprites training split (663,083
+    images at 64x64x1) would take 10.9 GB, so it streams.
+    """
+    return cached_bytes(num_examples, image_shape) <= budget_mb * 2**20
 
 
 def to_model_range(image: tf.Tensor, value_range: tuple[float, float]) -> tf.Tensor:
@@ -55,12 +78,20 @@ def make_pipeline(elements: tf.data.Dataset, *, image_shape, value_range, batch_
         image = tf.ensure_shape(image, image_shape)
         return image, tf.cast(ex["label"], tf.int32)
 
+    def shuffle(d):
+        return d.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+
+    # A streamed split shuffles its uint8 elements, before they become float32: the buffer
+    # is 4x smaller. (The order is the same either way: a shuffle's permutation depends on the
+    # seed and the buffer, not on the elements.)
+    if training and not cache:
+        ds = shuffle(ds)
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE if parallel_map else None,
                 deterministic=True)
     if cache:
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if training:
+            ds = shuffle(ds)
     ds = ds.batch(batch_size, drop_remainder=training)
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)

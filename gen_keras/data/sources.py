@@ -1,9 +1,10 @@
-"""Data sources, each named by one string: ``mnist10k``, ``tfds:<name>[:<split>]``,
-``folder:<path>``, ``npz:<path>``.
+"""Data sources, each named by one string: ``mnist10k``, ``dsprites[:<count>]``,
+``shapes3d[:<count>]``, ``tfds:<name>[:<split>]``, ``folder:<path>``, ``npz:<path>``.
 
 Every source yields, per split, a ``tf.data.Dataset`` of ``{"image": uint8 [H, W, C],
 "label": int64}`` plus a :class:`SourceInfo`; the pipeline turns that into model batches, so
-all sources reach the model the same way.
+all sources reach the model the same way. The factor data sets (``dsprites``, ``shapes3d``;
+:mod:`gen_keras.data.factor_sets`) also yield each example's ``factors`` and ``factor_values``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gen_keras.data.factor_specs import FACTOR_SET_NAMES, is_factor_dataset, parse_factor_spec
 from gen_keras.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -34,17 +36,22 @@ class SourceInfo:
     skipped: int = 0  # unreadable / corrupt files skipped (folder sources)
     skipped_files: list[str] = dataclasses.field(default_factory=list)
     image_shape: tuple[int, int, int] | None = None  # native shape, when known
+    factors: tuple[str, ...] = ()  # names of the ground-truth factors, when the source has them
 
 
 def check_dataset_name(name: str, field: str = "data.dataset") -> None:
     """Reject a malformed data set string before anything is read."""
     if name == "mnist10k":
         return
+    if is_factor_dataset(name):
+        parse_factor_spec(name, field)  # raises naming the field
+        return
     scheme, _, rest = name.partition(":")
     if scheme not in ("tfds", "folder", "npz") or not rest:
+        factor_sets = ", ".join(f"'{n}[:<count>]'" for n in FACTOR_SET_NAMES)
         raise ConfigError(
-            f"{field}={name!r} is not a known data set; use 'mnist10k', 'tfds:<name>[:<split>]', "
-            "'folder:<path>' or 'npz:<path>'"
+            f"{field}={name!r} is not a known data set; use 'mnist10k', {factor_sets}, "
+            "'tfds:<name>[:<split>]', 'folder:<path>' or 'npz:<path>'"
         )
     if scheme == "folder" and not Path(rest).expanduser().is_dir():
         raise ConfigError(f"{field}={name!r}: folder {rest!r} does not exist")
@@ -65,6 +72,8 @@ def open_source(data_cfg, seed: int = 0):
     check_dataset_name(name)
     if name == "mnist10k":
         return _open_mnist10k(data_cfg)
+    if is_factor_dataset(name):
+        return _open_factor_set(data_cfg)
     scheme, _, rest = name.partition(":")
     if scheme == "tfds":
         return _open_tfds(rest, data_cfg, seed)
@@ -85,6 +94,18 @@ def _open_mnist10k(data_cfg):
     splits = {s: b.as_dataset(split=s, shuffle_files=False) for s in ("train", "test")}
     info = SourceInfo("mnist10k", 10, mnist10k.NUM_TRAIN, mnist10k.NUM_TEST,
                       source_uri=str(Path(b.data_dir).resolve()), image_shape=(28, 28, 1))
+    return splits, info
+
+
+def _open_factor_set(data_cfg):
+    from gen_keras.data.factor_source import open_prepared
+
+    prepared = open_prepared(data_cfg.dataset, default_data_dir(data_cfg.data_dir))
+    fs = prepared.factor_set
+    splits = {s: prepared.elements(s) for s in ("train", "test")}
+    info = SourceInfo(data_cfg.dataset, fs.num_classes, prepared.num_examples("train"),
+                      prepared.num_examples("test"), source_uri=str(prepared.folder.resolve()),
+                      image_shape=fs.image_shape, factors=fs.factor_names)
     return splits, info
 
 

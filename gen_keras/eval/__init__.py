@@ -5,6 +5,9 @@
 - Every generator: FID, KID, precision/recall, density/coverage, mode coverage and (conditional
   models) conditional accuracy against the test split, in the feature space of the evaluator
   network the project trains once per data set (:mod:`gen_keras.eval.evaluator`).
+- Encoders on a data set with known factors (``dsprites``, ``shapes3d``): MIG, DCI, SAP, the
+  FactorVAE and beta-VAE scores and the factor-by-code mutual-information heat map
+  (:mod:`gen_keras.eval.disentanglement`; docs/disentanglement.md).
 
 Entry points: :func:`evaluate_model` (all metrics that fit; the training pipeline calls it at the
 end of a run), :func:`gate_score` (one lower-is-better number for the retraining gate) and
