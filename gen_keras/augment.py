@@ -43,6 +43,9 @@ def diff_augment(images: tf.Tensor, policy, draws: tf.Tensor, *, translation_rat
     ``draws``: ``[B, num_draws(policy)]`` Uniform[0, 1) numbers, consumed left to right by the
     operations in ``policy`` order (color: 3, translation: 2, cutout: 2).
     """
+    unknown = [op for op in policy if op not in OPERATIONS]
+    if unknown:
+        raise ValueError(f"unknown augmentation {unknown[0]!r}; known: {list(OPERATIONS)}")
     x = tf.convert_to_tensor(images)
     draws = tf.cast(draws, x.dtype)
     col = 0
@@ -53,10 +56,8 @@ def diff_augment(images: tf.Tensor, policy, draws: tf.Tensor, *, translation_rat
             x = color(x, u)
         elif op == "translation":
             x = translate(x, u, translation_ratio)
-        elif op == "cutout":
-            x = cutout(x, u, cutout_ratio)
         else:
-            raise ValueError(f"unknown augmentation {op!r}; known: {list(OPERATIONS)}")
+            x = cutout(x, u, cutout_ratio)
     return x
 
 

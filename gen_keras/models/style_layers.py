@@ -201,8 +201,8 @@ class StyleConv(layers.Layer):
     """One synthesis layer: ``[x, w]`` or ``[x, w, noise]`` → features.
 
     The style ``s = A(w)`` is a learned affine map of w (equalized lr, bias initialized to 1 so
-    modulation starts near identity); then optional 2x bilinear upsampling, the modulated
-    convolution (demodulated unless ``demodulate=False``, as in the toRGB layers), per-pixel
+    modulation starts near identity); then the modulated convolution (demodulated unless
+    ``demodulate=False``, as in the toRGB layers), optional 2x bilinear upsampling, per-pixel
     noise times a learned strength (initialized 0), the bias, and the activation.
 
     ``noise`` ``[N, H, W, 1]`` (training: fresh per-replica draws from the model) or, when
@@ -240,9 +240,13 @@ class StyleConv(layers.Layer):
 
     def call(self, inputs):
         x, w = inputs[0], inputs[1]
-        if self.upsample:
-            x = ops.image.resize(x, (x.shape[1] * 2, x.shape[2] * 2), interpolation="bilinear")
         y = modulated_conv2d(x, self.kernel * self.weight_scale, self.styles(w), self.demodulate)
+        if self.upsample:
+            # After the convolution: a 3x3 conv at the low resolution, then bilinear 2x — a
+            # transposed convolution with a built-in low-pass filter (StyleGAN2 follows its
+            # transposed convolution with a FIR blur), at a quarter of the cost of convolving
+            # the upsampled map.
+            y = ops.image.resize(y, (y.shape[1] * 2, y.shape[2] * 2), interpolation="bilinear")
         if self.use_noise:
             noise = inputs[2] if len(inputs) > 2 else ops.tile(self.fixed_noise, (ops.shape(y)[0], 1, 1, 1))
             y = y + self.noise_strength * ops.cast(noise, y.dtype)
