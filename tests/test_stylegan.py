@@ -24,7 +24,7 @@ from gen_keras.plan import resolve_plan
 from gen_keras.training import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
-# A tiny style-based GAN: every piece is there (mapping, mixing, noise, R1, DiffAugment, EMA).
+# A tiny style-based GAN: every piece is there (mapping, mixing, noise, R1, EMA).
 TINY = ["model.g_filters=4", "model.d_filters=4", "model.max_filters=16", "model.w_dim=16",
         "model.latent_dim=16", "model.mapping_layers=2"]
 ENDPOINTS = {"generate", "generate_truncated", "mapping", "synthesis"}
@@ -204,7 +204,7 @@ def test_a_mixed_bfloat16_stylegan_exports_float32(tmp_path):
 # Two replicas = one device, lazy R1
 # ------------------------------------------------------------------------------------------------
 RECIPES = {
-    "stylegan": ["model.kind=stylegan", *TINY],
+    "stylegan": ["model.kind=stylegan", *TINY, "model.augment=[color,translation,cutout]"],
     # The MLP GAN: the DCGAN's generator has batch norm, whose statistics are per replica.
     "gan_recipe": ["model.kind=gan", "model.g_hidden=[16]", "model.d_hidden=[16]", "model.r1_gamma=1.0",
                    "model.augment=[color,translation,cutout]"],

@@ -98,11 +98,11 @@ def minibatch_stddev(x: tf.Tensor, group_size: int = 4, epsilon: float = 1e-8) -
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
     y = tf.cast(tf.reshape(x, [-1, g, h, w, c]), tf.float32)  # [N/G, G, H, W, C]
     y = y - tf.reduce_mean(y, axis=1, keepdims=True)
-    std = tf.sqrt(tf.reduce_mean(tf.square(y), axis=1) + epsilon)  # [N/G, H, W, C]
-    per_group = tf.reduce_mean(std, axis=[1, 2, 3])  # [N/G]
-    feature = tf.repeat(per_group, g)  # back to [N], in example order
-    plane = tf.broadcast_to(tf.cast(feature, x.dtype)[:, None, None, None], [n, h, w, 1])
-    return tf.concat([x, plane], axis=-1)
+    std = tf.sqrt(tf.reduce_mean(tf.square(y), axis=1, keepdims=True) + epsilon)  # [N/G, 1, H, W, C]
+    per_group = tf.reduce_mean(std, axis=[2, 3, 4], keepdims=True)  # [N/G, 1, 1, 1, 1]
+    # Back to [N, H, W, 1] in example order (a broadcast, not tf.repeat: XLA-friendly).
+    plane = tf.reshape(tf.broadcast_to(per_group, [n // g, g, h, w, 1]), [n, h, w, 1])
+    return tf.concat([x, tf.cast(plane, x.dtype)], axis=-1)
 
 
 def mix_styles(w1: tf.Tensor, w2: tf.Tensor, crossover: tf.Tensor, num_ws: int) -> tf.Tensor:

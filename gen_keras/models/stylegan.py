@@ -60,8 +60,8 @@ class StyleGANConfig(AdversarialConfig):
     w_dim: int = 128  # the intermediate latent space W
     mapping_layers: int = 4
     mapping_lr_multiplier: float = 0.01  # Karras et al. 2019: the mapping learns 100x slower
-    g_filters: int = 32  # channels at the output resolution, doubling towards the base ...
-    d_filters: int = 32  # ... and in D from the input resolution down
+    g_filters: int = 16  # channels at the output resolution, doubling towards the base ...
+    d_filters: int = 16  # ... and in D from the input resolution down
     max_filters: int = 128  # ... up to this many
     style_mixing: float = 0.9  # probability of a mixed example (Karras et al. 2019: 90%)
     w_avg_decay: float = 0.995  # the tracked average w (StyleGAN's w_avg_beta)
@@ -71,7 +71,7 @@ class StyleGANConfig(AdversarialConfig):
     g_learning_rate: float = 0.002
     beta_1: float = 0.0
     beta_2: float = 0.99
-    r1_gamma: float = 0.1
+    r1_gamma: float = 0.05
     r1_interval: int = 4
     g_ema_decay: float = 0.999
 
