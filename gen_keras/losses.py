@@ -247,3 +247,27 @@ def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor,
         total = tf.reduce_sum(_scores(critic(interpolates)))
     grads = tape.gradient(total, interpolates)
     return tf.square(safe_l2_norm(grads) - target_norm)
+
+
+def r1_penalty(discriminator, real: tf.Tensor) -> tf.Tensor:
+    """The R1 regularizer's ``||grad_x D(x)||^2`` on REAL data, per example.
+
+    Mescheder et al. 2018, "Which Training Methods for GANs do actually Converge?", eq. 9:
+    ``R1 = gamma / 2 * E_x ||grad_x D(x)||^2`` (the caller multiplies by ``gamma / 2``),
+    penalizing D's gradient on the data only, which makes the Dirac-GAN and, in their
+    experiments, real GANs converge locally. Used by StyleGAN (Karras et al. 2019, sec. 4 of the
+    appendix) and, lazily every k steps, StyleGAN2 (Karras et al. 2020, sec. 3.1).
+
+    ``discriminator`` maps a batch to ``[batch]`` or ``[batch, 1]`` raw outputs (logits). The
+    gradient of the SUM of the outputs is each example's own gradient when D treats examples
+    independently (no batch normalization); a minibatch-stddev layer couples them slightly,
+    as in StyleGAN2.
+
+    >>> r1_penalty(lambda x: 3.0 * tf.reduce_sum(x, [1, 2, 3]), tf.ones([1, 2, 2, 1]))  # 4 * 9 = 36
+    """
+    real = tf.convert_to_tensor(real, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(real)
+        total = tf.reduce_sum(_scores(discriminator(real)))
+    grads = tape.gradient(total, real)
+    return _sum_except_batch(tf.square(tf.cast(grads, tf.float32)))

@@ -19,15 +19,24 @@ images per replica, with ``k = d_steps``:
 Every loss is per example and averaged over the GLOBAL batch (``average_over_global_batch``), so a
 step on N replicas applies the update one device applies to the same global batch; all noise
 comes from ``replica_normal`` / ``replica_uniform`` (different on every replica).
+
+The data-efficient recipe, for every kind, off by default (configs without these fields train as
+before): ``augment`` runs differentiable augmentation (:mod:`gen_keras.augment`, Zhao et al. 2020)
+on every image D sees, real and generated, in both players' steps; ``r1_gamma`` adds the R1
+penalty (Mescheder et al. 2018) on the (augmented) real images, lazily every ``r1_interval``-th
+discriminator step with its weight multiplied by the interval (Karras et al. 2020, sec. 3.1).
+A kind that generates differently (the style-based generator: mixing, per-layer noise)
+overrides only :meth:`AdversarialModel.fake_images`.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import tensorflow as tf
 
+from gen_keras import augment as diff_augment
 from gen_keras import losses
 from gen_keras.config import ModelConfig
 from gen_keras.errors import ConfigError
@@ -76,6 +85,16 @@ class AdversarialConfig(ModelConfig):
     # > 0: also keep an exponential moving average of G's weights and sample / export from it
     # (Yazici et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training").
     g_ema_decay: float = 0.0
+    # The data-efficient recipe (off by default). DiffAugment (Zhao et al. 2020) on every image
+    # D sees, real and fake: any of "color", "translation", "cutout" (applied in that order).
+    augment: list[str] = field(default_factory=list)
+    augment_translation: float = 0.125  # largest shift, as a fraction of the image size
+    augment_cutout: float = 0.5  # side of the cut-out square, as a fraction of the image size
+    # R1 (Mescheder et al. 2018): + r1_gamma / 2 * ||grad_x D(x)||^2 on real images; 0 = off.
+    r1_gamma: float = 0.0
+    # Lazy regularization (Karras et al. 2020, sec. 3.1): R1 on every r1_interval-th D step only,
+    # its weight multiplied by r1_interval so the expected gradient is unchanged.
+    r1_interval: int = 4
     # Guards (gen_keras.training.guards): warnings on the MLflow run, never a stop.
     collapse_epsilon: float = 0.02  # D collapse: mean D(x) > 1 - eps and mean D(G(z)) < eps ...
     collapse_steps: int = 100  # ... for this many consecutive steps
@@ -107,6 +126,17 @@ class AdversarialConfig(ModelConfig):
                 raise ConfigError(f"{prefix}.{name}={getattr(self, name)} must be in [0, 1)")
         if not 0.0 <= self.g_ema_decay < 1.0:
             raise ConfigError(f"{prefix}.g_ema_decay={self.g_ema_decay} must be in [0, 1)")
+        unknown = [op for op in self.augment if op not in diff_augment.OPERATIONS]
+        if unknown or len(set(self.augment)) != len(self.augment):
+            raise ConfigError(f"{prefix}.augment={list(self.augment)} must list distinct operations "
+                              f"from {list(diff_augment.OPERATIONS)}")
+        for name in ("augment_translation", "augment_cutout"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{prefix}.{name}={getattr(self, name)} must be in (0, 1)")
+        if self.r1_gamma < 0:
+            raise ConfigError(f"{prefix}.r1_gamma={self.r1_gamma} must be >= 0")
+        if self.r1_interval < 1:
+            raise ConfigError(f"{prefix}.r1_interval={self.r1_interval} must be >= 1")
         if self.gradient_penalty_weight < 0:
             raise ConfigError(f"{prefix}.gradient_penalty_weight={self.gradient_penalty_weight} "
                               "must be >= 0")
@@ -128,7 +158,8 @@ class AdversarialModel(GenerativeModel):
 
     Reported (one ``Mean`` each, per epoch): ``d_loss`` (everything D minimizes, penalty
     included), ``g_loss``, ``d_real`` and ``d_fake`` (mean D(x) and D(G(z)) — probabilities
-    for ``bce``, raw scores for the other losses) and ``gp`` when a gradient penalty is used.
+    for ``bce``, raw scores for the other losses), ``gp`` when a gradient penalty is used and
+    ``r1`` (mean ||grad_x D(x)||^2 over the steps that computed it) when R1 is.
     """
 
     def build_networks(self):
@@ -148,7 +179,8 @@ class AdversarialModel(GenerativeModel):
     @property
     def tracker_names(self):
         names = ("d_loss", "g_loss", "d_real", "d_fake")
-        return names + ("gp",) if self.config.gradient_penalty_weight else names
+        names += ("gp",) if self.config.gradient_penalty_weight else ()
+        return names + (("r1",) if self.config.r1_gamma else ())
 
     @property
     def reports_probabilities(self) -> bool:
@@ -261,31 +293,64 @@ class AdversarialModel(GenerativeModel):
         return guards
 
     # -- the alternating update ----------------------------------------------------------------
-    def discriminator_terms(self, x, labels, training=True):
-        """Per-example ``{"d_loss", "d_real", "d_fake"[, "gp"]}`` on real ``x`` and fresh fakes."""
-        m = tf.shape(x)[0]
+    def fake_images(self, m, labels, training=True):
+        """``m`` generated images from fresh per-replica noise (and ``labels``)."""
         z = self.replica_normal(m, [self.latent_dim])
-        fake = self.generator(self.generator_inputs(z, labels), training=training)
-        real_out = self.discriminate(x, labels, training=training)
+        return self.generator(self.generator_inputs(z, labels), training=training)
+
+    def augment(self, images):
+        """``images`` through the configured DiffAugment policy with fresh per-replica draws
+        (the identity when ``augment`` is empty)."""
+        c = self.config
+        if not c.augment:
+            return images
+        draws = self.replica_uniform(tf.shape(images)[0], [diff_augment.num_draws(c.augment)])
+        return diff_augment.diff_augment(images, c.augment, draws, translation_ratio=c.augment_translation,
+                                         cutout_ratio=c.augment_cutout)
+
+    def discriminator_terms(self, x, labels, training=True, r1_due=True):
+        """Per-example ``{"d_loss", "d_real", "d_fake"[, "gp"][, "r1"]}`` on real ``x`` and fresh
+        fakes, both augmented when ``augment`` is set. ``r1_due`` (a bool tensor in training):
+        whether this step computes the lazy R1 penalty (its ``r1`` is 0 otherwise)."""
+        c = self.config
+        m = tf.shape(x)[0]
+        real = self.augment(x)
+        fake = self.augment(self.fake_images(m, labels, training))
+        real_out = self.discriminate(real, labels, training=training)
         fake_out = self.discriminate(fake, labels, training=training)
         d_loss = self.d_loss_fn(real_out, fake_out)
         terms = {"d_real": real_out, "d_fake": fake_out}
         if self.reports_probabilities:
             terms = {k: tf.sigmoid(v) for k, v in terms.items()}
-        if self.config.gradient_penalty_weight:
+        if c.gradient_penalty_weight:
             alpha = self.replica_uniform(m, [1] * len(self.image_shape))
             gp = losses.gradient_penalty(
-                lambda t: self.discriminate(t, labels, training=training), x, fake, alpha)
-            d_loss = d_loss + self.config.gradient_penalty_weight * gp
+                lambda t: self.discriminate(t, labels, training=training), real, fake, alpha)
+            d_loss = d_loss + c.gradient_penalty_weight * gp
             terms["gp"] = gp
+        if c.r1_gamma:
+            # Inference mode: no state updates (spectral-norm vectors) in the extra pass; D has no
+            # batch norm when R1 is on (the config refuses it), so the outputs are the same.
+            def penalty():
+                return losses.r1_penalty(lambda t: self.discriminate(t, labels, training=False), real)
+
+            r1 = penalty() if r1_due is True else tf.cond(r1_due, penalty, lambda: tf.zeros([m]))
+            # Lazy: every r1_interval-th step in training, weighted by the interval.
+            interval = c.r1_interval if training else 1
+            d_loss = d_loss + 0.5 * c.r1_gamma * interval * r1
+            terms["r1"] = r1
         terms["d_loss"] = d_loss
         return terms
 
     def generator_terms(self, labels, m, training=True):
         """Per-example ``{"g_loss"}`` for ``m`` fresh noise vectors (and ``labels``)."""
-        z = self.replica_normal(m, [self.latent_dim])
-        fake = self.generator(self.generator_inputs(z, labels), training=training)
+        fake = self.augment(self.fake_images(m, labels, training))
         return {"g_loss": self.g_loss_fn(self.discriminate(fake, labels, training=training))}
+
+    def r1_due(self):
+        """Whether the coming discriminator step computes R1: every ``r1_interval``-th, counting
+        from the first (a bool tensor)."""
+        return tf.equal(self.d_optimizer.iterations % self.config.r1_interval, 0)
 
     def train_step(self, data):
         """k = ``d_steps`` discriminator steps, then one generator step (see the module docstring).
@@ -296,13 +361,15 @@ class AdversarialModel(GenerativeModel):
         x, labels = data
         k = self.config.d_steps
         x_chunks, label_chunks = tf.split(x, k), tf.split(labels, k)
-        d_terms = []
+        d_terms, r1_weights = [], []
         for x_i, labels_i in zip(x_chunks, label_chunks):
+            r1_due = self.r1_due() if self.config.r1_gamma else False
             with tf.GradientTape() as tape:
-                terms = self.discriminator_terms(x_i, labels_i)
+                terms = self.discriminator_terms(x_i, labels_i, r1_due=r1_due)
                 loss = losses.average_over_global_batch(terms["d_loss"], self.global_batch_size(x_i))
             self.apply_loss(tape, loss, self.discriminator.trainable_variables, self.d_optimizer)
             d_terms.append(terms)
+            r1_weights.append(tf.fill([tf.shape(x_i)[0]], tf.cast(r1_due, tf.float32)))
         m = tf.shape(x_chunks[-1])[0]
         with tf.GradientTape() as tape:
             g_terms = self.generator_terms(label_chunks[-1], m)
@@ -313,7 +380,9 @@ class AdversarialModel(GenerativeModel):
         # One tracker update over all k discriminator steps' examples: their mean.
         d_all = {name: tf.concat([t[name] for t in d_terms], 0) for name in d_terms[0]}
         values = {**d_all, **g_terms}
-        return self.update_trackers({name: values[name] for name in self.tracker_names})
+        # r1 is averaged over the steps that computed it.
+        weights = {"r1": tf.concat(r1_weights, 0)} if self.config.r1_gamma else None
+        return self.update_trackers({name: values[name] for name in self.tracker_names}, weights)
 
     def update_generator_ema(self):
         """ema <- d ema + (1 - d) w for every weight of G (batch-norm statistics included), with

@@ -94,9 +94,13 @@ class GenerativeModel(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
-    def update_trackers(self, values: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def update_trackers(self, values: dict[str, tf.Tensor],
+                        weights: dict[str, tf.Tensor] | None = None) -> dict[str, tf.Tensor]:
+        """Add ``values`` to their trackers; ``weights`` (optional, by name) are per-value
+        sample weights, e.g. 0 for a lazily computed quantity on the steps that skip it."""
+        weights = weights or {}
         for name, value in values.items():
-            self.tracker(name).update_state(value)
+            self.tracker(name).update_state(value, sample_weight=weights.get(name))
         results = {name: self.tracker(name).result() for name in values}
         if self.vector_metrics:
             # Keras reduces step outputs across workers with MEAN along axis 0, which a scalar

@@ -17,8 +17,9 @@ from gen_keras.errors import ConfigError
 from gen_keras.models.adversarial import AdversarialConfig, AdversarialModel
 from gen_keras.models.networks import OneHot
 from gen_keras.models.registry import register_model
+from gen_keras.models.spectral_norm import SpectralConv2D, SpectralDense
 
-D_NORMS = ("none", "batch", "layer")
+D_NORMS = ("none", "batch", "layer", "spectral")
 
 
 @dataclass
@@ -27,7 +28,8 @@ class DCGANConfig(AdversarialConfig):
     g_filters: int = 64  # channels of G's last hidden layer (doubling towards the input)
     d_filters: int = 64  # channels of D's first layer (doubling with depth)
     # Radford et al. use batch norm in D; "layer" or "none" where examples must stay independent
-    # (a gradient penalty). Batch norm is never applied to D's input layer.
+    # (a gradient penalty, R1). Batch norm is never applied to D's input layer. "spectral":
+    # spectral normalization of every D weight (Miyato et al. 2018), no normalization layers.
     d_norm: str = "batch"
     bn_momentum: float = 0.9  # moving averages that keep up with a fast-changing G
 
@@ -35,10 +37,11 @@ class DCGANConfig(AdversarialConfig):
         super().validate(prefix)
         if self.d_norm not in D_NORMS:
             raise ConfigError(f"{prefix}.d_norm={self.d_norm!r} is not one of {list(D_NORMS)}")
-        if self.d_norm == "batch" and self.gradient_penalty_weight:
+        if self.d_norm == "batch" and (self.gradient_penalty_weight or self.r1_gamma):
             raise ConfigError(f"{prefix}.d_norm='batch' cannot be used with a gradient penalty "
-                              "(gradient_penalty_weight > 0): batch norm mixes the examples "
-                              "whose input gradients are penalized; use 'layer' or 'none'")
+                              "(gradient_penalty_weight > 0 or r1_gamma > 0): batch norm mixes the "
+                              "examples whose input gradients are penalized; use 'layer', "
+                              "'spectral' or 'none'")
         for name in ("g_filters", "d_filters"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{prefix}.{name}={getattr(self, name)} must be >= 1")
@@ -107,16 +110,17 @@ def dcgan_discriminator(image_shape, filters: int, *, norm: str = "batch", label
         one_hot = OneHot(label_count, name="label_one_hot")(y_in)
         plane = layers.Dense(h_in * h_in, use_bias=False, name="label_plane")(one_hot)
         h = layers.Concatenate(name="image_label")([x_in, layers.Reshape((h_in, h_in, 1))(plane)])
+    conv = SpectralConv2D if norm == "spectral" else layers.Conv2D
     for i in range(n):
-        h = layers.Conv2D(filters * 2 ** i, 4, strides=2, padding="same", use_bias=norm == "none" or i == 0,
-                          name=f"conv{i}")(h)
+        h = conv(filters * 2 ** i, 4, strides=2, padding="same",
+                 use_bias=norm in ("none", "spectral") or i == 0, name=f"conv{i}")(h)
         if i > 0 and norm == "batch":
             h = layers.BatchNormalization(momentum=bn_momentum, name=f"conv{i}_bn")(h)
         elif i > 0 and norm == "layer":
             h = layers.LayerNormalization(axis=[1, 2, 3], name=f"conv{i}_ln")(h)
         h = layers.LeakyReLU(0.2)(h)
     features = layers.Flatten(name="features")(h)
-    score = layers.Dense(1, dtype="float32", name="score")(features)
+    score = (SpectralDense if norm == "spectral" else layers.Dense)(1, dtype="float32", name="score")(features)
     if label_count:
         embed = layers.Dense(features.shape[-1], use_bias=False, name="label_embedding")(one_hot)
         projection = layers.Dot(axes=1, dtype="float32", name="projection")([embed, features])
