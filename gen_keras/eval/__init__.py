@@ -5,6 +5,9 @@
 - Every generator: FID, KID, precision/recall, density/coverage, mode coverage and (conditional
   models) conditional accuracy against the test split, in the feature space of the evaluator
   network the project trains once per data set (:mod:`gen_keras.eval.evaluator`).
+- Translation models (image in, image out): the family of their task — PSNR / SSIM against
+  upsampling baselines, accuracy on outputs, L1 in the hole, class preservation, cycle L1, FID
+  in the target domain (:mod:`gen_keras.eval.translation`).
 
 Entry points: :func:`evaluate_model` (all metrics that fit; the training pipeline calls it at the
 end of a run), :func:`gate_score` (one lower-is-better number for the retraining gate) and
@@ -17,6 +20,7 @@ import re
 from gen_keras.eval.evaluator import RECIPE as EVALUATOR_VERSION
 from gen_keras.eval.likelihood import is_vae_family
 from gen_keras.eval.loading import EvalTarget, load_for_eval
+from gen_keras.eval.translation import is_translator
 
 # The IWAE sample count behind gate_score("nll"): fixed, so every gate compares like with like.
 GATE_IWAE_K = 100
@@ -51,6 +55,8 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
 
     model = float32_twin(model)  # metrics never depend on the training precision
     out = Metrics()
+    if is_translator(model):
+        return _translation_metrics(model, run_config, seed, evaluator)
     if likelihood and is_vae_family(model):
         images, labels = _test_split(run_config)
         result = iwae_bounds(model, images, labels if type(model.config).conditional else None,
@@ -67,6 +73,15 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
             f"{evaluator.info['recipe']} trained on the {run_config.data.dataset} train split; "
             f"test accuracy {evaluator.test_accuracy:.4f}; sha256 {evaluator.info.get('sha256', '?')[:16]}")
     return out
+
+
+def _translation_metrics(model, run_config, seed: int, evaluator) -> Metrics:
+    from gen_keras.eval.translation import translation_metrics
+
+    values = translation_metrics(model, run_config, seed=seed, evaluator=evaluator)
+    note = (f"translation metrics of {run_config.data.dataset} (gen_keras.eval.translation); digit "
+            f"evaluator test accuracy {values['evaluator_test_accuracy']:.4f}")
+    return Metrics(values, notes={"gen_keras.eval.translation": note})
 
 
 def gate_score(model, run_config, metric: str, num_samples: int, seed: int) -> float:
@@ -108,4 +123,4 @@ def _test_split(run_config):
 
 
 __all__ = ["END_OF_TRAINING_IWAE_K", "EVALUATOR_VERSION", "EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
-           "is_vae_family", "load_for_eval"]
+           "is_translator", "is_vae_family", "load_for_eval"]
