@@ -51,6 +51,12 @@ def _make_translation_datasets(run_config, prefetch: bool) -> Datasets:
     from gen_keras.data.translation import make_translation_pipeline, open_translation
 
     model, data, train = run_config.model, run_config.data, run_config.train
+    if not is_translation_dataset(data.dataset):
+        from gen_keras.data.translation import TASKS
+
+        tasks = [f"{p}:{t}" for p, ts in TASKS.items() for t in ts]
+        raise ConfigError(f"model.kind={model.kind!r} translates images; data.dataset={data.dataset!r} "
+                          f"is not an image-to-image task (one of {tasks})")
     splits, info = open_translation(data, tuple(model.image_shape))
     check_translation_compatible(model, info)
     n_train = min(info.num_train, data.limit_train) if data.limit_train else info.num_train

@@ -268,7 +268,8 @@ def make_translation_pipeline(split: TranslationSplit, *, paired: bool, value_ra
 
     def stream(images, stream_seed):
         ds = tf.data.Dataset.from_tensor_slices(images[:limit] if limit else images)
-        ds = ds.map(lambda x: to_model_range(x, value_range), deterministic=True).cache()
+        ds = ds.map(lambda x: to_model_range(x, value_range), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True).cache()
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=stream_seed, reshuffle_each_iteration=True)
         return ds
@@ -277,7 +278,7 @@ def make_translation_pipeline(split: TranslationSplit, *, paired: bool, value_ra
         n = min(limit, len(split.inputs)) if limit else len(split.inputs)
         ds = tf.data.Dataset.from_tensor_slices((split.inputs[:n], split.targets[:n]))
         ds = ds.map(lambda x, y: (to_model_range(x, value_range), to_model_range(y, value_range)),
-                    deterministic=True).cache()
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).cache()
         if training:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     else:
