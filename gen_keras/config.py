@@ -67,7 +67,8 @@ class ModelConfig:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    # mnist10k | tfds:<name>[:<split>] | folder:<path> | npz:<path>
+    # mnist10k | tfds:<name>[:<split>] | folder:<path> | npz:<path> | pairs:<task> | unpaired:<task>
+    # (image-to-image tasks, gen_keras/data/translation.py; a translation kind defaults to its task)
     dataset: str = "mnist10k"
     # For mnist10k, `train` is images 0..7999 and `test` 8000..9999 (the shared split protocol).
     # For other sources, `test_fraction` of the examples (after a seeded shuffle) is held out,
@@ -221,8 +222,19 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     kind = model_raw.get("kind", "vae")
     model_cls = model_config_class(kind)  # raises ConfigError naming model.kind
     model = _build(model_cls, model_raw, "model")
+    raw = _with_default_dataset(raw, model_cls)
     sections = {name: _build(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
     return RunConfig(model=model, **sections).validate()
+
+
+def _with_default_dataset(raw: dict, model_cls) -> dict:
+    """A kind that cannot train on the default data set names its own (``default_dataset``: the
+    translation kinds' tasks), used when the config names none."""
+    default = getattr(model_cls, "default_dataset", "")
+    data = raw.get("data") or {}
+    if not default or not isinstance(data, dict) or "dataset" in data:
+        return raw
+    return {**raw, "data": {**data, "dataset": default}}
 
 
 def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:

@@ -42,6 +42,7 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
                    evaluator=None) -> Metrics:
     """Every metric that fits the model kind, as ``{name: value}``.
 
+    Translation models: the metric family of their task (:func:`gen_keras.eval.translation.translation_metrics`).
     VAE family: ``test_neg_elbo_nats|bpd`` and ``test_nll_k{iwae_k}_nats|bpd`` on the test split
     (Bernoulli decoders: a binarization seeded by ``seed``). All generators: ``fid_N``, ``kid_N``
     (+ ``_std``), ``precision_N``, ``recall_N``, ``density_N``, ``coverage_N``,
@@ -99,6 +100,9 @@ def gate_score(model, run_config, metric: str, num_samples: int, seed: int) -> f
     from gen_keras.precision import float32_twin
 
     model = float32_twin(model)
+    if is_translator(model):
+        raise ValueError(f"{model.config.kind!r} translates images: the retraining gate scores "
+                         f"generators ({list(GATE_METRICS)}); translation models have no gate metric yet")
     if metric not in GATE_METRICS:
         raise ValueError(f"gate metric {metric!r} is not one of {list(GATE_METRICS)}")
     if num_samples < 1:

@@ -116,14 +116,25 @@ def masked_l1(x, y, mask) -> float:
 # Evaluators
 # ----------------------------------------------------------------------------------------------
 def digit_evaluator(run_config, image_shape):
-    """The project's digit evaluator (mnist10k train split) at ``image_shape``'s side, grey."""
+    """The project's digit evaluator (mnist10k train split) at ``image_shape``'s side, grey.
+
+    Loaded (or trained, on first use) outside any distribution strategy: when the caller is
+    inside a strategy's scope (a model compiled for training), in a thread of its own, since
+    strategy scopes are per thread — the cached evaluator is then the same whoever asks first."""
+    import tensorflow as tf
+
     from gen_keras.config import DataConfig, ModelConfig, RunConfig
     from gen_keras.eval.evaluator import get_evaluator
 
     h, w = int(image_shape[0]), int(image_shape[1])
     digits = RunConfig(model=ModelConfig(image_shape=(h, w, 1)),
                        data=DataConfig(dataset="mnist10k", data_dir=run_config.data.data_dir))
-    return get_evaluator(digits)
+    if not tf.distribute.has_strategy():
+        return get_evaluator(digits)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(get_evaluator, digits).result()
 
 
 def colour_evaluator(image_shape):

@@ -23,6 +23,7 @@ replica, and a step on N replicas is the step one device takes on the same globa
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import keras
@@ -45,6 +46,7 @@ DEFAULT_D_STRIDED_LAYERS = {28: 1, 32: 1, 64: 2}
 @dataclass
 class CycleGANConfig(TranslationConfig):
     kind: str = "cyclegan"
+    default_dataset: typing.ClassVar[str] = "unpaired:mnistm"  # data.dataset when the config names none
     image_shape: tuple[int, int, int] = (28, 28, 3)
     g_filters: int = 32  # f of c7s1-f (64 in the paper)
     residual_blocks: int = 6  # 6 for 128x128, 9 for 256x256 in the paper
@@ -116,7 +118,8 @@ class HistoryPool(layers.Layer):
     the same update from the same global batch (see the module docstring)."""
 
     def __init__(self, size: int, image_shape, **kwargs):
-        super().__init__(dtype="float32", **kwargs)
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
         self.size, self.image_shape = int(size), tuple(int(d) for d in image_shape)
         self.images = self.add_weight(shape=(max(self.size, 1), *self.image_shape), initializer="zeros",
                                       trainable=False, aggregation="only_first_replica", name="images")

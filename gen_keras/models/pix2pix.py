@@ -21,6 +21,7 @@ Receptive field: see :func:`gen_keras.models.translation_networks.patchgan_discr
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import keras
@@ -40,6 +41,7 @@ DEFAULT_D_STRIDED_LAYERS = {28: 1, 32: 1, 64: 2}
 @dataclass
 class Pix2PixConfig(TranslationConfig):
     kind: str = "pix2pix"
+    default_dataset: typing.ClassVar[str] = "pairs:inpaint"  # data.dataset when the config names none
     g_filters: int = 32  # width of the U-Net's first layer (64 in the paper, for 256x256)
     d_filters: int = 32  # width of D's first layer (64 in the paper)
     d_strided_layers: int = 0  # 0 = by image side: 1 at 28/32 (16x16 patches), 2 at 64 (34x34)

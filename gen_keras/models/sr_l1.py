@@ -10,6 +10,7 @@ example, averaged over the GLOBAL batch.
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 
 import keras
@@ -25,6 +26,7 @@ from gen_keras.models.translation_networks import subpixel_generator
 @dataclass
 class SRL1Config(TranslationConfig):
     kind: str = "sr_l1"
+    default_dataset: typing.ClassVar[str] = "pairs:sr4"  # data.dataset when the config names none
     scale: int = 4  # the input is image_shape / scale on a side
     g_filters: int = 32  # 64 in the paper
     residual_blocks: int = 4  # 16 in the paper
