@@ -1,11 +1,10 @@
 """CycleGAN for real: a short training through the pipeline on the unpaired grey <-> colour
 digits (real MLflow server) with its metrics, save/load with all four optimizers and both
 pools, the two exported directions, the 2-replica step (pool under the strategy) against the
-1-device step, and a SIGKILL mid-training that resumes with every optimizer's state."""
+1-device step (the SIGKILL resume is tests/test_cyclegan_resume.py)."""
 from __future__ import annotations
 
 import math
-import signal
 
 import keras
 import numpy as np
@@ -18,11 +17,10 @@ from gen_keras.artifacts import load_model
 from gen_keras.config import DistributeConfig, load_config, model_config_from_dict
 from gen_keras.exported.reader import ExportReader
 from gen_keras.models.cyclegan import CycleGAN
+from gen_keras.precision import float32_twin
 from gen_keras.training import train
-from gen_keras.training.checkpoint import read_state
 
 from conftest import ROOT
-from test_faults import TrainProcess, epochs_logged, optimizer_iterations, the_run
 
 CONFIG = ROOT / "pipelines" / "configs" / "cyclegan_mnistm.yaml"
 SMALL = ["model.g_filters=4", "model.residual_blocks=1", "model.d_filters=4"]
@@ -52,13 +50,14 @@ def test_trains_through_the_pipeline_with_four_optimizers_and_two_pools(run, mlf
 
     assert Image.open(run.samples_dir / "translations" / "epoch_001.png").size == ((6 * 30 + 2) * 2, (8 * 30 + 2) * 2)
     metrics = MlflowClient(mlflow_server.uri).get_run(run.run_id).data.metrics
-    for name in ("class_preservation_a2b", "class_preservation_b2a", "cycle_l1_a", "cycle_l1_b", "fid_a_48",
-                 "fid_b_48", "real_a_evaluator_accuracy", "real_b_evaluator_accuracy", "colour_evaluator_test_accuracy",
-                 "train_cycle_a", "train_identity", "train_d_a_loss"):
+    for name in ("class_preservation_a2b", "class_preservation_b2a", "class_preservation_a2b_greyscale",
+                 "cycle_l1_a", "cycle_l1_b", "fid_a_48", "fid_b_48", "real_a_evaluator_accuracy",
+                 "real_b_colour_evaluator_accuracy", "real_b_greyscale_evaluator_accuracy",
+                 "colour_evaluator_test_accuracy", "train_cycle_a", "train_identity", "train_d_a_loss"):
         assert name in metrics and np.isfinite(metrics[name]), name
-    # The greyscale route reads real colour digits (the reference class preservation is held to).
-    assert metrics["real_a_evaluator_accuracy"] > 0.9 and metrics["real_b_evaluator_accuracy"] > 0.8
-    assert metrics["colour_evaluator_test_accuracy"] > 0.8
+    # Each domain's evaluator reads real digits of its domain (the ceilings the scores are read against).
+    assert metrics["real_a_evaluator_accuracy"] > 0.9 and metrics["real_b_colour_evaluator_accuracy"] > 0.85
+    assert metrics["colour_evaluator_test_accuracy"] > 0.9
 
 
 def test_save_and_load_restore_four_optimizers_pools_and_outputs(run):
@@ -83,7 +82,7 @@ def test_export_has_both_directions_with_parity(run):
         assert reader.manifest["endpoints"][op]["onnx_parity_max_abs_diff"] <= 1e-4
         spec = reader.operation(op)
         assert spec.input("x").shape == spec.output("image").shape == (None, 28, 28, 3)
-        np.testing.assert_allclose(reader.translate(x, op), run.model.translate(x, op), atol=1e-4)
+        np.testing.assert_allclose(reader.translate(x, op), float32_twin(run.model).translate(x, op), atol=1e-4)
     with pytest.raises(Exception, match="name one"):
         reader.translate(x)
 
@@ -117,44 +116,6 @@ def test_mirrored_two_replica_step_equals_one_device_step():
         np.testing.assert_allclose(y, x, atol=2e-5)
     for key in ("g_loss", "d_a_loss", "d_b_loss", "cycle_a"):
         assert math.isclose(logs_one[key][0], logs_two[key][0], rel_tol=1e-4), key
-    replicas = strategy.experimental_local_results(two.pool_a.images)
+    replicas = strategy.experimental_local_results(two.pool_a.images.value)
     assert len(replicas) == 2
     np.testing.assert_array_equal(replicas[0].numpy(), replicas[1].numpy())
-
-
-def test_sigkill_mid_training_resumes_with_all_four_optimizers(mlflow_server, tmp_path, data_cache, capfd,
-                                                               monkeypatch):
-    """Killed during epoch 2; the same command resumes from the epoch-1 checkpoint in the same
-    MLflow run, and every optimizer's step counter continues (a fresh one would restart at 0)."""
-    out, name, steps = tmp_path / "out", "cyclegan-killed", 256 // 16
-    args = ["--config", str(CONFIG), "--tracking-uri", mlflow_server.uri]
-    for item in ["train.epochs=3", "data.limit_train=256", "data.limit_test=32", "train.batch_size=16",
-                 f"tracking.outputs_dir={out}", f"tracking.run_name={name}", "train.export_at_end=false",
-                 "train.evaluate_at_end=false", *SMALL]:
-        args += ["--set", item]
-    first = TrainProcess(args, tmp_path, data_cache)
-    first.wait_for("Epoch 2/3")  # printed after epoch 1's checkpoint, as epoch 2 starts
-    first.proc.send_signal(signal.SIGKILL)
-    assert first.finish() == -signal.SIGKILL
-    ckpt_dir = out / "checkpoints" / name
-    killed = read_state(ckpt_dir)
-    assert killed["epochs_done"] == 1 and not killed["finished"], killed
-    assert optimizer_iterations(str(ckpt_dir / "tf" / "ckpt-1")) == {n: steps for n in OPTIMIZERS}
-    pool_count = tf.train.load_checkpoint(str(ckpt_dir / "tf" / "ckpt-1"))
-    counts = [pool_count.get_tensor(k) for k in pool_count.get_variable_to_shape_map() if "count" in k]
-    assert sorted(int(c) for c in counts) == [50, 50]  # both pools full, saved with the model
-
-    from gen_keras.cli import main as cli
-
-    monkeypatch.chdir(tmp_path)
-    assert cli(["train", *args]) == 0
-    output = capfd.readouterr().out
-    assert "Epoch 1/3" not in output and "Epoch 2/3" in output and "Epoch 3/3" in output
-    done = read_state(ckpt_dir)
-    assert done["finished"] and done["epochs_done"] == 3 and done["run_id"] == killed["run_id"]
-    assert optimizer_iterations(str(ckpt_dir / "tf" / "ckpt-3")) == {n: 3 * steps for n in OPTIMIZERS}
-    client = MlflowClient(mlflow_server.uri)
-    run = the_run(client, name)
-    assert run.info.status == "FINISHED" and run.data.tags["gen_keras.resumed_from_epoch"] == "1"
-    for metric in ("train_g_loss", "train_d_a_loss", "test_cycle_a"):
-        assert epochs_logged(client, run.info.run_id, metric) == [1, 2, 3], metric

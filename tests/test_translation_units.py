@@ -15,14 +15,23 @@ import tensorflow as tf
 from gen_keras import translation_losses as tl
 from gen_keras.config import load_config, model_config_from_dict
 from gen_keras.data import make_datasets, mnist10k
-from gen_keras.data.translation import (LUMA, area_downsample, load_translation_split, split_indices,
-                                        task_shapes)
+from gen_keras.data.translation import (
+    LUMA,
+    area_downsample,
+    load_translation_split,
+    split_indices,
+    task_shapes,
+)
 from gen_keras.errors import ArtifactIntegrityError, ConfigError
 from gen_keras.eval.translation import gaussian_window, masked_l1, psnr, ssim, upsample
 from gen_keras.exported.manifest import parse_manifest
 from gen_keras.models.cyclegan import HistoryPool, history_pool_choices
-from gen_keras.models.translation_networks import (DepthToSpace, patchgan_discriminator,
-                                                   patchgan_receptive_field, unet_generator)
+from gen_keras.models.translation_networks import (
+    DepthToSpace,
+    patchgan_discriminator,
+    patchgan_receptive_field,
+    unet_generator,
+)
 
 from conftest import ROOT
 
@@ -102,7 +111,7 @@ def test_psnr_known_values():
 
 
 def test_ssim_known_values():
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1 = 0.01 ** 2
     x = np.random.default_rng(1).uniform(0, 1, (2, 16, 16, 3))
     close(ssim(x, x), [1.0, 1.0], tol=1e-12)
     # Two constant images a, b: only the luminance term is left: (2ab + C1) / (a^2 + b^2 + C1).
@@ -320,8 +329,8 @@ def test_pipelines_batch_pairs_and_unpaired_streams(data_cache):
     a0, b0 = first[0]
     assert a0.shape == b0.shape == (8, 28, 28, 3) and not ds.info.paired
     assert np.allclose(a0[..., 0], a0[..., 2]) and not np.allclose(b0[..., 0], b0[..., 2])
-    key = lambda im: round(float(im.sum()), 3)  # noqa: E731 (identifies an image)
-    pairs = lambda epoch: {(key(a), key(b)) for xa, xb in epoch for a, b in zip(xa, xb)}  # noqa: E731
+    key = lambda im: round(float(im.sum()), 3)
+    pairs = lambda epoch: {(key(a), key(b)) for xa, xb in epoch for a, b in zip(xa, xb)}
     assert pairs(first) != pairs(second)  # the two streams are shuffled independently
 
 

@@ -145,6 +145,19 @@ def _build_split(name: str, split: str, image_shape: tuple[int, int, int]) -> Tr
     return TranslationSplit(grey, colour, labels[a_idx], labels[b_idx])
 
 
+@functools.lru_cache(maxsize=4)
+def colour_split(split: str, image_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """EVERY digit of ``split`` in colour (uint8 ``[N, *image_shape]``, the texture and stroke
+    colour of its index, as domain B draws them) and its labels: the data of the colour-domain
+    evaluator, which judges translations and so may see more colour digits than domain B has."""
+    from gen_keras.data import mnist10k
+
+    images, labels = mnist10k.load_arrays()
+    start, n = (0, mnist10k.NUM_TRAIN) if split == "train" else (mnist10k.NUM_TRAIN, mnist10k.NUM_TEST)
+    idx = np.arange(start, start + n)
+    return colour_digits(fit_digits(images[idx], tuple(image_shape[:2]) + (1,)), idx), labels[idx]
+
+
 def fit_digits(images: np.ndarray, image_shape) -> np.ndarray:
     """uint8 ``[N, 28, 28, 1]`` digits → uint8 ``[N, *image_shape]`` (area resize as the
     image pipeline's ``fit_image``; grey replicated to RGB)."""
@@ -170,8 +183,8 @@ def area_downsample(images: np.ndarray, factor: int) -> np.ndarray:
 def hole_masks(indices: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """One square hole per image, seeded by ``(TASK_SEED, mnist10k index)``: bool ``[N, H, W, 1]``."""
     h, w = size
-    side = int(round(h * 3 / 7))
-    margin = int(round(h / 7))
+    side = round(h * 3 / 7)
+    margin = round(h / 7)
     masks = np.zeros((len(indices), h, w, 1), bool)
     for k, index in enumerate(indices):
         top, left = np.random.default_rng([TASK_SEED, int(index)]).integers(

@@ -4,12 +4,16 @@ models at the end of training).
 
 Every image is compared in [0, 1] (the model's [-1, 1] mapped linearly). The digit evaluator is
 the project's own classifier (:mod:`gen_keras.eval.evaluator`), trained on the mnist10k train
-split at the image's side, grey: colour images reach it through their BT.601 luma (the colour
-digits of ``unpaired:mnistm`` keep their strokes brighter than their texture, so their luma is
-still a light-on-dark digit; how well the evaluator reads real colour digits this way is
-reported beside the scores, ``real_b_evaluator_accuracy``). FID in the colour domain uses a
-second evaluator of the same recipe trained on the colour train images (domain B), because a
-grey feature space is blind to colour.
+split at the image's side, grey; a 3-channel image reaches it through its BT.601 luma (exact
+for the grey domain, whose channels are equal).
+
+The colour domain of ``unpaired:mnistm`` has its own evaluator: the recipe (wider, longer:
+``COLOUR_RECIPE``) trained on the train digits in colour, tested on the test digits in colour.
+It judges the A → B translations (class preservation, FID in B). The greyscale route — the
+digit evaluator on the luma of colour digits — was measured first and reads only ~44% of REAL
+colour test digits (the textures confuse a classifier that has only seen black backgrounds),
+so it cannot tell a preserved class from a lost one; it is still reported, with that ceiling
+beside it (``class_preservation_a2b_greyscale``, ``real_b_greyscale_evaluator_accuracy``).
 
 * ``pairs:sr4``: ``psnr``, ``ssim``, ``evaluator_accuracy`` (against the digits' labels) and
   ``fid_N`` (against the original test images) of the model's outputs, and the same four for
@@ -18,11 +22,13 @@ grey feature space is blind to colour.
 * ``pairs:inpaint``: ``l1_in_mask`` (mean |output - target| over the hole's pixels, [0, 1]
   units), ``evaluator_accuracy``, ``psnr``, ``ssim``, ``fid_N``, with the masked input itself
   as the baseline (``masked_input_*``) and ``target_evaluator_accuracy``.
-* ``unpaired:mnistm``: ``class_preservation_a2b`` / ``_b2a`` (the evaluator's accuracy on the
-  translated digits against their SOURCE labels), ``cycle_l1_a`` / ``_b`` (mean |F(G(a)) - a|,
-  |G(F(b)) - b| in [0, 1] units), ``fid_b_N`` (G(a) against real B, colour evaluator) and
-  ``fid_a_N`` (F(b) against real A, digit evaluator), and the references
-  ``real_a_evaluator_accuracy`` / ``real_b_evaluator_accuracy``.
+* ``unpaired:mnistm``: ``class_preservation_a2b`` (the colour evaluator's accuracy on G(a)
+  against the SOURCE labels of a) and ``class_preservation_b2a`` (the digit evaluator's on F(b)
+  against the labels of b), ``cycle_l1_a`` / ``_b`` (mean |F(G(a)) - a|, |G(F(b)) - b| in [0, 1]
+  units), ``fid_b_N`` (G(a) against real B, colour evaluator features) and ``fid_a_N`` (F(b)
+  against real A, digit evaluator features); the ceilings ``real_a_evaluator_accuracy`` and
+  ``colour_evaluator_test_accuracy`` (each evaluator on real images of its domain), and the
+  greyscale route described above.
 
 N = the test examples used (``data.limit_test`` honoured; 2000, or 1000 per domain).
 """
@@ -137,18 +143,26 @@ def digit_evaluator(run_config, image_shape):
         return pool.submit(get_evaluator, digits).result()
 
 
+# The colour evaluator's recipe: twice the digit evaluator's width and epochs. MNIST-M-like
+# digits are harder to read than grey ones: with the digit recipe it reached 96.5% on the colour
+# test digits, with this one 98.3% (8,000 colour train digits), about the digit evaluator's 98.5%.
+COLOUR_RECIPE = {"epochs": 12, "filters": (32, 64)}
+
+
 def colour_evaluator(image_shape):
-    """The evaluator recipe trained on the colour digits of ``unpaired:mnistm`` (domain B of the
-    train split), tested on domain B of the test split."""
-    from gen_keras.data.translation import load_translation_split
-    from gen_keras.eval.evaluator import evaluator_for_arrays
+    """The evaluator trained on colour digits: every train digit in the colour it has as a domain
+    B image (``colour_split``: the translation model saw only half of them, in domain B; the
+    judge may see all), tested on every test digit in colour."""
+    from gen_keras.data.translation import colour_split
+    from gen_keras.eval.evaluator import Recipe, evaluator_for_arrays
 
     def unit(split):
-        s = load_translation_split("unpaired:mnistm", split, image_shape)
-        return s.targets.astype(np.float32) / 255.0, s.target_labels
+        images, labels = colour_split(split, tuple(image_shape))
+        return images.astype(np.float32) / 255.0, labels
 
     x_train, y_train = unit("train")
-    return evaluator_for_arrays("unpaired-mnistm-colour", image_shape, x_train, y_train, lambda: unit("test"))
+    return evaluator_for_arrays("mnistm-colour-digits", image_shape, x_train, y_train, lambda: unit("test"),
+                                recipe=Recipe(**COLOUR_RECIPE))
 
 
 def to_unit(images, value_range) -> np.ndarray:
@@ -198,7 +212,10 @@ def _model_unit(model, images_uint8, operation=None):
 
 
 def _accuracy(evaluator, images01, labels) -> float:
-    return float(np.mean(evaluator.predict(grey(images01), (0.0, 1.0)) == np.asarray(labels)))
+    """The evaluator's accuracy; a 3-channel image reaches a grey evaluator through its luma."""
+    channels = int(evaluator.classifier.input.shape[-1])
+    x = grey(images01) if channels == 1 else np.asarray(images01, np.float32)
+    return float(np.mean(evaluator.predict(x, (0.0, 1.0)) == np.asarray(labels)))
 
 
 def _fid(evaluator, real01, fake01) -> float:
@@ -250,13 +267,15 @@ def cycle_metrics(model, split, evaluator, colour) -> dict:
     bab = to_unit(model.translate(ba * (hi - lo) + lo, "translate_a2b"), model.value_range)
     n_a, n_b = len(a), len(b)
     return {
-        "class_preservation_a2b": _accuracy(evaluator, ab, split.input_labels),
+        "class_preservation_a2b": _accuracy(colour, ab, split.input_labels),
         "class_preservation_b2a": _accuracy(evaluator, ba, split.target_labels),
+        "class_preservation_a2b_greyscale": _accuracy(evaluator, ab, split.input_labels),
         "cycle_l1_a": float(np.mean(np.abs(aba - a))),
         "cycle_l1_b": float(np.mean(np.abs(bab - b))),
         f"fid_b_{n_a}": _fid(colour, b, ab),
         f"fid_a_{n_b}": _fid(evaluator, grey(a), grey(ba)),
         "real_a_evaluator_accuracy": _accuracy(evaluator, a, split.input_labels),
-        "real_b_evaluator_accuracy": _accuracy(evaluator, b, split.target_labels),
+        "real_b_colour_evaluator_accuracy": _accuracy(colour, b, split.target_labels),
+        "real_b_greyscale_evaluator_accuracy": _accuracy(evaluator, b, split.target_labels),
         "colour_evaluator_test_accuracy": colour.test_accuracy,
     }

@@ -35,10 +35,17 @@ from gen_keras import translation_losses as tl
 from gen_keras.errors import ConfigError
 from gen_keras.models.base import replica_info
 from gen_keras.models.registry import register_model
-from gen_keras.models.translation import (TranslationConfig, TranslationModel, check_non_negative,
-                                          check_positive)
-from gen_keras.models.translation_networks import (patchgan_discriminator, patchgan_receptive_field,
-                                                   residual_generator)
+from gen_keras.models.translation import (
+    TranslationConfig,
+    TranslationModel,
+    check_non_negative,
+    check_positive,
+)
+from gen_keras.models.translation_networks import (
+    patchgan_discriminator,
+    patchgan_receptive_field,
+    residual_generator,
+)
 
 DEFAULT_D_STRIDED_LAYERS = {28: 1, 32: 1, 64: 2}
 

@@ -31,8 +31,11 @@ from gen_keras import translation_losses as tl
 from gen_keras.errors import ConfigError
 from gen_keras.models.registry import register_model
 from gen_keras.models.translation import TranslationConfig, TranslationModel, check_positive
-from gen_keras.models.translation_networks import (patchgan_discriminator, patchgan_receptive_field,
-                                                   unet_generator)
+from gen_keras.models.translation_networks import (
+    patchgan_discriminator,
+    patchgan_receptive_field,
+    unet_generator,
+)
 
 # The number of stride-2 layers of the PatchGAN for each image side (see the module docstring).
 DEFAULT_D_STRIDED_LAYERS = {28: 1, 32: 1, 64: 2}

@@ -33,7 +33,7 @@ class ReflectionPadding2D(layers.Layer):
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
-        grow = lambda d: None if d is None else d + 2 * self.padding  # noqa: E731
+        grow = lambda d: None if d is None else d + 2 * self.padding
         return (b, grow(h), grow(w), c)
 
     def get_config(self):
@@ -278,7 +278,7 @@ def subpixel_generator(input_shape, output_channels: int, filters: int = 64, *, 
     steps, where tanh's gradient vanishes and training never recovered (seen here at learning
     rates 1e-4 to 1e-3); the residual starts at the bicubic image and learns the detail.
     """
-    stages = int(round(math.log2(scale)))
+    stages = round(math.log2(scale))
     if 2 ** stages != scale:
         raise ValueError(f"scale={scale} must be a power of two")
     x_in = keras.Input(tuple(input_shape), name="x")
