@@ -107,7 +107,7 @@ def parse_manifest(manifest: dict, where: str) -> ExportSpec:
             raise ArtifactIntegrityError(f"{where}: manifest field {key!r}={value!r} is not {what}")
         return value
 
-    latent = need("latent_dim", int, lambda v: v >= 0, "an integer >= 0 (0: no latent code)")
+    latent = need("latent_dim", int, lambda v: v >= 0, "a positive integer (or 0: no latent code)")
     shape = need("image_shape", list, lambda v: len(v) == 3 and all(
         isinstance(d, int) and d > 0 for d in v), "[height, width, channels]")
     lo, hi = need("value_range", list, lambda v: len(v) == 2 and all(
