@@ -156,3 +156,21 @@ def test_serving_refuses_a_translator_and_serves_the_others(runs, tmp_path):
     assert sorted(store.models) == ["digits"]
     reason = store.refused["upscaler"]
     assert "image-to-image model" in reason and "translate" in reason and "not served" in reason
+
+
+def test_translation_bench_smoke_prints_a_line_with_the_bars(tmp_path, data_cache, capsys):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_translation", ROOT / "bench" / "translation.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    code = bench.main(["--smoke", "--configs", "sr_l1_sr4", "--outputs", str(tmp_path),
+                       "--set", "model.g_filters=8", "--set", "model.residual_blocks=1",
+                       "--set", "data.limit_train=64", "--set", "data.limit_test=32"])
+    assert code == 0
+    (line,) = [json.loads(s) for s in capsys.readouterr().out.splitlines() if s.startswith("{")]
+    assert line["model"] == "sr_l1" and line["task"] == "pairs:sr4" and line["epochs"] == 1
+    assert {"psnr", "bicubic_psnr", "evaluator_accuracy"} <= set(line["metrics"])
+    assert set(line["targets"]) == {"evaluator_accuracy", "psnr", "run_minutes"}
+    assert line["targets"]["psnr"]["bar"] == ">= 20.5"
