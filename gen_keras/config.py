@@ -68,7 +68,9 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     # mnist10k | dsprites[:<count>] | shapes3d[:<count>] | tfds:<name>[:<split>] |
-    # folder:<path> | npz:<path>   (factor sets: docs/disentanglement.md)
+    # folder:<path> | npz:<path> | pairs:<task> | unpaired:<task>
+    # (factor sets: docs/disentanglement.md; image-to-image tasks: gen_keras/data/translation.py,
+    # and a translation kind defaults to its task)
     dataset: str = "mnist10k"
     # For mnist10k, `train` is images 0..7999 and `test` 8000..9999 (the shared split protocol);
     # dsprites and shapes3d hold out 10% by a seeded hash of the factor tuple.
@@ -233,6 +235,8 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     kind = model_raw.get("kind", "vae")
     model_cls = model_config_class(kind)  # raises ConfigError naming model.kind
     model = _build(model_cls, model_raw, "model")
+    raw = _with_default_dataset(raw, model_cls)
+    sections["data"] = _build(DataConfig, raw.get("data") or {}, "data")
     return RunConfig(model=model, **sections).validate()
 
 
@@ -243,6 +247,16 @@ def _did_you_mean(given, known) -> str:
     hints = [f"{g!r} → {m[0]!r}" for g in sorted(given)
              if (m := difflib.get_close_matches(str(g).rsplit(".", 1)[-1], known, n=1, cutoff=0.6))]
     return f"; did you mean {', '.join(hints)}?" if hints else ""
+
+
+def _with_default_dataset(raw: dict, model_cls) -> dict:
+    """A kind that cannot train on the default data set names its own (``default_dataset``: the
+    translation kinds' tasks), used when the config names none."""
+    default = getattr(model_cls, "default_dataset", "")
+    data = raw.get("data") or {}
+    if not default or not isinstance(data, dict) or "dataset" in data:
+        return raw
+    return {**raw, "data": {**data, "dataset": default}}
 
 
 def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:

@@ -1,8 +1,10 @@
 """Export a trained model for serving: SavedModel signatures + one ONNX file per endpoint +
 ``manifest.json``.
 
-The model declares its export surface (``export_endpoints``: generate / encode / reconstruct);
-this module has no per-model branches. Everything is written into a temporary folder beside the
+The model declares its export surface (``export_endpoints``: generate / encode / reconstruct /
+translate ...); this module has no per-model branches. Each operation's manifest entry lists its
+inputs and its outputs (``output_specs``) with shape and dtype, and the value range where the
+model declares one (a translation's image in and image out). Everything is written into a temporary folder beside the
 target; the ONNX outputs are checked against Keras (max abs diff <= ``tolerance`` times the
 outputs' scale, max(1, max |output|): images in [-1, 1] are held to 1e-4 absolute, a summed
 per-example score of hundreds of nats to 1e-4 relative) before the
@@ -23,11 +25,27 @@ from gen_keras.exported.manifest import FORMAT_VERSION, MANIFEST, sha256_file
 from gen_keras.files import publish_folder, temporary_folder
 
 
-def _input_specs(network):
+def _input_specs(network, value_ranges=None):
+    """Name, shape (leading None = batch), dtype — and the value range, where the endpoint
+    declares one — of each input."""
     specs = []
     for t in network.inputs:
-        specs.append({"name": t.name.split(":")[0], "shape": [None, *[int(d) for d in t.shape[1:]]],
-                      "dtype": str(t.dtype)})
+        name = t.name.split(":")[0]
+        spec = {"name": name, "shape": [None, *[int(d) for d in t.shape[1:]]], "dtype": str(t.dtype)}
+        if name in (value_ranges or {}):
+            spec["value_range"] = [float(v) for v in value_ranges[name]]
+        specs.append(spec)
+    return specs
+
+
+def _output_specs(ep):
+    """The same for each output, in the endpoint's order (``outputs``: the names)."""
+    specs = []
+    for name, t in zip(ep.outputs, ep.network.outputs):
+        spec = {"name": name, "shape": [None, *[int(d) for d in t.shape[1:]]], "dtype": "float32"}
+        if name in ep.value_ranges:
+            spec["value_range"] = [float(v) for v in ep.value_ranges[name]]
+        specs.append(spec)
     return specs
 
 
@@ -37,6 +55,8 @@ def _random_inputs(specs, num_classes: int, rng, batch: int = 8):
         shape = [batch, *s["shape"][1:]]
         if s["dtype"].startswith("int"):
             feeds[s["name"]] = rng.integers(0, max(num_classes, 1), shape).astype(s["dtype"])
+        elif "value_range" in s:
+            feeds[s["name"]] = rng.uniform(*s["value_range"], shape).astype("float32")
         elif s["name"] == "x":
             feeds[s["name"]] = rng.uniform(0, 1, shape).astype("float32")
         else:
@@ -80,7 +100,7 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
         archive = keras.export.ExportArchive()
         for ep in endpoints:
             archive.track(ep.network)
-            specs = _input_specs(ep.network)
+            specs = _input_specs(ep.network, ep.value_ranges)
             signature = [tf.TensorSpec([None, *s["shape"][1:]], s["dtype"], name=s["name"]) for s in specs]
 
             for signature_name in [ep.name, *ep.aliases]:
@@ -106,7 +126,7 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
                                   f"(> {tolerance} x the outputs' scale {scale:.3g}); export aborted")
             manifest_endpoints[ep.name] = {
                 "onnx": onnx_file, "signature": ep.name, "aliases": ep.aliases, "inputs": specs,
-                "outputs": ep.outputs, "onnx_parity_max_abs_diff": diff,
+                "outputs": ep.outputs, "output_specs": _output_specs(ep), "onnx_parity_max_abs_diff": diff,
                 "onnx_parity_max_rel_diff": diff / scale,
             }
         archive.write_out(str(tmp / "saved_model"), verbose=False)
@@ -117,8 +137,8 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
             "format_version": FORMAT_VERSION,
             "name": name or target.name,
             "kind": cfg.kind,
-            "latent_dim": int(cfg.latent_dim),
-            "image_shape": [int(d) for d in cfg.image_shape],
+            "latent_dim": int(model.latent_dim),  # 0: no latent code (a translator)
+            "image_shape": [int(d) for d in cfg.image_shape],  # the output images' (per operation: output_specs)
             "value_range": list(type(cfg).value_range),
             "num_classes": int(cfg.num_classes),
             "conditional": bool(type(cfg).conditional),

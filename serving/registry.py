@@ -68,6 +68,11 @@ def load_export(export_dir: str | Path, name: str, backend: str = "onnx", source
                                      "'.', '_' and '-' (at most 128, starting with a letter or digit)")
     reader = ExportReader(export_dir, runtime=backend, threads=threads, source=source)
     if "generate" not in reader.spec.operations:
+        if reader.translations:  # an image-to-image model: refused until serving answers :translate
+            raise ArtifactIntegrityError(
+                f"{export_dir}: a {reader.kind!r} image-to-image model (operations "
+                f"{', '.join(reader.operations)}) is not served: this server answers generator "
+                "operations only; read it with gen_keras.exported.ExportReader.translate")
         raise ArtifactIntegrityError(f"{export_dir}: the export has no 'generate' operation "
                                      f"(it has {', '.join(reader.operations)})")
     return ServedModel(name, reader, source or str(export_dir),

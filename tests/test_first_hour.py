@@ -8,14 +8,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import PYTHON, ROOT, free_port
-from gen_keras import cli
 
 GEN_KERAS = str(Path(PYTHON).with_name("gen-keras"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,7 +1,6 @@
 """The autoencoder and the VAE: losses inside the step, save/load, export, a real short fit."""
 import json
 
-import keras
 import numpy as np
 import onnxruntime as ort
 import pytest

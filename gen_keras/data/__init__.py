@@ -1,6 +1,7 @@
 """Data: named sources (mnist10k, dsprites, shapes3d, tfds:, folder:, npz:) → one tf.data
 pipeline; for the factor data sets also their factors (:func:`load_factor_split`) and a
-ground-truth sampler (:func:`factor_sampler`)."""
+ground-truth sampler (:func:`factor_sampler`); image-to-image tasks (pairs:<task>,
+unpaired:<task>, :mod:`gen_keras.data.translation`) → (input, target) batches."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,14 +9,15 @@ import dataclasses
 import numpy as np
 
 from gen_keras.data.sources import SourceInfo, check_dataset_name, open_source
+from gen_keras.data.translation import is_translation_dataset
 from gen_keras.errors import ConfigError
 
 
 @dataclasses.dataclass
 class Datasets:
-    train: "object"  # tf.data.Dataset of (images, labels), GLOBAL batches
-    test: "object"
-    info: SourceInfo
+    train: "object"  # tf.data.Dataset of (images, labels) — or (input, target) / (a, b) for
+    test: "object"  # image-to-image tasks — in GLOBAL batches
+    info: SourceInfo  # a TranslationInfo for image-to-image tasks
 
 
 def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
@@ -23,6 +25,8 @@ def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
     from gen_keras.data.pipeline import cache_fits, make_pipeline
 
     model, data, train = run_config.model, run_config.data, run_config.train
+    if is_translation_dataset(data.dataset) or is_translation_model(model):
+        return _make_translation_datasets(run_config, prefetch)
     splits, info = open_source(data, seed=train.seed)
     check_compatible(model, info)
     image_shape = tuple(model.image_shape)
@@ -44,6 +48,55 @@ def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
                            **common),
         info=info,
     )
+
+
+def is_translation_model(model_config) -> bool:
+    """Whether the model translates images (its config says which pairing of data it takes)."""
+    return getattr(type(model_config), "pairing", None) is not None
+
+
+def _make_translation_datasets(run_config, prefetch: bool) -> Datasets:
+    from gen_keras.data.translation import make_translation_pipeline, open_translation
+
+    model, data, train = run_config.model, run_config.data, run_config.train
+    if not is_translation_dataset(data.dataset):
+        from gen_keras.data.translation import TASKS
+
+        tasks = [f"{p}:{t}" for p, ts in TASKS.items() for t in ts]
+        raise ConfigError(f"model.kind={model.kind!r} translates images; data.dataset={data.dataset!r} "
+                          f"is not an image-to-image task (one of {tasks})")
+    splits, info = open_translation(data, tuple(model.image_shape))
+    check_translation_compatible(model, info)
+    n_train = min(info.num_train, data.limit_train) if data.limit_train else info.num_train
+    if n_train < train.batch_size:
+        raise ConfigError(f"train.batch_size={train.batch_size} is larger than the "
+                          f"{n_train} training examples of data.dataset={data.dataset!r}")
+    common = dict(paired=info.paired, value_range=type(model).value_range, batch_size=train.batch_size,
+                  seed=train.seed, shuffle_buffer=data.shuffle_buffer, prefetch=prefetch and data.prefetch)
+    return Datasets(
+        train=make_translation_pipeline(splits["train"], training=True, limit=data.limit_train, **common),
+        test=make_translation_pipeline(splits["test"], training=False, limit=data.limit_test, **common),
+        info=info,
+    )
+
+
+def check_translation_compatible(model_config, info) -> None:
+    """The model must translate the task's pairing and shapes (input → target)."""
+    from gen_keras.data.translation import TASKS
+
+    if not is_translation_model(model_config):
+        tasks = [f"{p}:{t}" for p, ts in TASKS.items() for t in ts]
+        raise ConfigError(f"data.dataset={info.name!r} is an image-to-image task (one of {tasks}); "
+                          f"model.kind={model_config.kind!r} is not a translation model")
+    pairing = "paired" if info.paired else "unpaired"
+    if type(model_config).pairing != pairing:
+        raise ConfigError(f"model.kind={model_config.kind!r} trains on {type(model_config).pairing} "
+                          f"data; data.dataset={info.name!r} is {pairing}")
+    if tuple(model_config.input_shape) != tuple(info.input_shape):
+        raise ConfigError(f"model.kind={model_config.kind!r} with model.image_shape="
+                          f"{list(model_config.image_shape)} takes inputs of shape "
+                          f"{list(model_config.input_shape)}; data.dataset={info.name!r} gives "
+                          f"{list(info.input_shape)} inputs for {list(info.image_shape)} targets")
 
 
 def check_compatible(model_config, info: SourceInfo) -> None:
@@ -70,6 +123,9 @@ def load_split(data_cfg, split: str, image_shape, value_range, limit: int = 0, s
 
     if split not in ("train", "test"):
         raise ConfigError(f"split={split!r} is not one of ['train', 'test']")
+    if is_translation_dataset(data_cfg.dataset):
+        raise ConfigError(f"data.dataset={data_cfg.dataset!r} is an image-to-image task: read it "
+                          "with gen_keras.data.translation.load_translation_split")
     splits, _ = open_source(data_cfg, seed=seed)
     ds = make_pipeline(splits[split], image_shape=tuple(image_shape), value_range=tuple(value_range),
                        batch_size=1000, training=False, seed=0, cache=False, limit=limit)

@@ -1,5 +1,7 @@
 """Data sources, each named by one string: ``mnist10k``, ``dsprites[:<count>]``,
-``shapes3d[:<count>]``, ``tfds:<name>[:<split>]``, ``folder:<path>``, ``npz:<path>``.
+``shapes3d[:<count>]``, ``tfds:<name>[:<split>]``, ``folder:<path>``, ``npz:<path>`` (and the
+image-to-image tasks ``pairs:<task>`` / ``unpaired:<task>`` of :mod:`gen_keras.data.translation`,
+which yield image pairs instead).
 
 Every source yields, per split, a ``tf.data.Dataset`` of ``{"image": uint8 [H, W, C],
 "label": int64}`` plus a :class:`SourceInfo`; the pipeline turns that into model batches, so
@@ -47,11 +49,17 @@ def check_dataset_name(name: str, field: str = "data.dataset") -> None:
         parse_factor_spec(name, field)  # raises naming the field
         return
     scheme, _, rest = name.partition(":")
+    if scheme in ("pairs", "unpaired"):
+        from gen_keras.data.translation import check_translation_name
+
+        check_translation_name(name, field)
+        return
     if scheme not in ("tfds", "folder", "npz") or not rest:
         factor_sets = ", ".join(f"'{n}[:<count>]'" for n in FACTOR_SET_NAMES)
         raise ConfigError(
             f"{field}={name!r} is not a known data set; use 'mnist10k', {factor_sets}, "
-            "'tfds:<name>[:<split>]', 'folder:<path>' or 'npz:<path>'"
+            "'tfds:<name>[:<split>]', 'folder:<path>', 'npz:<path>' or an image-to-image task "
+            "('pairs:sr4', 'pairs:inpaint', 'unpaired:mnistm')"
         )
     if scheme == "folder" and not Path(rest).expanduser().is_dir():
         raise ConfigError(f"{field}={name!r}: folder {rest!r} does not exist")

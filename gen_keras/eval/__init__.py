@@ -8,6 +8,9 @@
 - Encoders on a data set with known factors (``dsprites``, ``shapes3d``): MIG, DCI, SAP, the
   FactorVAE and beta-VAE scores and the factor-by-code mutual-information heat map
   (:mod:`gen_keras.eval.disentanglement`; docs/disentanglement.md).
+- Translation models (image in, image out): the family of their task — PSNR / SSIM against
+  upsampling baselines, accuracy on outputs, L1 in the hole, class preservation, cycle L1, FID
+  in the target domain (:mod:`gen_keras.eval.translation`).
 
 Entry points: :func:`evaluate_model` (all metrics that fit; the training pipeline calls it at the
 end of a run), :func:`gate_score` (one lower-is-better number for the retraining gate) and
@@ -20,6 +23,7 @@ import re
 from gen_keras.eval.evaluator import RECIPE as EVALUATOR_VERSION
 from gen_keras.eval.likelihood import is_vae_family
 from gen_keras.eval.loading import EvalTarget, load_for_eval
+from gen_keras.eval.translation import is_translator
 
 # The IWAE sample count behind gate_score("nll"): fixed, so every gate compares like with like.
 GATE_IWAE_K = 100
@@ -41,6 +45,7 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
                    evaluator=None) -> Metrics:
     """Every metric that fits the model kind, as ``{name: value}``.
 
+    Translation models: the metric family of their task (:func:`gen_keras.eval.translation.translation_metrics`).
     VAE family: ``test_neg_elbo_nats|bpd`` and ``test_nll_k{iwae_k}_nats|bpd`` on the test split
     (Bernoulli decoders: a binarization seeded by ``seed``). All generators: ``fid_N``, ``kid_N``
     (+ ``_std``), ``precision_N``, ``recall_N``, ``density_N``, ``coverage_N``,
@@ -54,6 +59,8 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
 
     model = float32_twin(model)  # metrics never depend on the training precision
     out = Metrics()
+    if is_translator(model):
+        return _translation_metrics(model, run_config, seed, evaluator)
     if likelihood and is_vae_family(model):
         images, labels = _test_split(run_config)
         result = iwae_bounds(model, images, labels if type(model.config).conditional else None,
@@ -72,6 +79,15 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
     return out
 
 
+def _translation_metrics(model, run_config, seed: int, evaluator) -> Metrics:
+    from gen_keras.eval.translation import translation_metrics
+
+    values = translation_metrics(model, run_config, seed=seed, evaluator=evaluator)
+    note = (f"translation metrics of {run_config.data.dataset} (gen_keras.eval.translation); digit "
+            f"evaluator test accuracy {values['evaluator_test_accuracy']:.4f}")
+    return Metrics(values, notes={"gen_keras.eval.translation": note})
+
+
 def gate_score(model, run_config, metric: str, num_samples: int, seed: int) -> float:
     """ONE number, LOWER IS BETTER, for the retraining quality gate.
 
@@ -87,6 +103,9 @@ def gate_score(model, run_config, metric: str, num_samples: int, seed: int) -> f
     from gen_keras.precision import float32_twin
 
     model = float32_twin(model)
+    if is_translator(model):
+        raise ValueError(f"{model.config.kind!r} translates images: the retraining gate scores "
+                         f"generators ({list(GATE_METRICS)}); translation models have no gate metric yet")
     if metric not in GATE_METRICS:
         raise ValueError(f"gate metric {metric!r} is not one of {list(GATE_METRICS)}")
     if num_samples < 1:
@@ -111,4 +130,4 @@ def _test_split(run_config):
 
 
 __all__ = ["END_OF_TRAINING_IWAE_K", "EVALUATOR_VERSION", "EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
-           "is_vae_family", "load_for_eval"]
+           "is_translator", "is_vae_family", "load_for_eval"]

@@ -151,19 +151,32 @@ def get_evaluator(run_config, *, recipe: Recipe | None = None, retrain: bool = F
 
 
 def _load_or_train(run_config, recipe: Recipe, retrain: bool) -> Evaluator:
+    x_train, y_train = split_in_unit_range(run_config, "train")
+    shape = tuple(int(d) for d in run_config.model.image_shape)
+    return evaluator_for_arrays(run_config.data.dataset, shape, x_train, y_train,
+                                lambda: split_in_unit_range(run_config, "test"), recipe=recipe,
+                                retrain=retrain)
+
+
+def evaluator_for_arrays(name: str, image_shape, x_train, y_train, test_split, *,
+                         recipe: Recipe | None = None, retrain: bool = False) -> Evaluator:
+    """The cached evaluator for a labelled train split given as arrays (images in [0, 1] at
+    ``image_shape``), trained on first use; ``test_split()`` returns the held-out ``(images,
+    labels)`` its test accuracy is measured on. ``name`` names the data in the cache folder; the
+    key is the recipe, the shape and the train split's content."""
     from gen_keras.artifacts import load_model, save_model
     from gen_keras.errors import ArtifactIntegrityError
     from gen_keras.files import atomic_write_text
 
-    x_train, y_train = split_in_unit_range(run_config, "train")
+    recipe = recipe or Recipe()
     num_classes = int(y_train.max()) + 1 if len(y_train) else 0
     if num_classes < 2 or y_train.min() < 0:
-        raise ValueError(f"data.dataset={run_config.data.dataset!r} has no class labels: the "
+        raise ValueError(f"data.dataset={name!r} has no class labels: the "
                          "sample-quality evaluator is a classifier and needs a labelled data set")
-    shape = tuple(int(d) for d in run_config.model.image_shape)
+    shape = tuple(int(d) for d in image_shape)
     key = hashlib.sha256(json.dumps([RECIPE, dataclasses.asdict(recipe), list(shape),
                                      data_fingerprint(x_train, y_train)]).encode()).hexdigest()[:16]
-    folder = cache_root() / f"{_slug(run_config.data.dataset)}-{'x'.join(map(str, shape))}-{key}"
+    folder = cache_root() / f"{_slug(name)}-{'x'.join(map(str, shape))}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     model_path, info_path = folder / "evaluator.keras", folder / "info.json"
     with open(folder / ".lock", "w") as lock:
@@ -173,14 +186,14 @@ def _load_or_train(run_config, recipe: Recipe, retrain: bool) -> Evaluator:
                 return Evaluator(load_model(model_path), json.loads(info_path.read_text()))
             except (ArtifactIntegrityError, ValueError, OSError) as exc:
                 log.warning("cached evaluator %s is unusable (%s); training a new one", folder, exc)
-        x_test, y_test = split_in_unit_range(run_config, "test")
+        x_test, y_test = test_split()
         classifier, info = train_classifier(x_train, y_train, x_test, y_test, num_classes, recipe)
-        info.update(dataset=run_config.data.dataset, image_shape=list(shape), recipe=RECIPE)
+        info.update(dataset=name, image_shape=list(shape), recipe=RECIPE)
         save_model(classifier, model_path)
         info["sha256"] = (folder / "evaluator.keras.sha256").read_text().split()[0]
         atomic_write_text(info_path, json.dumps(info, indent=2))
         log.info("trained the evaluator for %s: test accuracy %.4f in %.0f s (cached in %s)",
-                 run_config.data.dataset, info["test_accuracy"], info["train_seconds"], folder)
+                 name, info["test_accuracy"], info["train_seconds"], folder)
         return Evaluator(classifier, info)
 
 

@@ -1,9 +1,12 @@
 """An export folder's ``manifest.json``: what it promises, checked once.
 
 The exporter (:mod:`gen_keras.export`) writes, beside the SavedModel and one ONNX file per
-operation, a manifest with the model kind, latent size, image shape, value range, label count,
-the operations (``endpoints``: ``generate``, ``encode``, ``reconstruct``, ``score``, ...) with
-their typed inputs and ordered outputs, and the sha256 of every file. :func:`verify_export`
+operation, a manifest with the model kind, latent size (0 for a model without a latent code, a
+translator), image shape, value range, label count, the operations (``endpoints``:
+``generate``, ``encode``, ``reconstruct``, ``score``, ``translate``, ...) with their typed inputs
+and ordered outputs (``output_specs``: each output's shape and dtype, and for both inputs and
+outputs the value range where the model declares one; manifests written before these fields
+still parse, with no output specs), and the sha256 of every file. :func:`verify_export`
 checks all of it before any file reaches a runtime; a folder that fails is refused with the
 reason, never half-loaded. The check covers corruption, half-copied folders, stray edits,
 symlinks and files the exporter did not write; it cannot stop someone who can rewrite
@@ -28,6 +31,16 @@ class InputSpec:
     name: str  # z | x | label | eps | ... (the exporter's names; ONNX keeps them)
     shape: tuple  # leading None = batch
     dtype: str
+    value_range: tuple[float, float] | None = None  # where the model promises one (images)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """One output of an operation (manifests from before ``output_specs`` have none)."""
+    name: str
+    shape: tuple  # leading None = batch
+    dtype: str
+    value_range: tuple[float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +52,13 @@ class OperationSpec:
     aliases: tuple[str, ...]
     inputs: tuple[InputSpec, ...]
     outputs: tuple[str, ...]  # ONNX output names are generic: this order is the contract
+    output_specs: tuple[OutputSpec, ...] = ()  # shapes / ranges of ``outputs``, in order
 
     def input(self, name: str) -> InputSpec | None:
         return next((i for i in self.inputs if i.name == name), None)
+
+    def output(self, name: str) -> OutputSpec | None:
+        return next((o for o in self.output_specs if o.name == name), None)
 
     @property
     def input_names(self) -> list[str]:
@@ -90,7 +107,7 @@ def parse_manifest(manifest: dict, where: str) -> ExportSpec:
             raise ArtifactIntegrityError(f"{where}: manifest field {key!r}={value!r} is not {what}")
         return value
 
-    latent = need("latent_dim", int, lambda v: v > 0, "a positive integer")
+    latent = need("latent_dim", int, lambda v: v >= 0, "a positive integer (or 0: no latent code)")
     shape = need("image_shape", list, lambda v: len(v) == 3 and all(
         isinstance(d, int) and d > 0 for d in v), "[height, width, channels]")
     lo, hi = need("value_range", list, lambda v: len(v) == 2 and all(
@@ -102,17 +119,39 @@ def parse_manifest(manifest: dict, where: str) -> ExportSpec:
     operations = {}
     for name, op in need("endpoints", dict, lambda v: bool(v), "a non-empty mapping of operations").items():
         try:
-            inputs = tuple(InputSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in op["inputs"])
+            inputs = tuple(InputSpec(i["name"], tuple(i["shape"]), i["dtype"],
+                                     _value_range(i, f"{where}: operation {name!r} input")) for i in op["inputs"])
+            outputs = tuple(OutputSpec(o["name"], tuple(o["shape"]), o["dtype"],
+                                       _value_range(o, f"{where}: operation {name!r} output"))
+                            for o in op.get("output_specs", []))
             operations[name] = OperationSpec(name, op["onnx"], op.get("signature", name),
-                                             tuple(op.get("aliases", [])), inputs, tuple(op["outputs"]))
+                                             tuple(op.get("aliases", [])), inputs, tuple(op["outputs"]), outputs)
         except (KeyError, TypeError) as exc:
             raise ArtifactIntegrityError(f"{where}: manifest operation {name!r} lacks {exc}") from None
-        for i in inputs:
+        for i in (*inputs, *outputs):
             if i.dtype not in KNOWN_DTYPES:
-                raise ArtifactIntegrityError(f"{where}: operation {name!r} input {i.name!r} has dtype "
+                raise ArtifactIntegrityError(f"{where}: operation {name!r} input/output {i.name!r} has dtype "
                                              f"{i.dtype!r}; readers know {list(KNOWN_DTYPES)}")
+        if outputs and [o.name for o in outputs] != list(operations[name].outputs):
+            raise ArtifactIntegrityError(f"{where}: operation {name!r} output_specs name "
+                                         f"{[o.name for o in outputs]}, its outputs {list(operations[name].outputs)}")
+    if "generate" in operations and latent < 1:
+        raise ArtifactIntegrityError(f"{where}: manifest field 'latent_dim'={latent} is not a positive "
+                                     "integer, and the model has a 'generate' operation")
     return ExportSpec(str(manifest.get("name", Path(where).name)), need("kind", str), latent,
                       tuple(shape), (float(lo), float(hi)), classes, conditional, operations, manifest)
+
+
+def _value_range(spec: dict, what: str) -> tuple[float, float] | None:
+    """``[low, high]`` with low < high, or None when the spec has none."""
+    value = spec.get("value_range")
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) or not value[0] < value[1]):
+        raise ArtifactIntegrityError(f"{what} {spec.get('name')!r}: value_range={value!r} is not "
+                                     "[low, high] with low < high")
+    return (float(value[0]), float(value[1]))
 
 
 def sha256_bytes(data: bytes) -> str:

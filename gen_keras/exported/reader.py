@@ -164,6 +164,38 @@ class ExportReader(LatentModel):
         x = self.as_images(x)
         return self.run("reconstruct", x=x, label=self.check_labels(labels, len(x)))["image"]
 
+    # -- image-to-image ------------------------------------------------------------------------------
+    @property
+    def translations(self) -> list[str]:
+        """The image-to-image operations (``translate``, or ``translate_a2b`` / ``translate_b2a``)."""
+        return sorted(n for n in self.spec.operations if n.startswith("translate"))
+
+    def translate(self, x, operation: str | None = None) -> np.ndarray:
+        """Images in, images out through a translation operation (the only one, when
+        ``operation`` is None); the images must have the shape, and lie in the value range, the
+        manifest gives for the operation's input."""
+        if operation is None:
+            if len(self.translations) != 1:
+                raise ConfigError(f"the {self.kind!r} export {self.export_dir} has translation operations "
+                                  f"{self.translations or 'none'}; name one")
+            operation = self.translations[0]
+        op = self.operation(operation)
+        spec = op.input("x")
+        if spec is None:
+            raise ConfigError(f"operation {op.name!r} takes no image 'x' (inputs {op.input_names})")
+        want = tuple(spec.shape[1:])
+        x = np.asarray(x, np.float32)
+        x = x[None] if x.ndim == len(want) else x
+        if tuple(x.shape[1:]) != want:
+            raise ValueError(f"images of shape {list(x.shape)}; operation {op.name!r} takes "
+                             f"[N, {', '.join(map(str, want))}]")
+        if spec.value_range is not None and x.size:
+            lo, hi = spec.value_range
+            if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
+                raise ValueError(f"image values in [{x.min():.3g}, {x.max():.3g}]; operation {op.name!r} "
+                                 f"takes values in [{lo:g}, {hi:g}]")
+        return self.run(op.name, x=x)[op.outputs[0]]
+
 
 def open_export(source: str | Path, *, tracking_uri: str | None = None,
                 cache_dir: str | Path | None = None, **options) -> ExportReader:

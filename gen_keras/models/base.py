@@ -21,10 +21,13 @@ class Endpoint:
     ``inputs`` / ``outputs`` from the manifest (ONNX output names are generic, so the order here
     is the contract).
     """
-    name: str  # generate | encode | reconstruct | ...
+    name: str  # generate | encode | reconstruct | translate | ...
     network: keras.Model
     outputs: list[str]
     aliases: list[str] = dataclasses.field(default_factory=list)  # extra SavedModel signature names
+    # [low, high] of image inputs / outputs by name, where the model promises one (the manifest
+    # records it beside each one's shape; a translation's input and output both need it).
+    value_ranges: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
 
 class GenerativeModel(keras.Model):
@@ -34,6 +37,7 @@ class GenerativeModel(keras.Model):
     kind = "base"
     tracker_names: tuple[str, ...] = ("loss",)
     has_prior = True  # samples from generate(z ~ N(0, I)) are meant to look like the data
+    preview = "samples"  # what the trainer pictures each epoch: "samples" | "translation"
 
     def __init__(self, config=None, seed: int = 0, precision: str = "float32", **kwargs):
         super().__init__(**kwargs)

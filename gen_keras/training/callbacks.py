@@ -94,3 +94,31 @@ class PreviewImages(keras.callbacks.Callback):
                 self.sink.log_artifact(p, p.parent.name)
                 self.sink.log_image(p, p.parent.name, epoch)  # the UI's per-epoch image series
         return paths
+
+
+class TranslationPreview(keras.callbacks.Callback):
+    """Each epoch: a grid of a FIXED batch of test examples, one row each, in the columns the
+    model declares (``model.preview_columns``: input | output | target for paired models; a |
+    G(a) | F(G(a)) | b | F(b) | G(F(b)) for CycleGAN), saved as ``translations/epoch_NNN.png``."""
+
+    def __init__(self, model_, inputs, targets, out_dir: Path, sink=None, n: int = 8):
+        super().__init__()
+        self.out_dir = Path(out_dir)
+        self.sink = sink
+        self.value_range = model_.value_range
+        self.inputs, self.targets = np.asarray(inputs[:n]), np.asarray(targets[:n])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write(epoch + 1)
+
+    def write(self, epoch: int) -> list[Path]:
+        columns = [np.asarray(c, np.float32) for c in self.model.preview_columns(self.inputs, self.targets)]
+        channels = max(c.shape[-1] for c in columns)  # grey columns beside colour ones become RGB
+        columns = [np.repeat(c, channels, axis=-1) if c.shape[-1] != channels else c for c in columns]
+        rows = np.stack(columns, 1).reshape(-1, *columns[0].shape[1:])
+        path = save_png(image_grid(rows, len(columns), self.value_range),
+                        self.out_dir / "translations" / f"epoch_{epoch:03d}.png")
+        if self.sink is not None:
+            self.sink.log_artifact(path, path.parent.name)
+            self.sink.log_image(path, path.parent.name, epoch)  # the UI's per-epoch image series
+        return [path]

@@ -188,15 +188,25 @@ def fit(model, data, plan: RunPlan, ctx, checkpoint, initial_epoch: int, verbose
 def training_callbacks(model, data, ctx, checkpoint) -> list:
     """The health guards every run needs and the ones the model declares; on the chief also the
     checkpoint, the per-epoch metrics and the preview images."""
-    from gen_keras.training.callbacks import HealthGuard, MLflowMetrics, PreviewImages
+    from gen_keras.training.callbacks import HealthGuard, MLflowMetrics
     from gen_keras.training.guards import guard_callbacks
 
     callbacks = [HealthGuard(), *guard_callbacks(model, ctx.sink)]
     if ctx.is_chief:
-        test_images, test_labels = (t.numpy() for t in next(iter(data.test.unbatch().batch(16))))
-        callbacks += [checkpoint, MLflowMetrics(ctx.sink),
-                      PreviewImages(model, test_images, ctx.samples_dir, ctx.sink, test_labels=test_labels)]
+        callbacks += [checkpoint, MLflowMetrics(ctx.sink), preview_callback(model, data, ctx)]
     return callbacks
+
+
+def preview_callback(model, data, ctx):
+    """The per-epoch pictures of what the model declares it makes (``model.preview``): samples
+    (and reconstructions) from a fixed latent batch, or input | output | target grids of a
+    fixed batch of test pairs for a translation model."""
+    from gen_keras.training.callbacks import PreviewImages, TranslationPreview
+
+    first, second = (t.numpy() for t in next(iter(data.test.unbatch().batch(16))))
+    if model.preview == "translation":  # test batches are (input, target) / (a, b)
+        return TranslationPreview(model, first, second, ctx.samples_dir, ctx.sink)
+    return PreviewImages(model, first, ctx.samples_dir, ctx.sink, test_labels=second)
 
 
 # -- after training --------------------------------------------------------------------------------
