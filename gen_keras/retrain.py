@@ -301,7 +301,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
     name>`` with ``os.replace`` (atomic on POSIX). A failure at any point before that leaves the
     previous export serving, untouched. The last ``keep`` version folders are kept for rollback.
     """
-    from gen_keras.exported.pyfunc import export_folder_of
+    from gen_keras.exported.sources import export_folder_of
     from gen_keras.exported.sources import download_verified, fetch_artifact
     from gen_keras.files import fsync_dir
 

@@ -18,6 +18,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gen_keras.stores import default_artifact_location, default_tracking_uri, require_existing_store  # noqa: F401  (re-exported: the store helpers began here)
+
 log = logging.getLogger("gen_keras.tracking")
 
 # MLflow's HTTP client retries each request with exponential backoff for minutes by default;
@@ -26,39 +28,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs
-
-
-def default_tracking_uri(root: str | Path | None = None, create: bool = True) -> str:
-    """``$MLFLOW_TRACKING_URI``, else the SQLite store ``./mlflow/mlflow.db`` (its folder made
-    only when ``create``: a read-only command never makes a store)."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    root = Path(root or Path.cwd() / "mlflow")
-    if create:
-        root.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
-
-
-def require_existing_store(uri: str) -> None:
-    """A read-only command must not create a store: for ``sqlite:///PATH`` the file must exist
-    (MLflow would otherwise create an empty database, even in a mistyped folder)."""
-    from gen_keras.errors import ModelSourceError
-
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if not path.is_file():
-            raise ModelSourceError(f"no MLflow tracking store at {path} (from {uri}); train a model "
-                                   "first, or pass --tracking-uri / MLFLOW_TRACKING_URI for the store "
-                                   "that holds the run")
-
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """For a local SQLite store, artifacts go to ``mlflow/artifacts`` beside the database."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
-        return (db.parent / "artifacts").resolve().as_uri()
-    return None
 
 
 # MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and files a run

@@ -48,7 +48,7 @@ class ServedModel:
             "image_shape": list(s.image_shape), "value_range": list(s.value_range),
             "num_classes": s.num_classes, "conditional": s.conditional, "operations": self.operations,
             "signatures": ["serving_default", *s.signature_names()],
-            "endpoints": {n: {"inputs": [dataclasses.asdict(i) for i in op.inputs],
+            "endpoints": {n: {"inputs": [_input_fields(i) for i in op.inputs],
                               "outputs": list(op.outputs)} for n, op in s.operations.items()},
             "backend": self.reader.runtime.name, "source": self.source,
             "source_run_id": s.source_run_id, "created": s.manifest.get("created"),
@@ -57,6 +57,14 @@ class ServedModel:
             "model_version_status": [{"version": "1", "state": "AVAILABLE",
                                       "status": {"error_code": "OK", "error_message": ""}}],
         }
+
+
+def _input_fields(spec) -> dict:
+    """An input as the API describes it: ``value_range`` only where the model promises one."""
+    fields = dataclasses.asdict(spec)
+    if fields.get("value_range") is None:
+        fields.pop("value_range", None)
+    return fields
 
 
 def load_export(export_dir: str | Path, name: str, backend: str = "onnx", source: str | None = None,

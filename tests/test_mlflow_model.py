@@ -135,7 +135,7 @@ def test_a_tampered_mlflow_model_is_refused(registered, tracking, tmp_path):
     import mlflow.artifacts
     import mlflow.pyfunc
 
-    from gen_keras.exported.pyfunc import export_folder_of
+    from gen_keras.exported.sources import export_folder_of
 
     _, _, version = registered
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp_path)))

@@ -189,7 +189,8 @@ def test_1_two_jobs_at_once_only_one_runs_and_promotes(job):
     v1 = client.get_model_version(NAME, "1")
     run = client.get_run(v1.run_id)
     assert run.info.run_name == f"{NAME}-day1" and run.info.status == "FINISHED"
-    assert v1.source == f"{run.info.artifact_uri}/export"
+    # The version is the run's logged MLflow Model (what MLflow's own tools load).
+    assert v1.source == f"models:/{run.data.tags['gen_keras.model_id']}"
     assert math.isclose(float(tags["challenger_score"]), run.data.metrics["gate/nll"], rel_tol=1e-6)
     assert 50 < float(tags["challenger_score"]) < 600  # nats per MNIST digit after one short epoch
     assert_serving(job, "1")

@@ -163,7 +163,7 @@ def log_model(client, run_id: str, experiment_id: str, export_dir: str | Path, s
     tmp = Path(tempfile.mkdtemp(prefix="gen_keras_mlflow_model_"))
     try:
         local = save_model(export_dir, tmp / "model")
-        model = client.create_logged_model(experiment_id, name="model", source_run_id=run_id,
+        model = client.create_logged_model(experiment_id, name="mlflow_model", source_run_id=run_id,
                                            model_type="gen-keras-export",
                                            tags={"gen_keras.kind": ExportReader(export_dir).kind})
         client.log_model_artifacts(model.model_id, str(local))
@@ -172,19 +172,3 @@ def log_model(client, run_id: str, experiment_id: str, export_dir: str | Path, s
         return model.model_id
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def export_folder_of(model_dir: str | Path) -> Path:
-    """The export folder inside a downloaded MLflow Model (its pyfunc ``data``), or the folder
-    itself when it is a plain export."""
-    import yaml
-
-    model_dir = Path(model_dir)
-    mlmodel = model_dir / "MLmodel"
-    if not mlmodel.is_file():
-        return model_dir
-    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {})
-    if flavor.get("loader_module") != "gen_keras.exported.pyfunc" or not flavor.get("data"):
-        raise ConfigError(f"{model_dir} is an MLflow Model, but not one gen-keras wrote (no "
-                          "gen_keras.exported.pyfunc flavor)")
-    return model_dir / flavor["data"]

@@ -59,7 +59,7 @@ def client_for(tracking_uri: str | None):
     a store: a missing SQLite file is an error naming it."""
     from mlflow import MlflowClient
 
-    from gen_keras.tracking import default_tracking_uri, require_existing_store
+    from gen_keras.stores import default_tracking_uri, require_existing_store
 
     uri = tracking_uri or default_tracking_uri(create=False)
     require_existing_store(uri)
@@ -83,7 +83,6 @@ def download_registered(uri: str, tracking_uri: str | None = None,
               else client.get_model_version(name, version))
     except Exception as exc:
         raise ModelSourceError(f"{uri}: the registry at {store} cannot resolve it ({_why(exc)})") from None
-    from gen_keras.exported.pyfunc import export_folder_of
 
     target = Path(cache_dir or default_cache_dir() / "models") / f"{name}-v{mv.version}"
     download_verified(target, lambda dst: export_folder_of(fetch_artifact(mv.source, dst, store)),
@@ -112,9 +111,19 @@ def download_run_export(run_id: str, tracking_uri: str | None = None,
     return target
 
 
-def fetch_artifact(artifact_uri: str, dst: Path, tracking_uri: str) -> Path:
-    import mlflow.artifacts
+LOGGED_MODEL_URI = re.compile(r"^models:/(m-[0-9a-f]{32})/?$")
 
+
+def fetch_artifact(artifact_uri: str, dst: Path, tracking_uri: str) -> Path:
+    """Download ``artifact_uri`` from the store at ``tracking_uri``. A logged model
+    (``models:/m-<id>``, what registry versions point at) is looked up in that store explicitly:
+    MLflow resolves such URIs against its process-wide tracking URI, which may be another store."""
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    logged = LOGGED_MODEL_URI.match(artifact_uri)
+    if logged:
+        artifact_uri = MlflowClient(tracking_uri).get_logged_model(logged.group(1)).artifact_location
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst),
                                                     tracking_uri=tracking_uri))
 
@@ -142,3 +151,19 @@ def download_verified(target: Path, fetch, what: str) -> None:
         publish_folder(local, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_folder_of(model_dir: str | Path) -> Path:
+    """The export folder inside a downloaded MLflow Model (its pyfunc ``data``), or the folder
+    itself when it is a plain export."""
+    import yaml
+
+    model_dir = Path(model_dir)
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        return model_dir
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {})
+    if flavor.get("loader_module") != "gen_keras.exported.pyfunc" or not flavor.get("data"):
+        raise ModelSourceError(f"{model_dir} is an MLflow Model, but not one gen-keras wrote (no "
+                               "gen_keras.exported.pyfunc flavor)")
+    return model_dir / flavor["data"]
