@@ -30,7 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from gen_keras.errors import GenKerasError
 
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # Everything after a bare "--" is passed through untouched (e.g. Apache Beam's options for
+    # ``gen-keras batch``); argparse's sub-parsers cannot take that tail themselves.
+    passthrough = given[given.index("--") + 1:] if "--" in given else []
+    args = build_parser().parse_args(given[:given.index("--")] if "--" in given else given)
+    args.passthrough = passthrough
+    if passthrough and not getattr(args, "accepts_passthrough", False):
+        print(f"gen-keras: error: {args.command} takes no options after '--' (got "
+              f"{' '.join(passthrough)})", file=sys.stderr)
+        return 2
     if not (args.tf_logs or os.environ.get("GEN_KERAS_TF_LOGS") == "1") and argv is None:
         from gen_keras.quiet import filter_native_stderr
 
