@@ -43,17 +43,21 @@ def free_port() -> int:
 class Server:
     """``gen-keras serve`` in its own process group."""
 
-    def __init__(self, models: Path, backend: str, threads: int, log: Path):
+    def __init__(self, models: Path, backend: str, threads: int, log: Path, code: Path | None = None):
+        """``code``: another checkout of the project whose server to run (before/after runs)."""
         self.port = free_port()
         exe = Path(sys.executable).with_name("gen-keras")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "gen_keras.cli"]
+        cmd = [str(exe)] if exe.exists() and code is None else [sys.executable, "-m", "gen_keras.cli"]
         self.cmd = [*cmd, "serve", "--models", str(models), "--port", str(self.port),
                     "--backend", backend, "--threads", str(threads), "--log-level", "warning"]
+        self.env = {**os.environ, "PYTHONPATH": str(code)} if code else None
+        self.cwd = str(code) if code else None
         self.log, self.proc = log, None
 
     def __enter__(self) -> "Server":
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env=self.env, cwd=self.cwd)
         deadline = time.time() + 180
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -144,7 +148,10 @@ def run_load(port: int, model: str, n: int, fmt: str, clients: int, seconds: flo
 
     started = time.perf_counter()
     asyncio.run(main())
-    elapsed = time.perf_counter() - started
+    return _summary(tally, n, fmt, clients, time.perf_counter() - started)
+
+
+def _summary(tally: Tally, n: int, fmt: str, clients: int, elapsed: float) -> dict:
     ms = np.asarray(tally.latencies) * 1000
     done = len(ms)
     return {
@@ -157,6 +164,76 @@ def run_load(port: int, model: str, n: int, fmt: str, clients: int, seconds: flo
         "errors_4xx": sum(v for k, v in tally.status.items() if 400 <= k < 500),
         "dropped_connections": tally.dropped,
     }
+
+
+async def _slow_client(port: int, deadline: float, counts: dict) -> None:
+    """Announces a body and trickles it a byte a second (the server cuts it off: 408)."""
+    while time.perf_counter() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write("POST /v1/models/x:generate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode())
+            while time.perf_counter() < deadline:
+                writer.write(b" ")
+                await writer.drain()
+                if reader.at_eof():
+                    break
+                await asyncio.sleep(1.0)
+            writer.close()
+            counts["slow"] = counts.get("slow", 0) + 1
+        except (OSError, ConnectionError):
+            counts["slow"] = counts.get("slow", 0) + 1
+            await asyncio.sleep(0.5)
+
+
+BAD_BODIES = [b"{not json", b'{"n": -1}', b'{"n": 100000}', b'{"bogus": 1}', b'{"z": [[1e999]]}',
+              b'{"seed": "x"}', b"[]", b'{"n": 1, "format": "gif"}']
+
+
+async def _bad_client(port: int, model: str, deadline: float, counts: dict) -> None:
+    """A stream of malformed requests on one keep-alive connection (each answered 4xx)."""
+    reader = writer = None
+    i = 0
+    while time.perf_counter() < deadline:
+        body = BAD_BODIES[i % len(BAD_BODIES)]
+        i += 1
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"POST /v1/models/{model}:generate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                         + body)
+            await writer.drain()
+            status, keep = await _read_response(reader)
+            counts[status] = counts.get(status, 0) + 1
+            if not keep:
+                writer.close()
+                writer = None
+        except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+            counts["dropped"] = counts.get("dropped", 0) + 1
+            writer = None
+        await asyncio.sleep(0.005)
+
+
+def run_abuse(port: int, model: str, n: int, fmt: str, clients: int, seconds: float, max_requests: int,
+              slow: int = 20, bad: int = 2) -> dict:
+    """``run_load`` while ``slow`` slow clients and ``bad`` streams of malformed requests run
+    alongside; only the good requests are in the figures."""
+    tally, abuse = Tally(max_requests), {}
+
+    async def main():
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*[_client(port, model, n, fmt, deadline, tally, 1_000_000 * k)
+                               for k in range(clients)],
+                             *[_slow_client(port, deadline, abuse) for _ in range(slow)],
+                             *[_bad_client(port, model, deadline, abuse) for _ in range(bad)])
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    result = _summary(tally, n, fmt, clients, time.perf_counter() - started)
+    result["abuse"] = {"slow_clients": slow, "bad_streams": bad,
+                       "answers": {str(k): v for k, v in sorted(abuse.items(), key=lambda kv: str(kv[0]))}}
+    return result
 
 
 def generator_alone(export_dir: Path, batches, reps: int) -> list[dict]:
@@ -191,6 +268,52 @@ def generator_alone(export_dir: Path, batches, reps: int) -> list[dict]:
     return out
 
 
+def before_after_abuse(args, models: Path, model: str, sizes: list[int], log: Path) -> dict:
+    """Interleaved before/after rounds (the other checkout's server, then this one's, per round;
+    the median over rounds), then this server quiet and under abuse, back to back."""
+    out: dict = {}
+    if args.compare_with:
+        runs = []
+        for r in range(args.rounds):
+            for label, code in (("before", Path(args.compare_with).resolve()), ("after", None)):
+                with Server(models, "onnx", args.threads, log, code=code) as server:
+                    for n in sizes:
+                        run_load(server.port, model, n, args.format, 2, 1.0, 20)  # warm-up
+                        res = run_load(server.port, model, n, args.format, args.clients, args.seconds,
+                                       args.max_requests)
+                        runs.append({"code": label, "round": r, **res})
+                        print(f"  round {r} {label:6s} n={n:<3d} {res['rps']:8.1f} req/s  p99 "
+                              f"{res['latency_ms']['p99']} ms", file=sys.stderr)
+        table = {}
+        for n in sizes:
+            row = {}
+            for label in ("before", "after"):
+                mine = [x for x in runs if x["code"] == label and x["n"] == n]
+                row[label] = {"rps": round(statistics.median(x["rps"] for x in mine), 1),
+                              "p99_ms": round(statistics.median(x["latency_ms"]["p99"] for x in mine), 2),
+                              "errors_5xx": sum(x["errors_5xx"] for x in mine),
+                              "dropped": sum(x["dropped_connections"] for x in mine)}
+            row["after_vs_before_rps"] = round(row["after"]["rps"] / row["before"]["rps"], 3)
+            table[f"n_{n}"] = row
+        out["before_after"] = {"before": str(args.compare_with), "rounds": args.rounds, "table": table,
+                               "runs": runs}
+    if args.abuse:
+        rows = {}
+        with Server(models, "onnx", args.threads, log) as server:
+            for n in sizes:
+                run_load(server.port, model, n, args.format, 2, 1.0, 20)  # warm-up
+                quiet = run_load(server.port, model, n, args.format, args.clients, args.seconds, args.max_requests)
+                abused = run_abuse(server.port, model, n, args.format, args.clients, args.seconds,
+                                   args.max_requests)
+                rows[f"n_{n}"] = {"quiet": quiet, "abuse": abused,
+                                  "p99_abuse_over_quiet": round(abused["latency_ms"]["p99"]
+                                                                / quiet["latency_ms"]["p99"], 2)}
+                print(f"  abuse n={n:<3d} quiet p99 {quiet['latency_ms']['p99']} ms, abuse p99 "
+                      f"{abused['latency_ms']['p99']} ms, good 5xx {abused['errors_5xx']}", file=sys.stderr)
+        out["abuse"] = rows
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=str(ROOT / "outputs" / "exports"), help="folder of export folders")
@@ -205,6 +328,13 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=200, help="generator-alone repetitions")
     p.add_argument("--smoke", action="store_true", help="a quick check: 8 clients, 3 s, 20 reps")
     p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--compare-with", default=None, metavar="CHECKOUT",
+                   help="before/after: also run the server of another checkout (e.g. `git worktree add "
+                        "/tmp/old ffe5f26`), interleaved round by round with this one (onnx backend)")
+    p.add_argument("--rounds", type=int, default=3, help="before/after rounds")
+    p.add_argument("--abuse", action="store_true",
+                   help="also run the load while 20 slow clients and 2 streams of malformed requests "
+                        "run alongside; compare the good requests' p99 with the quiet run's")
     args = p.parse_args(argv)
     if args.smoke:
         args.clients, args.seconds, args.max_requests, args.reps = 8, 3.0, 400, 20
@@ -222,6 +352,14 @@ def main(argv=None) -> int:
                           "load_average_before": [round(x, 2) for x in os.getloadavg()]},
               "settings": {k: getattr(args, k) for k in ("clients", "seconds", "max_requests", "threads", "format")},
               "load": []}
+    if args.compare_with or args.abuse:
+        report.update(before_after_abuse(args, models, export.name, sizes, log))
+        report["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return 0
     for backend in args.backends.split(","):
         with Server(models, backend, args.threads, log) as server:
             assert export.name in [m["name"] for m in server.get("/v1/models")["models"]]

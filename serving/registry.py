@@ -39,6 +39,8 @@ class ServedModel:
     def operations(self) -> list[str]:
         """What ``POST /v1/models/NAME:OP`` answers for this model."""
         listed = [op for op in ("encode", "reconstruct") if op in self.spec.operations]
+        if {"mapping", "synthesis"} <= set(self.spec.operations):
+            listed.insert(0, "mix")  # style mixing: a style-based generator's two halves
         return [*GENERATOR_OPERATIONS, *listed]
 
     def describe(self) -> dict:

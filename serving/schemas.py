@@ -40,6 +40,9 @@ class Images(BaseModel):
     steps: int = Field(None, description="frames (interpolate)")
     method: Literal["linear", "slerp"] = Field(None, description="the path (interpolate)")
     label: int = Field(None, description="the class of every frame (interpolate, conditional models)")
+    truncation: float = Field(None, description="psi, when the request gave one (generate, style-based models)")
+    layer: int = Field(None, description="the first style layer taken from the column's seed (mix)")
+    num_ws: int = Field(None, description="the model's number of style layers (mix)")
     value_range: list[float] = Field(description="[low, high]: the range of the pixel values")
     shape: list[int] = Field(description="[n, height, width, channels]")
     images: list[list[list[list[float]]]] = Field(description="n images, each [height][width][channels]")
@@ -76,6 +79,9 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
                                                  "(GET /v1/models/{name}); instead of `n`/`seed`")
         labels: list[int] = Field(None, description=LABELS)
         label: int = Field(None, ge=0, description=LABEL + "; without `label`/`labels`, classes cycle 0, 1, 2, ...")
+        truncation: float = Field(None, ge=0.0, le=1.0, description="style-based models only (kind stylegan): "
+                                  "psi of the truncation trick, w = w_avg + psi (w - w_avg); 1 = none, 0 = "
+                                  "the average style")
         format: Literal["json", "png"] = Field(None, description=FORMAT)
 
     class InterpolateRequest(_Body):
@@ -90,6 +96,16 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
                                                    "(Shoemake 1985), better for Gaussian codes (White 2016)")
         label: int = Field(None, ge=0, description="the class of every frame (conditional models; default 0)")
         format: Literal["json", "png"] = Field(None, description=FORMAT + " (one row)")
+
+    class MixRequest(_Body):
+        """Style mixing (style-based models): the codes of `seeds` are mapped to styles w, and the
+        image at row i, column j takes the styles of seeds[i] on the layers before `layer`
+        (coarse: pose, stroke thickness) and those of seeds[j] from `layer` on (fine). The diagonal
+        is each seed's own image."""
+        seeds: list[int] = Field(min_length=2, max_length=8, description="2 to 8 seeds, each 0 .. 2^63 - 1")
+        layer: int = Field(None, ge=1, description="the first style layer taken from the column's seed: "
+                           "1 .. num_ws - 1 (num_ws = the synthesis input's second axis; default num_ws // 2)")
+        format: Literal["json", "png"] = Field(None, description=FORMAT + " (a seeds x seeds grid)")
 
     def image_list():
         return Field(min_length=1, max_length=limits.max_n,
@@ -120,5 +136,6 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
         instances: list[Any] = Field(None, min_length=1, max_length=limits.max_n, description="rows")
         inputs: list[Any] | dict[str, list[Any]] = Field(None, description="columns: a batch, or one per input")
 
-    return {m.__name__: m for m in (GenerateRequest, InterpolateRequest, EncodeRequest, ReconstructRequest,
+    return {m.__name__: m for m in (GenerateRequest, InterpolateRequest, MixRequest, EncodeRequest,
+                                     ReconstructRequest,
                                      PredictRequest, Images, Encoding, Prediction, Error)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import secrets
 
 import numpy as np
@@ -233,8 +234,26 @@ class Parsed:
     extra: dict = dataclasses.field(default_factory=dict)
 
 
+STYLE_NOTE = "only style-based generators (kind stylegan) have it"
+
+
+def truncation(body: dict, spec: ExportSpec, model: str) -> float | None:
+    """``truncation`` (psi in [0, 1]; 1 = none) where the export has ``generate_truncated``."""
+    if "truncation" not in body:
+        return None
+    if "generate_truncated" not in spec.operations:
+        raise RequestError(400, f"truncation: model {model!r} ({spec.kind}) has no truncation; {STYLE_NOTE}")
+    v = body["truncation"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+        raise RequestError(400, f"truncation={_short(v)} must be a number in [0, 1] (psi: 0 = the average "
+                                "style, 1 = no truncation)")
+    return float(v)
+
+
 def parse_generate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
-    check_fields(body, {"n", "seed", "z", "labels", "label", "format"}, "generate")
+    psi = truncation(body, spec, model)
+    style = {"truncation"} if "generate_truncated" in spec.operations else set()
+    check_fields(body, {"n", "seed", "z", "labels", "label", "format"} | style, "generate")
     fmt = response_format(body, accept)
     if "z" in body:
         if "n" in body or "seed" in body:
@@ -247,7 +266,31 @@ def parse_generate(body: dict, spec: ExportSpec, model: str, limits: Limits, acc
         # Without a seed, draw one and report it, so any grid can be reproduced.
         seed = integer(body, "seed", 0, 0, MAX_SEED) if "seed" in body else secrets.randbelow(2**31)
         z = sample_prior(n, spec.latent_dim, seed)
-    return Parsed(z=z, labels=labels(body, spec, model, len(z)), seed=seed, format=fmt)
+    return Parsed(z=z, labels=labels(body, spec, model, len(z)), seed=seed, format=fmt,
+                  extra={} if psi is None else {"truncation": psi})
+
+
+MAX_MIX_SEEDS = 8
+
+
+def parse_mix(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
+    """``seeds`` (2..8) and ``layer``: the style-mixing grid, row i / column j = the styles of
+    seeds[i] before ``layer`` (coarse: pose, thickness) and of seeds[j] from ``layer`` on (fine)."""
+    check_fields(body, {"seeds", "layer", "format"}, "mix")
+    fmt = response_format(body, accept)
+    num_ws = spec.operations["synthesis"].inputs[0].shape[1]
+    seeds = body.get("seeds")
+    if not isinstance(seeds, list) or not 2 <= len(seeds) <= MAX_MIX_SEEDS:
+        raise RequestError(400, f"seeds must be a list of 2 to {MAX_MIX_SEEDS} integer seeds, got {_short(seeds)}")
+    for i in range(len(seeds)):
+        integer({f"seeds[{i}]": seeds[i]}, f"seeds[{i}]", 0, 0, MAX_SEED)
+    if len(seeds) ** 2 > limits.max_n:
+        raise RequestError(400, f"seeds: {len(seeds)} seeds make {len(seeds) ** 2} images, over the limit of "
+                                f"{limits.max_n} images per request")
+    layer = integer(body, "layer", num_ws // 2, 1, num_ws - 1,
+                    f" (the model has {num_ws} style layers: 1 .. {num_ws - 1} swap)")
+    z = np.concatenate([sample_prior(1, spec.latent_dim, s) for s in seeds])
+    return Parsed(z=z, seeds=seeds, format=fmt, extra={"layer": layer, "num_ws": num_ws})
 
 
 def parse_interpolate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:

@@ -23,11 +23,12 @@ ASSETS = "/docs-assets"
 OPERATIONS = {
     "generate": ("Generate images", "GenerateRequest", "Images"),
     "interpolate": ("Interpolate between two codes", "InterpolateRequest", "Images"),
+    "mix": ("Style mixing (style-based generators)", "MixRequest", "Images"),
     "encode": ("Encode images (posterior mean and log-variance)", "EncodeRequest", "Encoding"),
     "reconstruct": ("Reconstruct images", "ReconstructRequest", "Images"),
     "predict": ("TensorFlow Serving's REST predict", "PredictRequest", "Prediction"),
 }
-PNG_ANSWERS = ("generate", "interpolate", "reconstruct")
+PNG_ANSWERS = ("generate", "interpolate", "mix", "reconstruct")
 TAGS = [{"name": "operations", "description": "POST a JSON body to `/v1/models/{name}:{operation}`"},
         {"name": "models", "description": "what is served (from the export manifests)"},
         {"name": "service", "description": "liveness, readiness and Prometheus metrics"}]
@@ -156,7 +157,7 @@ def _operation(op: str, models: dict, limits: Limits, served: list[dict]) -> dic
                       *_bad_request_examples(op, limits)),
         "404": _error("no such model, or the model has no such operation",
                       f"model 'dcgan' (dcgan) has no {op} endpoint; it offers :generate, :interpolate, :predict"
-                      if op in ("encode", "reconstruct") else "unknown model 'nope'; served models: vae"),
+                      if op in ("encode", "reconstruct", "mix") else "unknown model 'nope'; served models: vae"),
         "406": _error("the Accept header asks for a type this operation does not answer",
                       f"cannot answer Accept: 'text/html'; this operation answers {accepts} (set the Accept "
                       "header or the 'format' field)"),
@@ -185,6 +186,7 @@ def _bad_request_examples(op: str, limits: Limits) -> tuple[str, ...]:
         "generate": (f"n={limits.max_n + 1} is over the limit of {limits.max_n} images per request",
                      "seed=-1 is too small; it must be at least 0",
                      "unknown field 'sed' for :generate; the fields are format, label, labels, n, seed, z"),
+        "mix": ("layer=9 is over the limit of 5 (the model has 6 style layers: 1 .. 5 swap)",),
         "interpolate": (f"steps={limits.max_steps + 1} is over the limit of {limits.max_steps} frames per request",
                         "give either 'seeds' ([seed_a, seed_b]) or 'z' ([z_a, z_b]), exactly one"),
         "encode": ("images must lie in the model's value range [0, 1]; found values from 0 to 255",),
@@ -204,7 +206,13 @@ def examples(op: str, served: list[dict]) -> dict:
         if any(m["conditional"] for m in served):
             out["conditional-class"] = {"summary": "conditional models: 8 images of class 3, PNG",
                                         "value": {"n": 8, "seed": 7, "label": 3, "format": "png"}}
+        if any("generate_truncated" in m["endpoints"] for m in served):
+            out["style-truncation"] = {"summary": "style-based models: 16 images truncated to psi 0.7, PNG",
+                                       "value": {"n": 16, "seed": 7, "truncation": 0.7, "format": "png"}}
         return out
+    if op == "mix":
+        return {"any": {"summary": "the 4x4 mixing grid of seeds 1-4, styles swapped from layer 2 (PNG)",
+                        "value": {"seeds": [1, 2, 3, 4], "layer": 2, "format": "png"}}}
     if op == "interpolate":
         return {"any": {"summary": "8 frames on the sphere between seeds 1 and 2 (JSON)",
                         "value": {"seeds": [1, 2], "steps": 8, "method": "slerp"}},

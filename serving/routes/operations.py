@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from fastapi import APIRouter, Request
 
 from serving import validation as v
@@ -18,10 +19,14 @@ router = APIRouter()
 def generate(model, body: dict, accept, limits):
     req = v.parse_generate(body, model.spec, model.name, limits, accept)
     op = model.spec.operations["generate"]
+    feeds = v.feeds(op, z=req.z, y=req.labels)
+    if "truncation" in req.extra:  # the style model's truncated generator: z and psi [N]
+        op = model.spec.operations["generate_truncated"]
+        feeds = {"z": req.z, "psi": np.full((len(req.z),), req.extra["truncation"], np.float32)}
 
     def job(token):
-        (images,) = finite(model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels), token), "generate")
-        meta = {"n": len(images), "seed": req.seed}
+        (images,) = finite(model.reader.run_feeds(op.name, feeds, token), "generate")
+        meta = {"n": len(images), "seed": req.seed, **req.extra}
         if req.labels is not None:
             meta["labels"] = req.labels.tolist()
         return images_response(model, images, req.format, meta)
@@ -38,6 +43,23 @@ def interpolate(model, body: dict, accept, limits):
         if req.labels is not None:
             meta["label"] = int(req.labels[0])
         return images_response(model, images, req.format, meta, columns=len(images))
+    return job
+
+
+def mix(model, body: dict, accept, limits):
+    req = v.parse_mix(body, model.spec, model.name, limits, accept)
+    layer, num_ws, k = req.extra["layer"], req.extra["num_ws"], len(req.z)
+
+    def job(token):
+        (w,) = finite(model.reader.run_feeds("mapping", {"z": req.z}, token), "mix")
+        # Row i, column j: layers < layer take seeds[i]'s w, the rest seeds[j]'s.
+        coarse = np.repeat(w[:, None, None, :], k, axis=1)  # [i, j, 1, w_dim]
+        fine = np.repeat(w[None, :, None, :], k, axis=0)
+        ws = np.concatenate([np.repeat(coarse, layer, axis=2), np.repeat(fine, num_ws - layer, axis=2)], axis=2)
+        (images,) = finite(model.reader.run_feeds(
+            "synthesis", {"ws": ws.reshape(k * k, num_ws, -1).astype(np.float32)}, token), "mix")
+        meta = {"n": len(images), "seeds": req.seeds, "layer": layer, "num_ws": num_ws}
+        return images_response(model, images, req.format, meta, columns=k)
     return job
 
 
@@ -61,7 +83,7 @@ def reconstruct(model, body: dict, accept, limits):
     return job
 
 
-HANDLERS = {"generate": generate, "interpolate": interpolate, "encode": encode,
+HANDLERS = {"generate": generate, "interpolate": interpolate, "mix": mix, "encode": encode,
             "reconstruct": reconstruct, "predict": predict}
 
 
