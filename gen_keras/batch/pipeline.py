@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from gen_keras.batch.rows import JOBS, schema, to_table
@@ -33,8 +34,15 @@ class BatchJob:
     _fail_at_chunk: int = -1  # fault injection for tests: this chunk's rows raise
 
 
-def default_runner_args(args: list[str]) -> list[str]:
-    """The DirectRunner over every core in separate processes, unless the caller names a runner."""
+# Jobs whose per-item work after the model is Python (a PNG per image) run in worker processes;
+# numeric jobs (codes, scores) in threads of one process: onnxruntime releases the GIL, and the
+# processes' start-up (~2 s) would be most of a short scoring job (docs/batch.md, measured).
+PROCESS_JOBS = ("generate", "reconstruct", "translate")
+
+
+def default_runner_args(args: list[str], job: str = "generate") -> list[str]:
+    """The DirectRunner over every core (processes for image jobs, threads for numeric ones),
+    unless the caller names a runner or a mode."""
     args = list(args)
     if not any(a.startswith("--runner") for a in args):
         args += ["--runner=DirectRunner"]
@@ -44,7 +52,8 @@ def default_runner_args(args: list[str]) -> list[str]:
         if not any(a.startswith("--direct_num_workers") for a in args):
             args.append(f"--direct_num_workers={os.cpu_count() or 1}")
         if not any(a.startswith("--direct_running_mode") for a in args):
-            args.append("--direct_running_mode=multi_processing")
+            mode = "multi_processing" if job in PROCESS_JOBS else "multi_threading"
+            args.append(f"--direct_running_mode={mode}")
         if not any(a.startswith("--default_sdk_harness_log_level") for a in args):
             args.append("--default_sdk_harness_log_level=ERROR")  # workers: errors only
     return args
@@ -73,22 +82,21 @@ def plan_chunks(job: BatchJob, reader):
     return image_chunks(job.input, job.chunk_size, reader.image_shape, job.limit)
 
 
-_DONE = {"chunks": 0, "items": 0, "start": 0.0}  # per worker process
+_DONE: dict = {}  # job token -> what this worker process has done of that job
 
 
-def _progress(name: str, chunk, items: int) -> None:
+def _progress(name: str, token: str, chunk, items: int) -> None:
     """A plain progress line from the worker every ~5% of the job's chunks (worker logs are
     relayed twice by the DirectRunner, and chatty)."""
     import time
 
-    if not _DONE["start"]:
-        _DONE["start"] = time.monotonic()
-    _DONE["chunks"] += 1
-    _DONE["items"] += items
-    if _DONE["chunks"] % max(1, chunk.total // 20) == 0:
-        rate = _DONE["items"] / max(time.monotonic() - _DONE["start"], 1e-6)
-        print(f"gen-keras batch {name}: worker {os.getpid()} done {_DONE['chunks']} chunks, "
-              f"{_DONE['items']:,} items ({rate:,.0f}/s); the job has {chunk.total} chunks",
+    done = _DONE.setdefault(token, {"chunks": 0, "items": 0, "start": time.monotonic()})
+    done["chunks"] += 1
+    done["items"] += items
+    if done["chunks"] % max(1, chunk.total // 20) == 0:
+        rate = done["items"] / max(time.monotonic() - done["start"], 1e-6)
+        print(f"gen-keras batch {name}: worker {os.getpid()} done {done['chunks']} chunks, "
+              f"{done['items']:,} items ({rate:,.0f}/s); the job has {chunk.total} chunks",
               file=sys.stderr, flush=True)
 
 
@@ -108,7 +116,7 @@ def run(job: BatchJob, beam_args: list[str] = ()) -> dict[str, int]:
     folder, described = resolve(job.export, tracking_uri=job.tracking_uri)
     reader = ExportReader(folder)
     chunks = plan_chunks(job, reader)
-    args = default_runner_args(list(beam_args))
+    args = default_runner_args(list(beam_args), job.job)
     threads = job.threads or max(1, (os.cpu_count() or 1) // workers_of(args))
     operation, result = JOBS[job.job]
     remote = "://" in job.out
@@ -130,7 +138,7 @@ def run(job: BatchJob, beam_args: list[str] = ()) -> dict[str, int]:
         with beam.Pipeline(options=PipelineOptions(args)) as p:
             rows_counter = beam.metrics.Metrics.counter(NAMESPACE, "rows")
 
-            fail_at = job._fail_at_chunk
+            fail_at, token = job._fail_at_chunk, uuid.uuid4().hex
 
             def table(prediction):
                 chunk = prediction.example
@@ -138,7 +146,7 @@ def run(job: BatchJob, beam_args: list[str] = ()) -> dict[str, int]:
                     raise RuntimeError(f"planted failure at chunk {fail_at} (test fault injection)")
                 rows = to_table(prediction.inference, chunk, result, value_range, png_dir)
                 rows_counter.inc(rows.num_rows)
-                _progress(job.job, chunk, rows.num_rows)
+                _progress(job.job, token, chunk, rows.num_rows)
                 return rows
 
             _ = (p | "chunks" >> beam.Create(chunks)
