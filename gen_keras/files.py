@@ -140,3 +140,14 @@ def exclusive_lock(path: str | Path, what: str, wait_s: float = 0.0):
         f.truncate(0)
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read a MiB at a time."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

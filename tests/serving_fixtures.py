@@ -162,3 +162,23 @@ def request(url: str, method: str = "GET", path: str = "/", body: bytes | dict |
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
         conn.close()
+
+
+STYLE_TINY = ["model.g_filters=4", "model.d_filters=4", "model.max_filters=16", "model.w_dim=16",
+              "model.latent_dim=16", "model.mapping_layers=2"]
+
+
+def style_export(target: Path):
+    """A tiny untrained style-based generator (28x28, 6 style layers) with a non-zero tracked
+    w_avg, exported to ``target``; returns the model (for checks against its own networks)."""
+    from gen_keras.config import load_config
+    from gen_keras.export import export_model
+    from gen_keras.models import build_model
+
+    model = build_model(load_config(ROOT / "pipelines/configs/stylegan_mnist10k.yaml", STYLE_TINY).model)
+    w_avg = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+    for net in (model.generator, model.generator_ema):
+        net.get_layer("truncation").w_avg.assign(w_avg)
+    export_model(model, target, name=target.name)
+    return model
+

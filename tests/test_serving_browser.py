@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving_fixtures import ServeProcess, request, serving_exports  # noqa: F401
+from serving_fixtures import ServeProcess, request, serving_exports, style_export  # noqa: F401
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -360,6 +360,72 @@ def test_download_buttons_give_the_servers_pngs(page, server, tmp_path):
     assert png.shape == (32, 2 + 16 * 30)
     assert np.array_equal(png, server_png(server, "vae", "interpolate",
                                           {"seeds": [1, 2], "steps": 16, "method": "slerp"}))
+
+
+# -- style-based models: truncation and style mixing -------------------------------------------------------
+@pytest.fixture(scope="module")
+def style_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("style_models")
+    style_export(root / "style")
+    shutil.copytree(Path(__file__).parent / "fixtures" / "golden" / "exports" / "dcgan", root / "dcgan")
+    proc = ServeProcess(["--models", str(root)], root.parent / "style_serve.log").start()
+    yield proc
+    proc.stop()
+
+
+def _mix_ready(seeds: str, layer: int) -> str:
+    return (f"() => {{ const i = document.getElementById('mix-grid'); return !i.hidden && i.complete && "
+            f"i.naturalWidth > 0 && i.dataset.seeds === '{seeds}' && i.dataset.layer === '{layer}' && "
+            f"document.getElementById('status').dataset.state === 'ready'; }}")
+
+
+def test_truncation_slider_and_mixing_grid_show_the_servers_images(browser, style_server, tmp_path):
+    watched = Watched(browser, style_server.url)
+    watched.allowed.append("the server responded with a status of 400")
+    page = watched.page
+    open_model(page, style_server, "style")
+    assert page.is_enabled("#truncation") and page.is_visible("#mix-panel")
+    plain = shown(page, "grid")
+    assert np.array_equal(plain, server_png(style_server, "style", "generate", {"n": 16, "seed": 7, "truncation": 1}))
+    # psi 0: every cell is the image of the average style
+    page.eval_on_selector("#truncation", "(e) => { e.value = '0'; e.dispatchEvent(new Event('input')); }")
+    page.wait_for_function("() => document.getElementById('grid').dataset.truncation === '0' && "
+                           "document.getElementById('status').dataset.state === 'ready'", timeout=30_000)
+    average = shown(page, "grid")
+    assert np.array_equal(average, server_png(style_server, "style", "generate",
+                                              {"n": 16, "seed": 7, "truncation": 0}))
+    assert page.text_content("#truncation-value") == "0.00" and "ψ 0.00" in page.text_content("#grid-caption")
+    cells = [average[2 + r * 30:2 + r * 30 + 28, 2 + c * 30:2 + c * 30 + 28] for r in range(4) for c in range(4)]
+    assert all(np.abs(cell.astype(int) - cells[0]).max() <= 1 for cell in cells)
+    assert not np.array_equal(average, plain)
+
+    # the mixing grid: default seeds 1-4, the layer in the middle of the 6 style layers
+    page.wait_for_function(_mix_ready("1,2,3,4", 3), timeout=30_000)
+    assert page.eval_on_selector_all("#mix-layer option", "os => os.map(o => o.value)") == ["1", "2", "3", "4", "5"]
+    assert np.array_equal(shown(page, "mix-grid"),
+                          server_png(style_server, "style", "mix", {"seeds": [1, 2, 3, 4], "layer": 3}))
+    page.select_option("#mix-layer", "1")
+    page.fill("#mix-seeds", "5, 6, 7")
+    page.wait_for_function(_mix_ready("5,6,7", 1), timeout=30_000)
+    mixed = shown(page, "mix-grid")
+    assert mixed.shape == (92, 92)
+    assert np.array_equal(mixed, server_png(style_server, "style", "mix", {"seeds": [5, 6, 7], "layer": 1}))
+    shot(page, tmp_path, "style_mixing", full_page=True)
+    # a bad seed list: the error sits under the seeds, the grid stays, marked stale
+    page.fill("#mix-seeds", "5, x")
+    page.wait_for_function("() => document.getElementById('mix-seeds-error').textContent !== ''", timeout=10_000)
+    assert page.text_content("#mix-seeds-error") == "'x' is not a seed: give whole numbers ≥ 0"
+    assert "stale" in page.get_attribute("#mix-figure", "class")
+    assert page.get_attribute("#status", "data-state") == "error"
+    page.fill("#mix-seeds", "5, 6, 7")
+    page.wait_for_function(_mix_ready("5,6,7", 1), timeout=30_000)
+    assert page.get_attribute("#mix-figure", "class") == "result"
+
+    # a model without styles: no mixing panel, the slider disabled, no truncation sent
+    open_model(page, style_server, "dcgan")
+    assert page.is_hidden("#mix-panel") and page.is_disabled("#truncation")
+    assert np.array_equal(shown(page, "grid"), server_png(style_server, "dcgan", "generate", {"n": 16, "seed": 7}))
+    watched.close()
 
 
 # -- /docs -----------------------------------------------------------------------------------------------

@@ -16,27 +16,17 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.registry import load_store
 
-from conftest import ROOT
+from serving_fixtures import style_export
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "exports"
-TINY = ["model.g_filters=4", "model.d_filters=4", "model.max_filters=16", "model.w_dim=16",
-        "model.latent_dim=16", "model.mapping_layers=2"]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from gen_keras.config import load_config
-    from gen_keras.export import export_model
-    from gen_keras.models import build_model
-
     root = tmp_path_factory.mktemp("style_serving")
     for name in ("vae", "dcgan"):
         shutil.copytree(GOLDEN / name, root / name)
-    model = build_model(load_config(ROOT / "pipelines/configs/stylegan_mnist10k.yaml", TINY).model)
-    w_avg = np.random.default_rng(0).standard_normal(16).astype(np.float32)
-    for net in (model.generator, model.generator_ema):
-        net.get_layer("truncation").w_avg.assign(w_avg)
-    export_model(model, root / "style", name="style")
+    model = style_export(root / "style")
     with TestClient(create_app(load_store(root, backend="onnx"))) as client:
         yield client, model
 

@@ -36,7 +36,6 @@ combinations, so reading the shards in order (or interleaved) is already a unifo
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import json
 import logging
@@ -52,6 +51,7 @@ import numpy as np
 from gen_keras.data.factor_sets import SPLIT_SEED, SUBSET_SEED, TEST_FRACTION, unflatten_index
 from gen_keras.data.factor_specs import FactorSpec, split_indices
 from gen_keras.errors import DataIntegrityError
+from gen_keras.files import sha256_file
 
 log = logging.getLogger("gen_keras.data")
 
@@ -142,7 +142,7 @@ def verify(folder: Path, spec: FactorSpec | None = None) -> dict:
         path = folder / r["file"]
         if not path.is_file():
             raise DataIntegrityError(f"{path} is missing; {fix}")
-        if path.stat().st_size != r["bytes"] or sha256_of(path) != r["sha256"]:
+        if path.stat().st_size != r["bytes"] or sha256_file(path) != r["sha256"]:
             raise DataIntegrityError(f"{path}: size or sha256 differs from the manifest; {fix}")
     return manifest
 
@@ -155,16 +155,8 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_record(path: Path) -> dict:
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import fcntl
 import gzip
-import hashlib
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from gen_keras.errors import DataIntegrityError
+from gen_keras.files import sha256_file
 
 NAME = "mnist10k"
 VERSION = "1.0.1"
@@ -35,14 +35,6 @@ FILES = {
 
 def _file(name: str) -> Path:
     return Path(str(resources.files("gen_keras.data") / "mnist10k_files" / name))
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_idx(raw: bytes, magic: int, what: str) -> np.ndarray:
@@ -64,7 +56,7 @@ def load_arrays(images_path: Path | None = None, labels_path: Path | None = None
     for key, magic, given in (("images", 2051, images_path), ("labels", 2049, labels_path)):
         name, digest = FILES[key]
         path = Path(given) if given else _file(name)
-        actual = sha256_of(path)
+        actual = sha256_file(path)
         if actual != digest:
             raise DataIntegrityError(
                 f"{path}: sha256 {actual} does not match the recorded {digest}; the bundled "

@@ -92,6 +92,11 @@ def make_pipeline(elements: tf.data.Dataset, *, image_shape, value_range, batch_
         ds = ds.cache()
         if training:
             ds = shuffle(ds)
+    return batch_and_finish(ds, batch_size, training, prefetch)
+
+
+def batch_and_finish(ds: tf.data.Dataset, batch_size: int, training: bool, prefetch: bool) -> tf.data.Dataset:
+    """Batches (whole ones only when training), prefetch, and the options of every pipeline here."""
     ds = ds.batch(batch_size, drop_remainder=training)
     if prefetch:
         ds = ds.prefetch(tf.data.AUTOTUNE)

@@ -277,7 +277,7 @@ def make_translation_pipeline(split: TranslationSplit, *, paired: bool, value_ra
     across epochs. Training batches drop the remainder (every replica gets the same share)."""
     import tensorflow as tf
 
-    from gen_keras.data.pipeline import to_model_range
+    from gen_keras.data.pipeline import batch_and_finish, to_model_range
 
     def stream(images, stream_seed):
         ds = tf.data.Dataset.from_tensor_slices(images[:limit] if limit else images)
@@ -296,10 +296,4 @@ def make_translation_pipeline(split: TranslationSplit, *, paired: bool, value_ra
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     else:
         ds = tf.data.Dataset.zip((stream(split.inputs, seed), stream(split.targets, seed + 1)))
-    ds = ds.batch(batch_size, drop_remainder=training)
-    if prefetch:
-        ds = ds.prefetch(tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = True
-    return ds.with_options(options)
+    return batch_and_finish(ds, batch_size, training, prefetch)

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from gen_keras.errors import ArtifactIntegrityError
+from gen_keras.files import sha256_file  # noqa: F401  (the export's files are checked with it)
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -156,14 +157,6 @@ def _value_range(spec: dict, what: str) -> tuple[float, float] | None:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(export_dir: str | Path) -> dict:

@@ -44,10 +44,9 @@ from gen_keras.models.translation import (
 from gen_keras.models.translation_networks import (
     patchgan_discriminator,
     patchgan_receptive_field,
+    patchgan_strided_layers,
     residual_generator,
 )
-
-DEFAULT_D_STRIDED_LAYERS = {28: 1, 32: 1, 64: 2}
 
 
 @dataclass
@@ -72,13 +71,11 @@ class CycleGANConfig(TranslationConfig):
         if self.input_channels not in (0, self.image_shape[-1]):
             raise ConfigError(f"{prefix}.input_channels={self.input_channels}: both CycleGAN domains have "
                               f"the shape of image_shape {list(self.image_shape)}; leave it at 0")
-        if self.d_strided_layers < 0 or 2 ** self.d_strided_layers > self.image_shape[0] // 4:
-            raise ConfigError(f"{prefix}.d_strided_layers={self.d_strided_layers} must be 0 (by image "
-                              f"side) or leave at least 4x4 patches on a {self.image_shape[0]}-pixel side")
+        patchgan_strided_layers(prefix, self.d_strided_layers, self.image_shape[0])
 
     @property
     def strided_layers(self) -> int:
-        return self.d_strided_layers or DEFAULT_D_STRIDED_LAYERS.get(int(self.image_shape[0]), 2)
+        return patchgan_strided_layers("model", self.d_strided_layers, self.image_shape[0])
 
 
 def history_pool_choices(count: int, size: int, uniforms, slots, n: int):

@@ -34,11 +34,9 @@ from gen_keras.models.translation import TranslationConfig, TranslationModel, ch
 from gen_keras.models.translation_networks import (
     patchgan_discriminator,
     patchgan_receptive_field,
+    patchgan_strided_layers,
     unet_generator,
 )
-
-# The number of stride-2 layers of the PatchGAN for each image side (see the module docstring).
-DEFAULT_D_STRIDED_LAYERS = {28: 1, 32: 1, 64: 2}
 
 
 @dataclass
@@ -58,13 +56,11 @@ class Pix2PixConfig(TranslationConfig):
             raise ConfigError(f"{prefix}.l1_weight={self.l1_weight} must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{prefix}.dropout={self.dropout} must be in [0, 1)")
-        if self.d_strided_layers < 0 or 2 ** self.d_strided_layers > self.image_shape[0] // 4:
-            raise ConfigError(f"{prefix}.d_strided_layers={self.d_strided_layers} must be 0 (by image "
-                              f"side) or leave at least 4x4 patches on a {self.image_shape[0]}-pixel side")
+        patchgan_strided_layers(prefix, self.d_strided_layers, self.image_shape[0])
 
     @property
     def strided_layers(self) -> int:
-        return self.d_strided_layers or DEFAULT_D_STRIDED_LAYERS.get(int(self.image_shape[0]), 2)
+        return patchgan_strided_layers("model", self.d_strided_layers, self.image_shape[0])
 
 
 @register_model("pix2pix", Pix2PixConfig)
@@ -105,21 +101,10 @@ class Pix2Pix(TranslationModel):
                 "d_real": _mean_probability(real_logits), "d_fake": _mean_probability(fake_logits)}
 
     def train_step(self, data):
-        x, y = data
-        with tf.GradientTape() as tape:
-            fake, g_terms = self.terms(x, y, training=True)
-            loss = self.global_mean(g_terms["g_loss"], x)
-        self.apply_loss(tape, loss, self.generator.trainable_variables, self.g_optimizer)
-        with tf.GradientTape() as tape:
-            d_terms = self.discriminator_terms(x, y, fake, training=True)
-            loss = self.global_mean(d_terms["d_loss"], x)
-        self.apply_loss(tape, loss, self.discriminator.trainable_variables, self.d_optimizer)
-        return self.update_trackers({**g_terms, **d_terms})
+        return self.paired_adversarial_step(*data)
 
     def test_step(self, data):
-        x, y = data
-        fake, g_terms = self.terms(x, y, training=False)
-        return self.update_trackers({**g_terms, **self.discriminator_terms(x, y, fake, training=False)})
+        return self.paired_adversarial_test(*data)
 
 
 def _mean_probability(logits) -> tf.Tensor:

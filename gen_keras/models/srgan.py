@@ -122,7 +122,7 @@ class SRGAN(SRL1):
                            + c.adversarial_weight * terms["g_adv"])
         return fake, terms
 
-    def discriminator_terms(self, y, fake, training: bool):
+    def discriminator_terms(self, x, y, fake, training: bool):  # x: unused (an unconditional D)
         real_logits = self.discriminator(y, training=training)
         fake_logits = self.discriminator(tf.stop_gradient(fake), training=training)
         return {"d_loss": tl.patch_discriminator_loss(real_logits, fake_logits),
@@ -130,18 +130,7 @@ class SRGAN(SRL1):
                 "d_fake": tf.reshape(tf.sigmoid(fake_logits), [-1])}
 
     def train_step(self, data):
-        x, y = data
-        with tf.GradientTape() as tape:
-            fake, g_terms = self.terms(x, y, training=True)
-            loss = self.global_mean(g_terms["g_loss"], x)
-        self.apply_loss(tape, loss, self.generator.trainable_variables, self.g_optimizer)
-        with tf.GradientTape() as tape:
-            d_terms = self.discriminator_terms(y, fake, training=True)
-            loss = self.global_mean(d_terms["d_loss"], x)
-        self.apply_loss(tape, loss, self.discriminator.trainable_variables, self.d_optimizer)
-        return self.update_trackers({**g_terms, **d_terms})
+        return self.paired_adversarial_step(*data)
 
     def test_step(self, data):
-        x, y = data
-        fake, g_terms = self.terms(x, y, training=False)
-        return self.update_trackers({**g_terms, **self.discriminator_terms(y, fake, training=False)})
+        return self.paired_adversarial_test(*data)

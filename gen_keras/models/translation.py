@@ -194,6 +194,23 @@ class TranslationModel(GenerativeModel):
         return {name: getattr(self, name) for name in self.optimizer_names}
 
     # -- shared by the train_steps ---------------------------------------------------------------------
+    def paired_adversarial_step(self, x, y) -> dict:
+        """The training step of a paired translation GAN (pix2pix, SRGAN): the generator on the
+        kind's ``terms(x, y)``, then the discriminator on its ``discriminator_terms(x, y, fake)``."""
+        with tf.GradientTape() as tape:
+            fake, g_terms = self.terms(x, y, training=True)
+            loss = self.global_mean(g_terms["g_loss"], x)
+        self.apply_loss(tape, loss, self.generator.trainable_variables, self.g_optimizer)
+        with tf.GradientTape() as tape:
+            d_terms = self.discriminator_terms(x, y, fake, training=True)
+            loss = self.global_mean(d_terms["d_loss"], x)
+        self.apply_loss(tape, loss, self.discriminator.trainable_variables, self.d_optimizer)
+        return self.update_trackers({**g_terms, **d_terms})
+
+    def paired_adversarial_test(self, x, y) -> dict:
+        fake, g_terms = self.terms(x, y, training=False)
+        return self.update_trackers({**g_terms, **self.discriminator_terms(x, y, fake, training=False)})
+
     def global_mean(self, per_example, x) -> tf.Tensor:
         """``per_example`` ``[batch]`` summed and divided by the GLOBAL batch (see
         :func:`gen_keras.losses.average_over_global_batch`)."""

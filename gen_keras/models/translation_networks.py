@@ -172,6 +172,22 @@ def unet_generator(input_shape, output_channels: int, filters: int = 32, *, max_
     return keras.Model(x_in, out, name=name)
 
 
+# The number of stride-2 layers of the PatchGAN for each image side (pix2pix's and CycleGAN's
+# module docstrings say why), when a config leaves ``d_strided_layers`` at 0.
+DEFAULT_D_STRIDED_LAYERS = {28: 1, 32: 1, 64: 2}
+
+
+def patchgan_strided_layers(prefix: str, requested: int, side: int) -> int:
+    """A config's ``d_strided_layers`` (0: by the image side), checked: it must leave patches of
+    at least 4x4 on the image side."""
+    from gen_keras.errors import ConfigError
+
+    if requested < 0 or 2 ** requested > side // 4:
+        raise ConfigError(f"{prefix}.d_strided_layers={requested} must be 0 (by image "
+                          f"side) or leave at least 4x4 patches on a {side}-pixel side")
+    return requested or DEFAULT_D_STRIDED_LAYERS.get(int(side), 2)
+
+
 def patchgan_receptive_field(strided_layers: int) -> int:
     """The receptive field (pixels per side) of one output of :func:`patchgan_discriminator`
     with ``strided_layers`` stride-2 layers: going back from the output, a k x k stride-s layer

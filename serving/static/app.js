@@ -1,6 +1,7 @@
 // The page: pick a model, a seed and (conditional models) a class → the generated grid (PNG from
 // :generate); two seeds → all frames of :interpolate as a strip, one enlarged by the slider or the
-// play button; models with :reconstruct (VAE/AE) → draw or upload a digit and see it decoded.
+// play button; models with :reconstruct (VAE/AE) → draw or upload a digit and see it decoded;
+// style-based models → a truncation slider on the grid and the style-mixing grid (:mix).
 //
 // An error is shown under the control that caused it (a server message is placed by the field it
 // names), the last good result stays in view marked "stale", and the status line says "ready"
@@ -93,9 +94,19 @@ function readSeed(input, name) {
   return {seed: value};
 }
 
+function isStyle(model) { return Boolean(model.endpoints && model.endpoints.generate_truncated); }
+
 function classOf(model) {
   if (!model.conditional || $("label").value === "all") return null;
   return Number($("label").value);
+}
+
+// Shows a PNG answer in an <img>, freeing the previous one's object URL once the new one is in.
+function showBlob(img, blob) {
+  const old = img.src;
+  img.onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); };
+  img.src = URL.createObjectURL(blob);
+  return img;
 }
 
 function saveBlob(blob, filename) {
@@ -146,25 +157,25 @@ async function generate() {
   const id = gridRequests.next();
   const label = classOf(model);
   const body = {n: Number($("n").value), seed, ...(label === null ? {} : {label})};
+  if (isStyle(model)) body.truncation = Number($("truncation").value);
   try {
     const blob = await tracked(post(model.name, "generate", body, "image/png").then((r) => r.blob()));
     if (!gridRequests.isCurrent(id)) return;
-    const img = $("grid");
-    const old = img.src;
-    img.onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); };
-    img.src = URL.createObjectURL(blob);
+    const img = showBlob($("grid"), blob);
     img.dataset.seed = String(seed);
+    img.dataset.truncation = body.truncation === undefined ? "" : String(body.truncation);
     img.hidden = false;
     lastGrid = {blob, filename: `${model.name}-seed${seed}-n${body.n}` +
       (label === null ? "" : `-class${label}`) + ".png"};
     $("grid-caption").textContent = `${model.name} · seed ${seed} · ${body.n} image(s)` +
-      (label === null ? "" : ` · class ${label}`);
+      (label === null ? "" : ` · class ${label}`) +
+      (body.truncation === undefined || body.truncation === 1 ? "" : ` · ψ ${body.truncation.toFixed(2)}`);
     $("download-grid").disabled = false;
     setStale("grid-figure", false);
   } catch (err) {
     if (!gridRequests.isCurrent(id)) return;
     const key = fieldOf(err.message, [[/^seed\b/, "seed"], [/^n\b/, "n"], [/^labels?\b|class label/, "label"],
-                                      [/\bmodel\b/, "model"]], "grid");
+                                      [/^truncation\b/, "truncation"], [/\bmodel\b/, "model"]], "grid");
     setError(key, "generate", err.message);
     setStale("grid-figure", Boolean(lastGrid));
   }
@@ -266,6 +277,51 @@ async function downloadStrip() {
     clearErrors("download-strip");
   } catch (err) {
     setError("frames", "download-strip", `download failed: ${err.message}`);
+  }
+}
+
+// -- style mixing (style-based models) -----------------------------------------------------------------
+const mixRequests = latest();
+let mixShown = false;
+
+function readSeeds(text) {
+  const parts = text.split(/[\s,]+/).filter((s) => s !== "");
+  if (parts.length < 2 || parts.length > 8) return {error: `give 2 to 8 seeds separated by commas (got ${parts.length})`};
+  const seeds = [];
+  for (const p of parts) {
+    if (!/^\d+$/.test(p) || Number(p) > MAX_SEED) return {error: `'${p}' is not a seed: give whole numbers ≥ 0`};
+    seeds.push(Number(p));
+  }
+  return {seeds};
+}
+
+async function mix() {
+  const model = current();
+  if (!model || !model.operations.includes("mix")) return;
+  clearErrors("mix");
+  const {seeds, error} = readSeeds($("mix-seeds").value);
+  if (error) {
+    mixRequests.cancel();
+    setError("mix-seeds", "mix", error);
+    setStale("mix-figure", mixShown);
+    return;
+  }
+  const layer = Number($("mix-layer").value);
+  const id = mixRequests.next();
+  try {
+    const blob = await tracked(post(model.name, "mix", {seeds, layer}, "image/png").then((r) => r.blob()));
+    if (!mixRequests.isCurrent(id)) return;
+    const img = showBlob($("mix-grid"), blob);
+    img.dataset.seeds = seeds.join(",");
+    img.dataset.layer = String(layer);
+    img.hidden = false;
+    mixShown = true;
+    $("mix-caption").textContent = `${model.name} · seeds ${seeds.join(", ")} · fine styles from layer ${layer}`;
+    setStale("mix-figure", false);
+  } catch (err) {
+    if (!mixRequests.isCurrent(id)) return;
+    setError(fieldOf(err.message, [[/^seeds\b/, "mix-seeds"], [/^layer\b/, "mix-layer"]], "mix"), "mix", err.message);
+    setStale("mix-figure", mixShown);
   }
 }
 
@@ -415,10 +471,7 @@ async function reconstruct() {
   try {
     const blob = await tracked(post(model.name, "reconstruct", body, "image/png").then((r) => r.blob()));
     if (!reconRequests.isCurrent(id)) return;
-    const img = $("recon");
-    const old = img.src;
-    img.onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); };
-    img.src = URL.createObjectURL(blob);
+    const img = showBlob($("recon"), blob);
     img.dataset.request = String(id);
     img.hidden = false;
     reconShown = true;
@@ -499,9 +552,20 @@ function onModelChange() {
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
   select.disabled = !model.conditional;
   $("recon-panel").hidden = !model.operations.includes("reconstruct");
+  $("truncation").disabled = !isStyle(model);
+  const mixing = model.operations.includes("mix");
+  $("mix-panel").hidden = !mixing;
+  if (mixing) {
+    const numWs = model.endpoints.synthesis.inputs[0].shape[1];
+    const layer = $("mix-layer");
+    const keep = Number(layer.value) || Math.floor(numWs / 2);
+    layer.replaceChildren(...Array.from({length: numWs - 1}, (_, k) => new Option(String(k + 1), String(k + 1))));
+    layer.value = String(Math.min(Math.max(keep, 1), numWs - 1));
+  }
   generate();
   interpolate();
   reconstruct();
+  mix();
 }
 
 function debounce(fn, ms) {
@@ -528,13 +592,20 @@ async function start() {
 }
 
 $("model").addEventListener("change", onModelChange);
-$("seed").addEventListener("input", debounce(generate, 150));
+const debouncedGenerate = debounce(generate, 150);
+$("seed").addEventListener("input", debouncedGenerate);
 $("n").addEventListener("change", generate);
 $("label").addEventListener("change", () => { generate(); interpolate(); reconstruct(); });
 $("random-seed").addEventListener("click", () => {
   $("seed").value = String(Math.floor(Math.random() * 1e6));
   generate();
 });
+$("truncation").addEventListener("input", () => {
+  $("truncation-value").textContent = Number($("truncation").value).toFixed(2);
+  debouncedGenerate();
+});
+$("mix-seeds").addEventListener("input", debounce(mix, 250));
+$("mix-layer").addEventListener("change", mix);
 $("download-grid").addEventListener("click", () => { if (lastGrid) saveBlob(lastGrid.blob, lastGrid.filename); });
 for (const id of ["seed-a", "seed-b"]) $(id).addEventListener("input", debounce(interpolate, 150));
 $("method").addEventListener("change", interpolate);
