@@ -106,7 +106,7 @@ async def operate(target: str, request: Request):
         raw = await read_body(request, settings.limits.max_body_bytes, settings.body_timeout_s)
         content_type, accept = request.headers.get("content-type"), request.headers.get("accept")
         job = await server.parse(lambda: HANDLERS[op](model, v.decode_json(raw, content_type), accept,
-                                                      settings.limits))
+                                                      settings.limits), len(raw))
         return await server.compute(model, job)
 
 
@@ -114,6 +114,9 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The body within ``timeout_s`` seconds (a client trickling it is cut off with 408), refused
     with 413 as soon as it is known to exceed ``limit`` bytes."""
     try:
+        if hasattr(asyncio, "timeout"):  # Python 3.11+: no extra task per request (wait_for makes one)
+            async with asyncio.timeout(timeout_s):
+                return await _read_body(request, limit)
         return await asyncio.wait_for(_read_body(request, limit), timeout_s)
     except asyncio.TimeoutError:
         raise RequestError(408, f"the request body did not arrive within {timeout_s:g} s "
