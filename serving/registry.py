@@ -16,6 +16,7 @@ from gen_keras.errors import ArtifactIntegrityError, GenKerasError, ModelSourceE
 from gen_keras.exported.manifest import MANIFEST, sha256_file
 from gen_keras.exported.reader import ExportReader
 from gen_keras.exported.sources import download_registered, parse_model_uri
+from serving.validation import translations
 
 log = logging.getLogger("serving.registry")
 
@@ -38,6 +39,8 @@ class ServedModel:
     @property
     def operations(self) -> list[str]:
         """What ``POST /v1/models/NAME:OP`` answers for this model."""
+        if "generate" not in self.spec.operations:  # an image-to-image model
+            return ["translate", "predict"]
         listed = [op for op in ("encode", "reconstruct") if op in self.spec.operations]
         if {"mapping", "synthesis"} <= set(self.spec.operations):
             listed.insert(0, "mix")  # style mixing: a style-based generator's two halves
@@ -45,7 +48,7 @@ class ServedModel:
 
     def describe(self) -> dict:
         s = self.spec
-        return {
+        described = {
             "name": self.name, "kind": s.kind, "latent_dim": s.latent_dim,
             "image_shape": list(s.image_shape), "value_range": list(s.value_range),
             "num_classes": s.num_classes, "conditional": s.conditional, "operations": self.operations,
@@ -59,6 +62,12 @@ class ServedModel:
             "model_version_status": [{"version": "1", "state": "AVAILABLE",
                                       "status": {"error_code": "OK", "error_message": ""}}],
         }
+        if "generate" not in s.operations:  # what :translate takes and gives, per direction
+            described["translations"] = [
+                {"direction": direction, "operation": name, "input": _input_fields(s.operations[name].inputs[0]),
+                 "output": _input_fields(s.operations[name].output_specs[0])}
+                for direction, name in translations(s).items() if s.operations[name].output_specs]
+        return described
 
 
 def _input_fields(spec) -> dict:
@@ -77,14 +86,9 @@ def load_export(export_dir: str | Path, name: str, backend: str = "onnx", source
         raise ArtifactIntegrityError(f"model name {name!r} is not usable in a URL: use letters, digits, "
                                      "'.', '_' and '-' (at most 128, starting with a letter or digit)")
     reader = ExportReader(export_dir, runtime=backend, threads=threads, source=source)
-    if "generate" not in reader.spec.operations:
-        if reader.translations:  # an image-to-image model: refused until serving answers :translate
-            raise ArtifactIntegrityError(
-                f"{export_dir}: a {reader.kind!r} image-to-image model (operations "
-                f"{', '.join(reader.operations)}) is not served: this server answers generator "
-                "operations only; read it with gen_keras.exported.ExportReader.translate")
-        raise ArtifactIntegrityError(f"{export_dir}: the export has no 'generate' operation "
-                                     f"(it has {', '.join(reader.operations)})")
+    if "generate" not in reader.spec.operations and not reader.translations:
+        raise ArtifactIntegrityError(f"{export_dir}: the export has neither a 'generate' nor a "
+                                     f"'translate' operation (it has {', '.join(reader.operations)})")
     return ServedModel(name, reader, source or str(export_dir),
                        sha256_file(reader.export_dir / MANIFEST))
 

@@ -37,14 +37,16 @@ def array_list(a: np.ndarray) -> list:
     return np.round(np.asarray(a, dtype="float64"), 6).tolist()
 
 
-def images_response(model, images, fmt: str, meta: dict, columns=None) -> Response:
-    """``images`` as a PNG grid (with ``X-Grid`` and the seeds in headers) or as JSON."""
+def images_response(model, images, fmt: str, meta: dict, columns=None, value_range=None) -> Response:
+    """``images`` as a PNG grid (with ``X-Grid`` and the seeds in headers) or as JSON;
+    ``value_range`` is the model's unless given (a translation's output range)."""
+    value_range = tuple(value_range or model.spec.value_range)
     if fmt == "png":
         rows, cols = grid_shape(len(images), columns)
         headers = {"X-Grid": f"{rows}x{cols}", "Cache-Control": "no-store"}
         headers.update({f"X-{k.capitalize()}": str(val) for k, val in meta.items()
-                        if k in ("seed", "seeds", "method", "steps") and val is not None})
-        return Response(grid_png(images, model.spec.value_range, columns), media_type="image/png",
+                        if k in ("seed", "seeds", "method", "steps", "direction") and val is not None})
+        return Response(grid_png(images, value_range, columns), media_type="image/png",
                         headers=headers)
-    return json_response({"model": model.name, **meta, "value_range": list(model.spec.value_range),
+    return json_response({"model": model.name, **meta, "value_range": list(value_range),
                           "shape": list(images.shape), "images": array_list(images)})

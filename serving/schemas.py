@@ -33,7 +33,7 @@ class Error(BaseModel):
 class Images(BaseModel):
     """Images as JSON (``format: json``), values in the model's ``value_range`` (6 decimals)."""
     model: str = Field(description="the model's name")
-    n: int = Field(None, description="number of images (generate, reconstruct)")
+    n: int = Field(None, description="number of images (generate, reconstruct, translate)")
     seed: int = Field(None, description="the seed the codes were drawn from (generate without `z`: null)")
     labels: list[int] = Field(None, description="the class of each image (conditional models)")
     seeds: list[int] = Field(None, description="the two end seeds (interpolate; null with `z`)")
@@ -43,6 +43,8 @@ class Images(BaseModel):
     truncation: float = Field(None, description="psi, when the request gave one (generate, style-based models)")
     layer: int = Field(None, description="the first style layer taken from the column's seed (mix)")
     num_ws: int = Field(None, description="the model's number of style layers (mix)")
+    operation: str = Field(None, description="the export's operation that ran (translate)")
+    direction: Literal["a2b", "b2a"] = Field(None, description="the direction (translate, CycleGAN models)")
     value_range: list[float] = Field(description="[low, high]: the range of the pixel values")
     shape: list[int] = Field(description="[n, height, width, channels]")
     images: list[list[list[list[float]]]] = Field(description="n images, each [height][width][channels]")
@@ -64,7 +66,7 @@ class Prediction(BaseModel):
 
 
 def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
-    """The request models of the five operations (with this server's limits) and the response
+    """The request models of the operations (with this server's limits) and the response
     models, by schema name."""
 
     class GenerateRequest(_Body):
@@ -126,16 +128,31 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
         label: int = Field(None, ge=0, description=LABEL)
         format: Literal["json", "png"] = Field(None, description=FORMAT)
 
+    class TranslateRequest(_Body):
+        """Image-to-image models (pix2pix, cyclegan, sr_l1, srgan): images → their translations.
+        Send JSON `images` of the operation's input shape, values in its input range (GET
+        /v1/models/{name}: `translations`), or upload ONE PNG as the body (Content-Type: image/png,
+        exactly the input's width x height, 8-bit grey or colour; pixels 0..255 are mapped onto the
+        input range) with `direction` and `format` as query parameters."""
+        images: list[list[list[float | list[float]]]] = Field(
+            None, min_length=1, max_length=limits.max_n,
+            description="images of the translation's input shape [h, w, c] (grey: [h, w] too), values inside "
+                        "its input range; not with a PNG upload")
+        direction: Literal["a2b", "b2a"] = Field(None, description="CycleGAN models: `a2b` (default) or `b2a`; "
+                                                 "one-way models take no direction")
+        format: Literal["json", "png"] = Field(None, description=FORMAT)
+
     class PredictRequest(_Body):
         """TensorFlow Serving's REST predict: `instances` (rows) or `inputs` (columns), exactly one.
         One input: rows are codes (`[z, ...]`); two inputs: rows are objects
         (`[{"z": [...], "label": 3}, ...]`), columns an object of batches (`{"z": [...], "label": [...]}`)."""
         signature_name: str = Field("serving_default", description="the operation: `serving_default` "
-                                    "(= generate), `generate`, `decode`, `encode`, `reconstruct` — as the "
-                                    "model offers (its `signatures`)")
+                                    "(= generate; on an image-to-image model its translation, `translate` or "
+                                    "`translate_a2b`), `generate`, `decode`, `encode`, `reconstruct`, "
+                                    "`translate_b2a` — as the model offers (its `signatures`)")
         instances: list[Any] = Field(None, min_length=1, max_length=limits.max_n, description="rows")
         inputs: list[Any] | dict[str, list[Any]] = Field(None, description="columns: a batch, or one per input")
 
     return {m.__name__: m for m in (GenerateRequest, InterpolateRequest, MixRequest, EncodeRequest,
-                                     ReconstructRequest,
+                                     ReconstructRequest, TranslateRequest,
                                      PredictRequest, Images, Encoding, Prediction, Error)}

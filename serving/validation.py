@@ -43,11 +43,17 @@ def _reject_constant(name: str):
     raise RequestError(400, f"{name} is not a valid JSON number; every value must be finite")
 
 
-def decode_json(raw: bytes, content_type: str | None) -> dict:
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media != "application/json":
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def decode_json(raw: bytes, content_type: str | None, uploads: bool = False) -> dict:
+    """The JSON object of a body (``uploads``: the operation also takes a PNG body, which the
+    415 message then names)."""
+    if media_type(content_type) != "application/json":
         got = f"got {content_type!r}" if content_type else "the request has no Content-Type header"
-        raise RequestError(415, f"Content-Type must be application/json; {got}")
+        also = " or image/png (one image uploaded as the body)" if uploads else ""
+        raise RequestError(415, f"Content-Type must be application/json{also}; {got}")
     if not raw.strip():
         raise RequestError(400, "the request body is empty; send a JSON object")
     try:
@@ -327,26 +333,85 @@ def parse_images(body: dict, spec: ExportSpec, model: str, limits: Limits, accep
     if "images" not in body:
         raise RequestError(400, f":{operation} needs 'images': a list of images of shape "
                                 f"{list(spec.image_shape)}")
-    h, w, c = spec.image_shape
-    what = f"images of shape {list(spec.image_shape)}"
-    value = body["images"]
-    # Grey images may leave out the channel axis: [n, h, w].
-    if c == 1 and isinstance(value, list) and value and isinstance(value[0], list) and value[0] \
-            and isinstance(value[0][0], list) and value[0][0] and not isinstance(value[0][0][0], list):
-        x = numbers(value, "images", (h, w), limits.max_n, what)[..., None]
-    else:
-        x = numbers(value, "images", (h, w, c), limits.max_n, what)
-    in_value_range(x, spec, "images")
+    x = image_array(body["images"], tuple(spec.image_shape), limits)
+    in_value_range(x, spec.value_range, "images")
     needs_labels = any(i.dtype.startswith("int") for i in ep.inputs)
     return Parsed(x=x, labels=labels(body, spec, model, len(x), required=needs_labels), format=fmt)
 
 
-def in_value_range(x: np.ndarray, spec: ExportSpec, field: str) -> None:
+def image_array(value, shape: tuple, limits: Limits, field: str = "images", note: str = "") -> np.ndarray:
+    """A JSON list of images of ``shape`` [h, w, c] → float32 [n, h, w, c]; grey images
+    (c = 1) may leave out the channel axis: [n, h, w]."""
+    h, w, c = shape
+    what = f"images of shape {list(shape)}{note}"
+    if c == 1 and isinstance(value, list) and value and isinstance(value[0], list) and value[0] \
+            and isinstance(value[0][0], list) and value[0][0] and not isinstance(value[0][0][0], list):
+        return numbers(value, field, (h, w), limits.max_n, what)[..., None]
+    return numbers(value, field, (h, w, c), limits.max_n, what)
+
+
+def in_value_range(x: np.ndarray, value_range, field: str, whose: str = "the model's value range") -> None:
     """Images outside the model's value range are refused (the model never saw such values)."""
-    lo, hi = spec.value_range
+    lo, hi = value_range
     if x.min() < lo or x.max() > hi:
-        raise RequestError(400, f"{field} must lie in the model's value range [{lo:g}, {hi:g}]; found "
+        raise RequestError(400, f"{field} must lie in {whose} [{lo:g}, {hi:g}]; found "
                                 f"values from {float(x.min()):g} to {float(x.max()):g}")
+
+
+# -- image-to-image ---------------------------------------------------------------------------------
+TRANSLATE_FIELDS = ("images", "direction", "format")
+
+
+def translations(spec: ExportSpec) -> dict[str | None, str]:
+    """direction → operation: ``{None: "translate"}`` for a one-way translator,
+    ``{"a2b": "translate_a2b", "b2a": "translate_b2a"}`` for CycleGAN's two."""
+    names = sorted(n for n in spec.operations if n.startswith("translate"))
+    if names == ["translate"]:
+        return {None: "translate"}
+    return {n.removeprefix("translate_"): n for n in names}
+
+
+def default_operation(spec: ExportSpec) -> str:
+    """What ``serving_default`` means: ``generate``, else the (first) translation."""
+    return "generate" if "generate" in spec.operations or not translations(spec) else \
+        next(iter(translations(spec).values()))
+
+
+def parse_translate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None,
+                    upload: bytes | None = None) -> Parsed:
+    """Images (``images`` in a JSON body, or one PNG uploaded as the body with ``direction`` and
+    ``format`` as query parameters) → the operation's input, checked against the shape and value
+    range its manifest gives."""
+    from serving.images import PNGError, decode_png
+
+    check_fields(body, TRANSLATE_FIELDS if upload is None else ("direction", "format"), "translate")
+    fmt = response_format(body, accept)
+    ways = translations(spec)
+    direction = body.get("direction")
+    if list(ways) == [None]:
+        if direction is not None:
+            raise RequestError(400, f"direction: model {model!r} ({spec.kind}) translates one way only; "
+                                    "remove the field")
+    else:
+        direction = choice(body, "direction", next(iter(ways)), list(ways))
+    op = spec.operations[ways[direction]]
+    x_spec = op.inputs[0]
+    shape, lo_hi = tuple(x_spec.shape[1:]), x_spec.value_range or spec.value_range
+    where = f"{op.name}'s input range"
+    if upload is not None:
+        try:
+            x = decode_png(upload, shape, lo_hi)
+        except PNGError as exc:
+            raise RequestError(400, f"PNG upload: {exc}") from None
+    else:
+        if "images" not in body:
+            raise RequestError(400, f":translate needs 'images': a list of images of shape {list(shape)} "
+                                    f"with values in [{lo_hi[0]:g}, {lo_hi[1]:g}], or one PNG uploaded as "
+                                    "the body (Content-Type: image/png)")
+        x = image_array(body["images"], shape, limits, note=f" with values in [{lo_hi[0]:g}, {lo_hi[1]:g}]")
+        in_value_range(x, lo_hi, "images", where)
+    extra = {"operation": op.name} if direction is None else {"operation": op.name, "direction": direction}
+    return Parsed(x=x, format=fmt, extra=extra)
 
 
 def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[OperationSpec, dict, bool]:
@@ -358,10 +423,10 @@ def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[Operati
     """
     check_fields(body, {"signature_name", "instances", "inputs"}, "predict")
     signature = body.get("signature_name", "serving_default")
-    ep = None
+    ep, default = None, default_operation(spec)
     for candidate in spec.operations.values():
         if signature in (candidate.name, *candidate.aliases) or (
-                signature == "serving_default" and candidate.name == "generate"):
+                signature == "serving_default" and candidate.name == default):
             ep = candidate
     if ep is None:
         names = sorted({"serving_default", *[n for e in spec.operations.values() for n in (e.name, *e.aliases)]})
@@ -405,8 +470,12 @@ def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[Operati
         else:
             arr = numbers(value, field, tuple(spec_in.shape[1:]), limits.max_n,
                           f"{spec_in.name} values of shape {list(spec_in.shape[1:])}")
-            if tuple(spec_in.shape[1:]) == tuple(spec.image_shape):  # an image input, as :encode takes
-                in_value_range(arr, spec, field)
+            model_image = tuple(spec_in.shape[1:]) == tuple(spec.image_shape)
+            # An image input: in the range its manifest entry gives (older manifests: the model's).
+            lo_hi = spec_in.value_range or (spec.value_range if model_image else None)
+            if lo_hi is not None:
+                same = model_image and tuple(lo_hi) == tuple(spec.value_range)
+                in_value_range(arr, lo_hi, field, "the model's value range" if same else f"{ep.name}'s input range")
         if batch is not None and len(arr) != batch:
             raise RequestError(400, f"{field} has {len(arr)} rows but the other inputs have {batch}")
         batch = len(arr)

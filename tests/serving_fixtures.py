@@ -182,3 +182,22 @@ def style_export(target: Path):
     export_model(model, target, name=target.name)
     return model
 
+
+
+SR_TINY = ["model.g_filters=4", "model.residual_blocks=1"]
+CYCLE_TINY = ["model.g_filters=4", "model.residual_blocks=1", "model.d_filters=4"]
+
+
+def translator_exports(root: Path) -> dict:
+    """Two tiny untrained image-to-image models exported to ``root``: ``upscaler`` (sr_l1, 7x7x1
+    → 28x28x1) and ``cycle`` (cyclegan, 28x28x3 both ways); returns the models by name."""
+    from gen_keras.config import load_config
+    from gen_keras.export import export_model
+    from gen_keras.models import build_model
+
+    models = {}
+    for name, config, tiny in (("upscaler", "sr_l1_sr4.yaml", SR_TINY), ("cycle", "cyclegan_mnistm.yaml", CYCLE_TINY)):
+        model = build_model(load_config(ROOT / "pipelines/configs" / config, tiny).model)
+        export_model(model, root / name, name=name)
+        models[name] = model
+    return models

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving_fixtures import ServeProcess, request, serving_exports, style_export  # noqa: F401
+from serving_fixtures import ServeProcess, request, serving_exports, style_export, translator_exports  # noqa: F401
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
@@ -425,6 +425,98 @@ def test_truncation_slider_and_mixing_grid_show_the_servers_images(browser, styl
     open_model(page, style_server, "dcgan")
     assert page.is_hidden("#mix-panel") and page.is_disabled("#truncation")
     assert np.array_equal(shown(page, "grid"), server_png(style_server, "dcgan", "generate", {"n": 16, "seed": 7}))
+    watched.close()
+
+
+# -- image-to-image models: the Translate panel ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def translate_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("translate_models")
+    translator_exports(root)
+    shutil.copytree(Path(__file__).parent / "fixtures" / "golden" / "exports" / "dcgan", root / "dcgan")
+    proc = ServeProcess(["--models", str(root)], root.parent / "translate_serve.log").start()
+    yield proc
+    proc.stop()
+
+
+def _translation(page, server, model: str, action) -> tuple[bytes, str, np.ndarray]:
+    """Do ``action``; → the PNG the page uploaded to :translate, its query string, and the
+    picture it then shows (checked to be the server's answer to exactly that upload)."""
+    before = page.get_attribute("#recon", "data-request") or ""
+    with page.expect_request(lambda r: f"/v1/models/{model}:translate" in r.url) as sent:
+        action()
+    upload, query = sent.value.post_data_buffer, sent.value.url.split("?", 1)[1]
+    assert sent.value.headers["content-type"] == "image/png"
+    page.wait_for_function(f"() => {{ const i = document.getElementById('recon'); return !i.hidden && i.complete "
+                           f"&& i.naturalWidth > 0 && (i.dataset.request || '') !== '{before}' && "
+                           "document.getElementById('status').dataset.state === 'ready'; }", timeout=30_000)
+    px = page.evaluate("""() => { const img = document.getElementById('recon');
+      const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+      const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+      return {w: c.width, h: c.height, rgb: Array.from(ctx.getImageData(0, 0, c.width, c.height).data)}; }""")
+    picture = np.asarray(px["rgb"], dtype="uint8").reshape(px["h"], px["w"], 4)[..., :3]
+    status, _, png = request(server.url, "POST", f"/v1/models/{model}:translate?{query}", upload,
+                             {"Content-Type": "image/png"})
+    assert status == 200, png
+    want = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert np.array_equal(picture, want)
+    return upload, query, picture
+
+
+def test_translate_panel_sends_the_drawing_as_a_png_and_shows_the_translation(browser, translate_server, tmp_path):
+    watched = Watched(browser, translate_server.url)
+    page = watched.page
+    page.goto(translate_server.url + "/")
+    page.wait_for_function("() => document.getElementById('model').options.length === 3", timeout=60_000)
+    page.select_option("#model", "upscaler")
+    page.wait_for_function("() => document.body.dataset.mode === 'translate'", timeout=10_000)
+    assert page.is_visible("#recon-panel") and page.is_hidden("#grid-figure") and page.is_hidden("#interp-panel")
+    assert page.is_hidden("#seed") and page.is_hidden("#direction-field")
+    assert page.inner_text("#recon-title").strip() == "Translate"
+    assert page.text_content("#model-info") == "sr_l1 · translates 7×7×1 → 28×28×1"
+    canvas = page.locator("#draw")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+
+    def draw_a_one():
+        x, y, w = box["x"], box["y"], box["width"]
+        page.mouse.move(x + .5 * w, y + .15 * w)
+        page.mouse.down()
+        page.mouse.move(x + .5 * w, y + .85 * w, steps=12)
+        page.mouse.up()
+
+    upload, query, picture = _translation(page, translate_server, "upscaler", draw_a_one)
+    sent = np.asarray(Image.open(io.BytesIO(upload)))
+    assert sent.shape[:2] == (7, 7) and query == "format=png"
+    grey = sent[..., 0] if sent.ndim == 3 else sent
+    assert grey.max() > 60 and grey[:, 0].max() == 0  # a vertical stroke in the middle, black edges
+    assert picture.shape == (32, 32, 3)  # one 28x28 output in the grid's 2-pixel border
+    assert page.text_content("#recon-caption") == "upscaler · 7×7×1 → 28×28×1"
+    shot(page, tmp_path, "translate_upscaler", full_page=True)
+
+    # CycleGAN: a direction to pick; a colour upload is sent at 28x28 in colour, not inverted
+    # (the drawing stays: choosing the model, then the direction, translates it again)
+    _, query, _ = _translation(page, translate_server, "cycle", lambda: page.select_option("#model", "cycle"))
+    assert query == "format=png&direction=a2b" and page.is_visible("#direction-field")
+    assert page.eval_on_selector_all("#direction option", "os => os.map(o => o.value)") == ["a2b", "b2a"]
+    _, query, _ = _translation(page, translate_server, "cycle", lambda: page.select_option("#direction", "b2a"))
+    assert query == "format=png&direction=b2a"
+    colour = np.zeros((56, 56, 3), np.uint8)
+    colour[..., 0], colour[8:48, 24:32] = 200, (255, 255, 0)
+    path = tmp_path / "colour.png"
+    Image.fromarray(colour).save(path)
+    upload, query, _ = _translation(page, translate_server, "cycle",
+                                    lambda: page.set_input_files("#upload", str(path)))
+    sent = np.asarray(Image.open(io.BytesIO(upload)).convert("RGB"))
+    assert sent.shape == (28, 28, 3) and query == "format=png&direction=b2a"
+    assert sent[0, 0, 0] > 150 and sent[14, 14, 1] > 150  # red background, yellow bar: not inverted
+    assert page.text_content("#recon-caption").endswith("· b2a")
+    shot(page, tmp_path, "translate_cycle", full_page=True)
+
+    # back to a generator: its panels return, the drawing area hides (a GAN has no encoder)
+    page.select_option("#model", "dcgan")
+    page.wait_for_function(_grid_ready(7), timeout=60_000)
+    assert page.is_hidden("#recon-panel") and page.is_visible("#interp-panel")
     watched.close()
 
 

@@ -2,7 +2,7 @@
 the pipeline on a slice of the digit tasks (real MLflow server), the translation metrics on the
 run, the preview grid, save/load with every optimizer, the exported ``translate`` operation
 (ONNX parity, shapes and ranges in the manifest, the reader's checks), SRGAN's content network
-being the digit evaluator, and serving refusing a translator while it serves the others."""
+being the digit evaluator, and serving a trained translator beside a generator."""
 from __future__ import annotations
 
 import shutil
@@ -147,7 +147,7 @@ def test_srgan_content_network_is_the_digit_evaluator(runs):
     assert result.history["content"][0] > 0.0
 
 
-def test_serving_refuses_a_translator_and_serves_the_others(runs, tmp_path):
+def test_serving_loads_a_trained_translator_beside_a_generator(runs, tmp_path):
     from gen_keras.export import export_model
     from gen_keras.models import build_model
     from serving.registry import load_store
@@ -158,9 +158,10 @@ def test_serving_refuses_a_translator_and_serves_the_others(runs, tmp_path):
     gan = load_config(CONFIGS / "gan_mnist10k.yaml", ["model.g_hidden=[16]", "model.d_hidden=[16]"])
     export_model(build_model(gan.model), models / "digits")
     store = load_store(models)
-    assert sorted(store.models) == ["digits"]
-    reason = store.refused["upscaler"]
-    assert "image-to-image model" in reason and "translate" in reason and "not served" in reason
+    assert sorted(store.models) == ["digits", "upscaler"] and not store.refused
+    assert store.models["upscaler"].operations == ["translate", "predict"]
+    (t,) = store.models["upscaler"].describe()["translations"]
+    assert t["input"]["shape"] == [None, 7, 7, 1] and t["output"]["shape"] == [None, 28, 28, 1]
 
 
 def test_translation_bench_smoke_prints_a_line_with_the_bars(tmp_path, data_cache, capsys):

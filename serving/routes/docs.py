@@ -3,7 +3,7 @@ package (no CDN, so the page works offline), showing an OpenAPI document that de
 operation — its path, request body (fields, types, limits), answers and examples.
 
 All operations share one route (``POST /v1/models/{name}:{operation}``, dispatched in
-:mod:`serving.routes.operations`), so the document lists them as five paths built here, with the
+:mod:`serving.routes.operations`), so the document lists them as one path per operation, built here, with the
 bodies of :mod:`serving.schemas`. It is OpenAPI 3.0 (not FastAPI's default 3.1), the version the
 bundled Swagger UI 4 renders. Examples that depend on a model's shapes (codes, images) are made
 for the models being served, so "Try it out" sends a request that works.
@@ -26,9 +26,10 @@ OPERATIONS = {
     "mix": ("Style mixing (style-based generators)", "MixRequest", "Images"),
     "encode": ("Encode images (posterior mean and log-variance)", "EncodeRequest", "Encoding"),
     "reconstruct": ("Reconstruct images", "ReconstructRequest", "Images"),
+    "translate": ("Translate images (image-to-image models)", "TranslateRequest", "Images"),
     "predict": ("TensorFlow Serving's REST predict", "PredictRequest", "Prediction"),
 }
-PNG_ANSWERS = ("generate", "interpolate", "mix", "reconstruct")
+PNG_ANSWERS = ("generate", "interpolate", "mix", "reconstruct", "translate")
 TAGS = [{"name": "operations", "description": "POST a JSON body to `/v1/models/{name}:{operation}`"},
         {"name": "models", "description": "what is served (from the export manifests)"},
         {"name": "service", "description": "liveness, readiness and Prometheus metrics"}]
@@ -157,26 +158,35 @@ def _operation(op: str, models: dict, limits: Limits, served: list[dict]) -> dic
                       *_bad_request_examples(op, limits)),
         "404": _error("no such model, or the model has no such operation",
                       f"model 'dcgan' (dcgan) has no {op} endpoint; it offers :generate, :interpolate, :predict"
-                      if op in ("encode", "reconstruct", "mix") else "unknown model 'nope'; served models: vae"),
+                      if op in ("encode", "reconstruct", "mix", "translate") else "unknown model 'nope'; served models: vae"),
         "406": _error("the Accept header asks for a type this operation does not answer",
                       f"cannot answer Accept: 'text/html'; this operation answers {accepts} (set the Accept "
                       "header or the 'format' field)"),
         "413": _error(f"the body is over --max-body-bytes ({limits.max_body_bytes} bytes here)",
                       f"request body of {limits.max_body_bytes + 1} bytes exceeds the limit of "
                       f"{limits.max_body_bytes} bytes (--max-body-bytes)"),
-        "415": _error("the Content-Type is not application/json",
-                      "Content-Type must be application/json; got 'text/plain'"),
+        "415": _error("the Content-Type is not application/json" + (" or image/png" if op == "translate" else ""),
+                      "Content-Type must be application/json" + (" or image/png (one image uploaded as the body)"
+                                                                   if op == "translate" else "") + "; got 'text/plain'"),
         "503": _error("the request outlived the timeout, or models are still loading (Retry-After)",
                       "models are still loading; retry shortly"),
     }
     if op == "predict":  # TensorFlow Serving's predict answers JSON whatever the Accept header says
         del responses["406"]
+    content = {"application/json": {"schema": _ref(request), "examples": examples(op, served)}}
+    parameters = [_name_parameter(served, op)]
+    if op == "translate":  # one PNG as the body; its options in the query string
+        content["image/png"] = {"schema": {"type": "string", "format": "binary"}}
+        parameters += [
+            {"name": "direction", "in": "query", "required": False, "schema": {"type": "string", "enum": ["a2b", "b2a"]},
+             "description": "PNG uploads to CycleGAN models: the direction (default a2b)"},
+            {"name": "format", "in": "query", "required": False, "schema": {"type": "string", "enum": ["json", "png"]},
+             "description": "PNG uploads: the answer's format (else the Accept header decides)"}]
     return {
         "tags": ["operations"], "summary": summary, "operationId": op,
         "description": models[request].__doc__.strip(),
-        "parameters": [_name_parameter(served, op)],
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": _ref(request), "examples": examples(op, served)}}},
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": content},
         "responses": responses,
     }
 
@@ -191,6 +201,9 @@ def _bad_request_examples(op: str, limits: Limits) -> tuple[str, ...]:
                         "give either 'seeds' ([seed_a, seed_b]) or 'z' ([z_a, z_b]), exactly one"),
         "encode": ("images must lie in the model's value range [0, 1]; found values from 0 to 255",),
         "reconstruct": ("images must lie in the model's value range [0, 1]; found values from 0 to 255",),
+        "translate": ("images must lie in translate's input range [-1, 1]; found values from 0 to 255",
+                      "PNG upload: the PNG is 64x64 pixels (refused before decoding); this operation takes 7x7 "
+                      "images (shape [7, 7, 1])"),
         "predict": ("give 'instances' (row format) or 'inputs' (columnar format), exactly one, as in "
                     "TensorFlow Serving's REST API",),
     }[op]
@@ -223,6 +236,17 @@ def examples(op: str, served: list[dict]) -> dict:
         if op not in m["operations"]:
             continue
         label = {"label": 0} if m["conditional"] else {}
+        if op == "translate":
+            for t in m.get("translations", []):
+                h, w, c = t["input"]["shape"][1:]
+                lo = (t["input"].get("value_range") or m["value_range"])[0]
+                if h * w * c > MAX_EXAMPLE_VALUES:
+                    continue
+                image = [[lo] * w for _ in range(h)] if c == 1 else [[[lo] * c] * w for _ in range(h)]
+                key, way = (m["name"], {}) if t["direction"] is None else (f"{m['name']}-{t['direction']}",
+                                                                           {"direction": t["direction"]})
+                out[key] = {"summary": f"{key}: one blank {h}x{w}x{c} image", "value": {"images": [image], **way}}
+            continue
         if op in ("encode", "reconstruct"):
             h, w, c = m["image_shape"]
             if h * w * c > MAX_EXAMPLE_VALUES:
@@ -232,7 +256,7 @@ def examples(op: str, served: list[dict]) -> dict:
             fmt = {"format": "png"} if op == "reconstruct" else {}
             out[m["name"]] = {"summary": f"{m['name']}: one blank {h}x{w}x{c} image",
                               "value": {"images": [image], **label, **fmt}}
-        else:  # predict: one zero code through the generator
+        elif "generate" in m["endpoints"]:  # predict: one zero code through the generator
             inputs = m["endpoints"]["generate"]["inputs"]
             row = {i["name"]: 0 if i["dtype"].startswith("int") else [0.0] * i["shape"][1] for i in inputs}
             if m["latent_dim"] > MAX_EXAMPLE_VALUES:

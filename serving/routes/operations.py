@@ -1,4 +1,5 @@
-"""``POST /v1/models/{name}:{operation}``: generate, interpolate, encode, reconstruct (and
+"""``POST /v1/models/{name}:{operation}``: generate, interpolate, mix, encode, reconstruct,
+translate (a JSON body, or one PNG uploaded as the body) (and
 ``:predict``, :mod:`serving.routes.tfserving`). Each handler validates the request on the event
 loop (cheap) and returns the work, which runs in the inference pool under the timeout."""
 from __future__ import annotations
@@ -83,8 +84,22 @@ def reconstruct(model, body: dict, accept, limits):
     return job
 
 
+def translate(model, body: dict, accept, limits, upload: bytes | None = None):
+    req = v.parse_translate(body, model.spec, model.name, limits, accept, upload)
+    op = model.spec.operations[req.extra["operation"]]
+    out = op.output_specs[0] if op.output_specs else None
+
+    def job(token):
+        (images,) = finite(model.reader.run_feeds(op.name, {op.inputs[0].name: req.x}, token), "translate")
+        meta = {"n": len(images), **req.extra}
+        return images_response(model, images, req.format, meta,
+                               value_range=out.value_range if out is not None else None)
+    return job
+
+
 HANDLERS = {"generate": generate, "interpolate": interpolate, "mix": mix, "encode": encode,
-            "reconstruct": reconstruct, "predict": predict}
+            "reconstruct": reconstruct, "translate": translate, "predict": predict}
+UPLOADS = ("translate",)  # operations that also take one PNG as the body (Content-Type: image/png)
 
 
 @router.post("/v1/models/{target}")
@@ -105,8 +120,13 @@ async def operate(target: str, request: Request):
     with server.admit():
         raw = await read_body(request, settings.limits.max_body_bytes, settings.body_timeout_s)
         content_type, accept = request.headers.get("content-type"), request.headers.get("accept")
-        job = await server.parse(lambda: HANDLERS[op](model, v.decode_json(raw, content_type), accept,
-                                                      settings.limits), len(raw))
+        if op in UPLOADS and v.media_type(content_type) == "image/png":  # options in the query string
+            query = dict(request.query_params)
+            job = await server.parse(lambda: HANDLERS[op](model, query, accept, settings.limits, upload=raw),
+                                     len(raw))
+        else:
+            job = await server.parse(lambda: HANDLERS[op](model, v.decode_json(raw, content_type, op in UPLOADS),
+                                                          accept, settings.limits), len(raw))
         return await server.compute(model, job)
 
 

@@ -1,7 +1,9 @@
 // The page: pick a model, a seed and (conditional models) a class → the generated grid (PNG from
 // :generate); two seeds → all frames of :interpolate as a strip, one enlarged by the slider or the
 // play button; models with :reconstruct (VAE/AE) → draw or upload a digit and see it decoded;
-// style-based models → a truncation slider on the grid and the style-mixing grid (:mix).
+// style-based models → a truncation slider on the grid and the style-mixing grid (:mix);
+// image-to-image models (:translate) → the same drawing area, its image sent as a PNG at the
+// model's input size, and the translation shown (a direction to pick for CycleGAN models).
 //
 // An error is shown under the control that caused it (a server message is placed by the field it
 // names), the last good result stays in view marked "stale", and the status line says "ready"
@@ -50,11 +52,14 @@ function fieldOf(message, places, fallback) {
   return fallback;
 }
 
-async function post(model, operation, body, accept) {
-  const response = await fetch(`/v1/models/${encodeURIComponent(model)}:${operation}`, {
+// A JSON body, or a PNG Blob uploaded as the body (its options then go in `query`).
+async function post(model, operation, body, accept, query) {
+  const png = body instanceof Blob;
+  const qs = query ? `?${new URLSearchParams(query)}` : "";
+  const response = await fetch(`/v1/models/${encodeURIComponent(model)}:${operation}${qs}`, {
     method: "POST",
-    headers: {"Content-Type": "application/json", "Accept": accept},
-    body: JSON.stringify(body),
+    headers: {"Content-Type": png ? "image/png" : "application/json", "Accept": accept},
+    body: png ? await body.arrayBuffer() : JSON.stringify(body),  // bytes, not the Blob: DevTools then sees them
   });
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
@@ -95,6 +100,15 @@ function readSeed(input, name) {
 }
 
 function isStyle(model) { return Boolean(model.endpoints && model.endpoints.generate_truncated); }
+function isTranslator(model) { return model.operations.includes("translate"); }
+
+// What the drawing area feeds: the translation picked (input shape and range), or the model's images.
+function padTarget(model) {
+  if (!isTranslator(model)) return {shape: model.image_shape, range: model.value_range, op: "reconstruct"};
+  const t = model.translations.find((x) => x.direction === ($("direction").value || null)) || model.translations[0];
+  return {shape: t.input.shape.slice(1), range: t.input.value_range || model.value_range, op: "translate",
+          direction: t.direction, output: t.output};
+}
 
 function classOf(model) {
   if (!model.conditional || $("label").value === "all") return null;
@@ -145,7 +159,7 @@ let lastGrid = null;  // {blob, filename} of the grid on screen
 
 async function generate() {
   const model = current();
-  if (!model) return;
+  if (!model || !model.operations.includes("generate")) return;
   clearErrors("generate");
   const {seed, error} = readSeed($("seed"), "the seed");
   if (error) {
@@ -189,7 +203,7 @@ let playing = null;       // the play timer
 
 async function interpolate() {
   const model = current();
-  if (!model) return;
+  if (!model || !model.operations.includes("interpolate")) return;
   clearErrors("interpolate");
   const a = readSeed($("seed-a"), "the first seed"), b = readSeed($("seed-b"), "the second seed");
   if (a.error || b.error) {
@@ -384,10 +398,11 @@ function setupDrawing() {
   canvas.addEventListener("pointercancel", end);
 }
 
-// The drawing (or upload) → one image of the model's shape and value range, as nested lists [h][w][c].
-function modelInput(model) {
-  const [h, w, c] = model.image_shape;
-  const [lo, hi] = model.value_range;
+// The drawing (or upload) → one image of `shape` [h, w, c] in `range`: the canvas of that size
+// (grey when c = 1) and its values as nested lists [h][w][c].
+function padImage(shape, range) {
+  const [h, w, c] = shape;
+  const [lo, hi] = range;
   const src = $("draw");
   const out = document.createElement("canvas");
   out.width = w; out.height = h;
@@ -413,7 +428,12 @@ function modelInput(model) {
   } else {
     ctx.drawImage(src, 0, 0, w, h);
   }
-  const px = ctx.getImageData(0, 0, w, h).data;
+  const pixels = ctx.getImageData(0, 0, w, h);
+  const px = pixels.data;
+  if (c === 1) {  // grey, so that a PNG of this canvas is what a grey model takes
+    for (let k = 0; k < px.length; k += 4) px[k] = px[k + 1] = px[k + 2] = Math.round(0.299 * px[k] + 0.587 * px[k + 1] + 0.114 * px[k + 2]);
+    ctx.putImageData(pixels, 0, 0);
+  }
   const value = (v) => Math.round((lo + (hi - lo) * v / 255) * 1e4) / 1e4;
   const image = [];
   for (let y = 0; y < h; y++) {
@@ -425,7 +445,7 @@ function modelInput(model) {
     }
     image.push(row);
   }
-  return image;
+  return {canvas: out, image};
 }
 
 function inkBox(canvas) {
@@ -457,11 +477,14 @@ function massCentre(d, w, h) {
 
 const reconstructSoon = debounce(reconstruct, 120);
 
+// The drawing area's request: :reconstruct (VAE/AE) or :translate (image-to-image models).
 async function reconstruct() {
   const model = current();
-  if (!model || !model.operations.includes("reconstruct") || !drawn) return;
+  if (!model || !drawn) return;
+  if (isTranslator(model)) return translate(model);
+  if (!model.operations.includes("reconstruct")) return;
   clearErrors("reconstruct");
-  const image = modelInput(model);
+  const {image} = padImage(model.image_shape, model.value_range);
   paint($("recon-input"), image, model.value_range);
   const [h, w, c] = model.image_shape;
   $("recon-input-caption").textContent = `as sent (${h}×${w}×${c})`;
@@ -485,6 +508,35 @@ async function reconstruct() {
   }
 }
 
+async function translate(model) {
+  clearErrors("reconstruct");
+  const target = padTarget(model);
+  const {canvas} = padImage(target.shape, target.range);
+  const sent = $("recon-input");
+  sent.width = canvas.width; sent.height = canvas.height;
+  sent.getContext("2d").drawImage(canvas, 0, 0);
+  $("recon-input-caption").textContent = `as sent (${target.shape.join("×")}, PNG)`;
+  const query = {format: "png", ...(target.direction ? {direction: target.direction} : {})};
+  const id = reconRequests.next();
+  try {
+    const png = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+    const blob = await tracked(post(model.name, "translate", png, "image/png", query).then((r) => r.blob()));
+    if (!reconRequests.isCurrent(id)) return;
+    const img = showBlob($("recon"), blob);
+    img.dataset.request = String(id);
+    img.dataset.direction = target.direction || "";
+    img.hidden = false;
+    reconShown = true;
+    $("recon-caption").textContent = `${model.name} · ${target.shape.join("×")} → ` +
+      `${target.output.shape.slice(1).join("×")}` + (target.direction ? ` · ${target.direction}` : "");
+    setStale("recon-figure", false);
+  } catch (err) {
+    if (!reconRequests.isCurrent(id)) return;
+    setError(fieldOf(err.message, [[/^direction\b/, "direction"]], "recon"), "reconstruct", err.message);
+    setStale("recon-figure", reconShown);
+  }
+}
+
 // An uploaded image: shown on the drawing area and sent resized to the model's shape (an image of
 // that shape goes as it is). A light background is inverted: the models saw light digits on black.
 async function upload(file) {
@@ -498,7 +550,9 @@ async function upload(file) {
     return;
   }
   clearDrawing();
-  const invert = lightBorder(bitmap);
+  const model = current();
+  // A light background is inverted for grey inputs only (digits are light on black).
+  const invert = (!model || padTarget(model).shape[2] === 1) && lightBorder(bitmap);
   const canvas = $("draw");
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false;  // big pixels, as the model will see them
@@ -541,8 +595,19 @@ function lightBorder(bitmap) {
 function onModelChange() {
   const model = current();
   if (!model) return;
-  $("model-info").textContent = `${model.kind} · latent ${model.latent_dim} · images ` +
-    `${model.image_shape.join("×")}` + (model.conditional ? ` · ${model.num_classes} classes` : "");
+  const translator = isTranslator(model);
+  document.body.dataset.mode = translator ? "translate" : "generate";
+  $("model-info").textContent = translator
+    ? `${model.kind} · translates ` + model.translations.map((t) => `${t.input.shape.slice(1).join("×")} → ` +
+        `${t.output.shape.slice(1).join("×")}` + (t.direction ? ` (${t.direction})` : "")).join(", ")
+    : `${model.kind} · latent ${model.latent_dim} · images ` +
+      `${model.image_shape.join("×")}` + (model.conditional ? ` · ${model.num_classes} classes` : "");
+  const ways = translator ? model.translations.filter((t) => t.direction) : [];
+  $("direction-field").hidden = !ways.length;
+  const keepWay = $("direction").value;
+  $("direction").replaceChildren(...ways.map((t) => new Option(t.direction === "a2b" ? "A → B" : t.direction === "b2a"
+    ? "B → A" : t.direction, t.direction)));
+  if (ways.some((t) => t.direction === keepWay)) $("direction").value = keepWay;
   const select = $("label");
   const keep = select.value;
   select.replaceChildren(...(model.conditional
@@ -551,7 +616,7 @@ function onModelChange() {
     : [new Option("— (unconditional)", "all")]));
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
   select.disabled = !model.conditional;
-  $("recon-panel").hidden = !model.operations.includes("reconstruct");
+  $("recon-panel").hidden = !(translator || model.operations.includes("reconstruct"));
   $("truncation").disabled = !isStyle(model);
   const mixing = model.operations.includes("mix");
   $("mix-panel").hidden = !mixing;
@@ -625,7 +690,9 @@ $("clear-drawing").addEventListener("click", () => {
   setStale("recon-figure", false);
   const input = $("recon-input");
   input.getContext("2d").clearRect(0, 0, input.width, input.height);
-  $("recon-caption").textContent = "draw a digit to see its reconstruction";
+  $("recon-caption").textContent = isTranslator(current()) ? "draw or upload an image to see its translation"
+    : "draw a digit to see its reconstruction";
 });
+$("direction").addEventListener("change", reconstruct);
 $("upload").addEventListener("change", (e) => { upload(e.target.files[0]); e.target.value = ""; });
 start();
