@@ -1,10 +1,12 @@
-"""``gen-keras latent {interpolate,arithmetic,traverse,manifold,scatter}``: pictures of a latent
+"""``gen-keras latent {interpolate,arithmetic,gan-arithmetic,traverse,manifold,scatter}``: pictures of a latent
 space from an export folder or an MLflow run, written as PNG and logged to the run.
 
 Examples::
 
     gen-keras latent interpolate --export outputs/exports/vae-1 --out interp.png --method both
     gen-keras latent arithmetic  --run-id 3f2a... --from-class 1 --to-class 7 --out arith.png
+    gen-keras latent interpolate --export STYLEGAN_DIR --space w --out interp_w.png
+    gen-keras latent gan-arithmetic --export STYLEGAN_DIR --plus 7 --minus 1 --onto 4 --out vec.png
     gen-keras latent traverse    --export DIR --dims 0,1,2,3 --out traverse.png
     gen-keras latent manifold    --export DIR --n 15 --out manifold.png
     gen-keras latent scatter     --export DIR --limit 2000 --out scatter.png
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-TOOLS = ("interpolate", "arithmetic", "traverse", "manifold", "scatter")
+TOOLS = ("interpolate", "arithmetic", "gan-arithmetic", "traverse", "manifold", "scatter")
 
 
 def add_model_args(p) -> None:
@@ -68,6 +70,8 @@ def register(sub) -> None:
                    help="interpolate between codes from the N(0, I) prior (automatic for GANs)")
     t.add_argument("--label", type=int, default=None,
                    help="conditional models: the class of every pair (default: a random class each)")
+    t.add_argument("--space", choices=["z", "w"], default="z",
+                   help="w: between the styles w of prior codes (style-based exports; linear by default)")
 
     t = tool("arithmetic", "attribute vector mean(z|to) - mean(z|from) added to codes of 'from'")
     add_data_args(t)
@@ -76,6 +80,18 @@ def register(sub) -> None:
     t.add_argument("--count", type=int, default=8, help="rows (images of the from-class)")
     t.add_argument("--scales", type=_floats, default=[0.0, 0.5, 1.0, 1.5, 2.0],
                    help="multiples of the vector, comma-separated")
+
+    t = tool("gan-arithmetic", "generated samples labelled by the evaluator: code(onto) + s (mean code|plus - "
+                               "mean code|minus), in w (style-based) or z")
+    t.add_argument("--plus", type=int, required=True, help="class A of mean(code | A)")
+    t.add_argument("--minus", type=int, required=True, help="class B of - mean(code | B)")
+    t.add_argument("--onto", type=int, required=True, help="class C whose samples the vector is added to")
+    t.add_argument("--space", choices=["w", "z"], default="w", help="w (style-based exports) or z (any generator)")
+    t.add_argument("--samples", type=int, default=2000, help="generated samples the class means are taken over")
+    t.add_argument("--count", type=int, default=8, help="rows (samples of the onto class)")
+    t.add_argument("--scales", type=_floats, default=[0.0, 0.5, 1.0, 1.5, 2.0],
+                   help="multiples of the vector, comma-separated")
+    t.add_argument("--data", default="mnist10k", help="the data set whose evaluator labels the samples")
 
     t = tool("traverse", "vary one latent dimension per row, the others fixed")
     add_data_args(t, limit=0)
@@ -150,6 +166,8 @@ def _run(args) -> int:
     else:
         if args.tool == "interpolate":
             grid, ncols = _interpolate(args, m, rng, images)
+        elif args.tool == "gan-arithmetic":
+            grid, ncols = _gan_arithmetic(args, m)
         elif args.tool == "arithmetic":
             x, y = images()
             grid, ncols = latent.arithmetic_grid(m, x, y, args.from_class, args.to_class,
@@ -185,6 +203,11 @@ def _interpolate(args, m, rng, images):
     n = args.pairs
     if n < 1:
         raise ValueError(f"--pairs {n} must be >= 1")
+    if args.space == "w":  # between the styles of prior codes
+        codes = m.sample_latent(2 * n, args.seed)
+        rows = [latent.w_interpolation_strips(m, codes[i:i + 1], codes[n + i:n + i + 1], args.steps, meth)
+                for i in range(n) for meth in methods]
+        return np.concatenate(rows), args.steps
     if args.prior or not m.has_encoder:
         labels = _pair_labels(args, m, rng, n)
         codes = m.sample_latent(2 * n, args.seed)
@@ -206,6 +229,24 @@ def _interpolate(args, m, rng, images):
                                               None if labels is None else labels[i:i + 1])
             for i in range(n) for meth in methods]
     return np.concatenate(rows), args.steps + 2
+
+
+def _gan_arithmetic(args, m):
+    import json
+
+    from gen_keras.config import DataConfig, RunConfig, model_config_from_dict
+    from gen_keras.eval.evaluator import get_evaluator
+    from gen_keras.latent.wspace import vector_arithmetic
+
+    evaluator = get_evaluator(RunConfig(model=model_config_from_dict(m.model_config),
+                                        data=DataConfig(dataset=args.data)))
+    result = vector_arithmetic(m, lambda images: evaluator.predict(images, m.value_range), args.plus,
+                               args.minus, args.onto, space=args.space, samples=args.samples,
+                               count=args.count, scales=args.scales, seed=args.seed)
+    # What the evaluator reads in the moved images, per scale (one JSON line, for scripts).
+    print(json.dumps({"space": args.space, "plus": args.plus, "minus": args.minus, "onto": args.onto,
+                      "class_counts": result.counts, "shares": result.shares}))
+    return result.grid, result.columns
 
 
 def _pair_labels(args, m, rng, n, y=None):
