@@ -4,6 +4,7 @@ config's budget, then print one JSON line per model with the numbers it is judge
     python bench/quality.py                      # full budget (each pipelines/configs/<kind>_mnist10k.yaml)
     python bench/quality.py --kinds vae,dcgan    # a subset
     python bench/quality.py --smoke              # seconds per kind: a check that everything runs
+    python bench/quality.py --curve dcgan,dcgan_aug_mnist10k,stylegan   # FID at 1, 2, 4, 8, 16 training minutes
 
 Lines (stdout, JSON):
 - ``{"model": "real_data_floor", ...}`` first: 2,000 (N) real TRAIN images against the test split
@@ -56,6 +57,11 @@ def parse_args(argv=None):
                    help="MLflow tracking URI (default: a SQLite store under --outputs)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for every kind (repeatable)")
+    p.add_argument("--curve", default="", metavar="RECIPES",
+                   help="time to quality: for each recipe (a kind, i.e. pipelines/configs/<kind>_mnist10k.yaml, "
+                        "or a config name in pipelines/configs), train until the last of --marks and "
+                        "measure the sample metrics at each mark of training wall-clock time")
+    p.add_argument("--marks", default="1,2,4,8,16", help="training minutes of the curve's points")
     return p.parse_args(argv)
 
 
@@ -176,7 +182,7 @@ def main(argv=None) -> int:
     Path(args.outputs).mkdir(parents=True, exist_ok=True)
     uri = args.tracking_uri or default_tracking_uri(Path(args.outputs) / "mlflow")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    kinds = bench_kinds(args.kinds)
+    kinds = [] if args.curve else bench_kinds(args.kinds)
     budget = "smoke" if args.smoke else "full"
 
     base_cfg = load_config(CONFIGS / "vae_mnist10k.yaml", run_overrides(args, "vae", stamp))
@@ -190,6 +196,8 @@ def main(argv=None) -> int:
                       "evaluator_minutes": round((time.time() - started) / 60, 2),
                       **{key: round(v, 6) for key, v in floor.items()}}), flush=True)
 
+    if args.curve:
+        return curves(args, stamp, uri, evaluator, floor, n, n_samples)
     for kind in kinds:
         cfg = load_config(CONFIGS / f"{kind}_mnist10k.yaml", run_overrides(args, kind, stamp))
         line = {"model": kind, "budget": budget, "epochs": cfg.train.epochs,
@@ -223,6 +231,57 @@ def main(argv=None) -> int:
     print(json.dumps({"model": "total", "budget": budget,
                       "minutes": round((time.time() - started) / 60, 2)}), flush=True)
     return 0
+
+
+def curve_config(recipe: str) -> Path:
+    for path in (CONFIGS / f"{recipe}_mnist10k.yaml", CONFIGS / f"{recipe}.yaml"):
+        if path.is_file():
+            return path
+    raise SystemExit(f"bench: --curve {recipe}: no pipelines/configs/{recipe}_mnist10k.yaml or {recipe}.yaml")
+
+
+def curves(args, stamp: str, uri: str, evaluator, floor: dict, n: int, n_samples: int) -> int:
+    """One JSON line per point (recipe, mark), then one per recipe with its whole curve; the
+    FID curves as a PNG in --outputs (curve_fid.png)."""
+    from gen_keras.config import load_config
+    from gen_keras.eval import evaluate_model
+    from gen_keras.eval.curve import QualityClock, curve_png
+    from gen_keras.precision import float32_twin
+    from gen_keras.training import train
+
+    marks = [float(m) for m in args.marks.split(",") if m.strip()]
+    keys = (f"fid_{n}", f"kid_{n}", f"precision_{n}", f"recall_{n}", f"class_kl_{n}", "classes_covered")
+    results = {}
+    for recipe in [r.strip() for r in args.curve.split(",") if r.strip()]:
+        path = curve_config(recipe)
+        # Epochs are not the budget here: the clock is (the callback stops training at the last mark).
+        cfg = load_config(path, run_overrides(args, recipe, stamp) + ["train.epochs=100000"]
+                          + (["train.epochs=1000"] if args.smoke else []))
+
+        def measure(model, cfg=cfg):
+            m = evaluate_model(float32_twin(model), cfg, num_samples=n_samples, seed=args.seed,
+                               likelihood=False, evaluator=evaluator)
+            return {k: round(float(m[k]), 6) for k in keys if k in m}
+
+        def report(point, recipe=recipe):
+            print(json.dumps({"curve": recipe, "config": path.name, **point}), flush=True)
+
+        clock = QualityClock(marks, measure, report)
+        started = time.time()
+        try:
+            result = train(cfg, tracking_uri=uri, callbacks=[clock])
+            run_id = result.run_id
+        except Exception as exc:  # one broken recipe must not hide the others' curves
+            print(json.dumps({"curve": recipe, "error": f"{type(exc).__name__}: {exc}"[:2000]}), flush=True)
+            continue
+        results[recipe] = clock.points
+        print(json.dumps({"curve": recipe, "config": path.name, "run_id": run_id,
+                          "wall_minutes": round((time.time() - started) / 60, 2),
+                          "load_average": round(os.getloadavg()[0], 1),
+                          "floor_fid": floor.get(f"fid_{n}"), "points": clock.points}), flush=True)
+    if results:
+        curve_png(results, Path(args.outputs) / "curve_fid.png", f"fid_{n}", floor.get(f"fid_{n}"))
+    return 0 if len(results) == len([r for r in args.curve.split(",") if r.strip()]) else 1
 
 
 def _cpu_seconds() -> float:

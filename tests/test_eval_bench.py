@@ -1,5 +1,5 @@
 """bench/quality.py --smoke as a real process: the floor line, then one JSON line per kind with
-the metrics that fit it and the product targets."""
+the metrics that fit it and the product targets; the time-to-quality clock and --curve."""
 from __future__ import annotations
 
 import json
@@ -86,3 +86,63 @@ def test_throughput_bench_smoke_prints_speedups_peak_and_memory(data_cache):
         assert line["cpu_ms_per_image"] > 0 and line["cpu_speedup"] > 0
     assert ref["cpu_speedup"] == 1.0 and ref["best_round_speedup"] == 1.0
     assert memory["peak_rss_mb"] > 0 and len(memory["rss_after_epoch_mb"]) == 4
+
+
+def test_quality_clock_measures_at_training_minutes_and_stops_after_the_last():
+    """A real tiny Keras fit: the clock's points sit at their marks of TRAINING time (its own
+    measuring, here 0.5 s each, is not counted), training stops after the last mark, and a run
+    whose epochs end first gets one final point marked as such."""
+    import time
+
+    import keras
+    import numpy as np
+
+    from gen_keras.eval.curve import QualityClock
+
+    x = np.random.default_rng(0).standard_normal((64, 4)).astype("float32")
+
+    def fit(marks, epochs):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        seen = []
+
+        def measure(m):
+            time.sleep(0.5)
+            return {"weights": len(m.weights)}
+
+        clock = QualityClock(marks, measure, seen.append)
+
+        class Slow(keras.callbacks.Callback):  # ~20 ms of "training" per step
+            def on_train_batch_end(self, batch, logs=None):
+                time.sleep(0.02)
+
+        started = time.perf_counter()
+        history = model.fit(x, x[:, :1], batch_size=8, epochs=epochs, verbose=0, callbacks=[Slow(), clock])
+        return clock, seen, history, time.perf_counter() - started
+
+    clock, seen, history, wall = fit([0.01, 0.02], epochs=1000)
+    assert seen == clock.points and [p["mark_minutes"] for p in clock.points] == [0.01, 0.02]
+    for p in clock.points:  # each point just past its mark, measuring time not counted
+        assert p["mark_minutes"] <= p["train_minutes"] < p["mark_minutes"] + 0.01
+        assert p["weights"] == 2 and p["measure_seconds"] >= 0.5
+    assert len(history.history["loss"]) < 1000  # stopped after the last mark
+    assert wall >= 0.02 * 60 + 1.0  # 1.2 s of training plus the two measurements
+    clock, _, history, _ = fit([0.01, 10.0], epochs=2)
+    assert len(history.history["loss"]) == 2 and clock.points[-1]["ended_before_mark"] is True
+    assert clock.points[-1]["mark_minutes"] == 10.0 and clock.points[-1]["train_minutes"] < 1
+
+
+def test_quality_bench_curve_smoke_prints_points_and_draws_the_curve(tmp_path, data_cache):
+    env = {**os.environ, "GEN_KERAS_CACHE": str(data_cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run(
+        [PYTHON, str(ROOT / "bench" / "quality.py"), "--smoke", "--curve", "gan", "--marks", "0.02,0.04",
+         "--outputs", str(tmp_path / "bench")],
+        capture_output=True, text=True, env=env, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    points = [line for line in lines if "mark_minutes" in line]
+    assert [p["mark_minutes"] for p in points] == [0.02, 0.04] and all(p["curve"] == "gan" for p in points)
+    assert all(p["fid_256"] > 0 and p["classes_covered"] >= 1 for p in points)
+    (summary,) = [line for line in lines if "points" in line]
+    assert summary["points"] == [{k: v for k, v in p.items() if k not in ("curve", "config")} for p in points]
+    assert (tmp_path / "bench" / "curve_fid.png").stat().st_size > 1000

@@ -40,8 +40,10 @@ class TrainResult:
     experiment_id: str | None = None
 
 
-def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None) -> TrainResult:
-    """Train the configured model end to end (see the module docstring)."""
+def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None,
+          callbacks=()) -> TrainResult:
+    """Train the configured model end to end (see the module docstring). ``callbacks``: extra
+    Keras callbacks after the run's own (e.g. bench/quality.py's wall-clock quality curve)."""
     import keras
 
     from gen_keras import distribute
@@ -60,7 +62,7 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
         try:
             model, checkpoint, initial_epoch = build_and_restore(plan, strategy, ctx, state)
             log_run_start(ctx.sink, plan, model, data.info, state, initial_epoch)
-            history = fit(model, data, plan, ctx, checkpoint, initial_epoch, verbose)
+            history = fit(model, data, plan, ctx, checkpoint, initial_epoch, verbose, callbacks)
             final, model_path, export_dir = finish(model, data, plan, ctx)
         except BaseException as exc:
             mark_failed(ctx, exc)
@@ -173,8 +175,8 @@ def _current_lr(optimizer) -> float:
 
 
 # -- fit -----------------------------------------------------------------------------------------------
-def fit(model, data, plan: RunPlan, ctx, checkpoint, initial_epoch: int, verbose) -> dict:
-    """``model.fit`` from ``initial_epoch`` with the callbacks this run needs."""
+def fit(model, data, plan: RunPlan, ctx, checkpoint, initial_epoch: int, verbose, extra=()) -> dict:
+    """``model.fit`` from ``initial_epoch`` with the callbacks this run needs (and ``extra``)."""
     cfg = plan.config
     if initial_epoch >= cfg.train.epochs:
         return {}
@@ -182,7 +184,7 @@ def fit(model, data, plan: RunPlan, ctx, checkpoint, initial_epoch: int, verbose
         verbose = (1 if sys.stdout.isatty() else 2) if cfg.train.progress else 0
     return model.fit(data.train, validation_data=data.test, epochs=cfg.train.epochs,
                      initial_epoch=initial_epoch, verbose=verbose,
-                     callbacks=training_callbacks(model, data, ctx, checkpoint)).history
+                     callbacks=[*training_callbacks(model, data, ctx, checkpoint), *extra]).history
 
 
 def training_callbacks(model, data, ctx, checkpoint) -> list:
