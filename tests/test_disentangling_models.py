@@ -142,6 +142,23 @@ def test_configs_and_dataset_size_refused_at_zero():
                                + c.beta * terms["tc"] + c.gamma * terms["dim_kl"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["beta_tcvae", "factor_vae"])
+def test_colour_64x64_steps(kind):
+    """The VAE's conv networks at 64x64x3 (the colour set's shape): two real steps, finite."""
+    cfg = load_config(None, [f"model.kind={kind}", "model.image_shape=[64,64,3]", "model.latent_dim=4",
+                             "model.filters=8", "model.hidden=32", "model.binarize=none",
+                             *(["model.dataset_size=1000"] if kind == "beta_tcvae" else []), "train.batch_size=16", "train.mixed_precision=none"])
+    from gen_keras.plan import resolve_plan
+
+    model = build_model(cfg.model)
+    model.compile_for_training(resolve_plan(cfg))
+    x = np.random.default_rng(0).uniform(size=(32, 64, 64, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(32, "int32"))).batch(16)
+    history = model.fit(ds, epochs=1, verbose=0).history
+    assert all(np.isfinite(v[0]) for v in history.values()), history
+    assert model.reconstruct(x[:2]).shape == (2, 64, 64, 3)
+
+
 # ------------------------------------------------------------------------------------------
 # A short real training of each kind on dsprites at 64x64x1
 # ------------------------------------------------------------------------------------------
