@@ -23,7 +23,7 @@ from gen_keras import distribute
 from gen_keras.config import DistributeConfig, load_config
 from gen_keras.data import make_datasets
 from gen_keras.errors import ConfigError
-from gen_keras.models import build_model, model_kinds
+from gen_keras.models import build_model, model_config_class, model_kinds
 from gen_keras.plan import resolve_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,8 @@ def kind_config(kind: str, overrides: list[str]):
     """The kind's shipped config when there is one (pipelines/configs), else its defaults; in
     float32 unless an override names a precision (steps are compared to 1e-5 here)."""
     overrides = ["train.mixed_precision=none", *overrides]
+    if hasattr(model_config_class(kind), "dataset_size"):  # beta-TCVAE's N (train() fills it)
+        overrides.append("model.dataset_size=64")
     path = ROOT / "pipelines" / "configs" / f"{kind}_mnist10k.yaml"
     if path.is_file():
         return load_config(path, overrides)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import re
 
+from gen_keras.data.factor_specs import is_factor_dataset
 from gen_keras.eval.evaluator import RECIPE as EVALUATOR_VERSION
+from gen_keras.eval.factor_eval import END_OF_TRAINING_FACTOR_SAMPLES, is_encoder
 from gen_keras.eval.likelihood import is_vae_family
 from gen_keras.eval.loading import EvalTarget, load_for_eval
 from gen_keras.eval.translation import is_translator
@@ -33,16 +35,20 @@ END_OF_TRAINING_IWAE_K = 100
 
 
 class Metrics(dict):
-    """``dict[str, float]`` of metric values, plus ``notes``: how they were measured (MLflow tags)."""
+    """``dict[str, float]`` of metric values, plus ``notes``: how they were measured (MLflow
+    tags), and ``artifacts``: files the evaluation wrote, by name (logged beside the metrics)."""
 
     def __init__(self, *args, notes: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.notes = dict(notes or {})
+        self.artifacts: dict = {}
 
 
 def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
                    iwae_k: int = 100, likelihood: bool = True, sample_metrics: bool = True,
-                   evaluator=None) -> Metrics:
+                   evaluator=None, disentanglement: bool = True,
+                   factor_samples: int = END_OF_TRAINING_FACTOR_SAMPLES,
+                   artifacts_dir=None) -> Metrics:
     """Every metric that fits the model kind, as ``{name: value}``.
 
     Translation models: the metric family of their task (:func:`gen_keras.eval.translation.translation_metrics`).
@@ -51,7 +57,10 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
     (+ ``_std``), ``precision_N``, ``recall_N``, ``density_N``, ``coverage_N``,
     ``classes_covered``, ``class_kl_N``, ``conditional_accuracy_N`` (conditional models) and
     ``evaluator_test_accuracy``, with N = min(num_samples, test images). ``data.limit_test`` is
-    honoured, so smoke runs evaluate quickly.
+    honoured, so smoke runs evaluate quickly. Encoders (VAE family, autoencoders) on a factor
+    data set: ``mig``, ``dci_*``, ``sap``, ``factorvae_score``, ``betavae_score`` from
+    ``factor_samples`` rendered images (:mod:`gen_keras.eval.factor_eval`); with
+    ``artifacts_dir``, the heat map and traversal PNGs written there are in ``artifacts``.
     """
     from gen_keras.eval import samples
     from gen_keras.eval.likelihood import iwae_bounds
@@ -67,6 +76,8 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
                              k=iwae_k, seed=seed, source=f"{run_config.data.dataset} test split")
         out.update(result.metrics("test"))
         out.notes["gen_keras.eval.likelihood_data"] = result.data_note
+    if disentanglement and is_encoder(model) and is_factor_dataset(run_config.data.dataset):
+        _add_disentanglement(out, model, run_config.data.dataset, seed, factor_samples, artifacts_dir)
     if sample_metrics and hasattr(model, "generate"):
         from gen_keras.eval.evaluator import get_evaluator
 
@@ -77,6 +88,24 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
             f"{evaluator.info['recipe']} trained on the {run_config.data.dataset} train split; "
             f"test accuracy {evaluator.test_accuracy:.4f}; sha256 {evaluator.info.get('sha256', '?')[:16]}")
     return out
+
+
+def _add_disentanglement(out: Metrics, model, dataset: str, seed: int, num_samples: int,
+                         artifacts_dir) -> None:
+    from gen_keras.errors import ConfigError
+    from gen_keras.eval.factor_eval import evaluate_disentanglement
+
+    try:
+        values, artifacts = evaluate_disentanglement(model, dataset, num_samples=num_samples, seed=seed,
+                                                     artifacts_dir=artifacts_dir)
+    except ConfigError as exc:  # e.g. trained at another image shape: the other metrics still count
+        out.notes["gen_keras.eval.disentanglement"] = f"skipped: {exc}"
+        return
+    out.update(values)
+    out.artifacts.update(artifacts)
+    out.notes["gen_keras.eval.disentanglement"] = (
+        f"codes of {num_samples} rendered {dataset} images (seed {seed}); posterior means for the "
+        "VAE family, codes for autoencoders; MIG with max(20, most factor values) bins")
 
 
 def _translation_metrics(model, run_config, seed: int, evaluator) -> Metrics:
@@ -129,5 +158,17 @@ def _test_split(run_config):
     return load_split_arrays(run_config, "test", limit=run_config.data.limit_test)
 
 
-__all__ = ["END_OF_TRAINING_IWAE_K", "EVALUATOR_VERSION", "EvalTarget", "GATE_IWAE_K", "Metrics", "evaluate_model", "gate_score",
-           "is_translator", "is_vae_family", "load_for_eval"]
+__all__ = [
+    "END_OF_TRAINING_FACTOR_SAMPLES",
+    "END_OF_TRAINING_IWAE_K",
+    "EVALUATOR_VERSION",
+    "GATE_IWAE_K",
+    "EvalTarget",
+    "Metrics",
+    "evaluate_model",
+    "gate_score",
+    "is_encoder",
+    "is_translator",
+    "is_vae_family",
+    "load_for_eval",
+]

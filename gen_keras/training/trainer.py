@@ -56,6 +56,8 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     strategy = distribute.make_strategy(cfg.distribute)
     plan = resolve_plan(cfg, strategy, is_chief=distribute.is_chief())
     data = make_datasets(cfg)  # a bad data config fails here, before any model is built
+    cfg = fill_from_data(cfg, data)
+    plan = dataclasses.replace(plan, config=cfg)
     ctx = run_context(plan, tracking_uri)
     with checkpoint_lock(plan, ctx):  # one process per checkpoint folder
         state = start_run(plan, ctx)
@@ -71,6 +73,20 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     return TrainResult(ctx.run_id, ctx.run_name, model, history, model_path, export_dir,
                        ctx.samples_dir, final, (time.time() - started) / 60.0, ctx.tracking_uri,
                        ctx.experiment_id)
+
+
+def fill_from_data(run_config: RunConfig, data) -> RunConfig:
+    """The config with the model fields that come from the data filled in where the config
+    leaves them at 0: ``model.dataset_size`` (beta-TCVAE's minibatch weighted sampling needs N)
+    becomes the number of training images this run reads, after ``data.limit_train``. The
+    filled config is what the run logs, checkpoints and saves with the model."""
+    model = run_config.model
+    if getattr(model, "dataset_size", None) != 0:
+        return run_config
+    n = data.info.num_train
+    if run_config.data.limit_train:
+        n = min(n, run_config.data.limit_train)
+    return dataclasses.replace(run_config, model=dataclasses.replace(model, dataset_size=n))
 
 
 # -- the tracking run ----------------------------------------------------------------------------
@@ -221,15 +237,17 @@ def finish(model, data, plan: RunPlan, ctx):
     cfg, sink = plan.config, ctx.sink
     sink.log_metrics({f"test/{k}": v for k, v in final.items()}, step=cfg.train.epochs)
     if cfg.train.evaluate_at_end:
-        final.update(evaluate_at_end(model, cfg, sink))
+        final.update(evaluate_at_end(model, cfg, sink, ctx.samples_dir / "disentanglement"))
     model_path = save_and_log_model(model, ctx)
     export_dir = export_and_log(model, ctx) if cfg.train.export_at_end else None
     close_run(ctx, checkpoint_dir(cfg, ctx), model_path, export_dir)
     return final, model_path, export_dir
 
 
-def evaluate_at_end(model, run_config, sink) -> dict:
-    """Quality metrics that fit the model kind (gen_keras.eval), logged to the run.
+def evaluate_at_end(model, run_config, sink, artifacts_dir: Path | None = None) -> dict:
+    """Quality metrics that fit the model kind (gen_keras.eval), logged to the run; the files
+    the evaluation writes into ``artifacts_dir`` (an encoder's mutual-information heat map and
+    latent traversals on a factor data set) are logged under ``eval/``.
 
     A modest IWAE k keeps this quick; ``gen-keras evaluate --run-id`` re-scores with more. An
     evaluation failure is logged as a tag and never costs the trained model (saved after this).
@@ -237,7 +255,8 @@ def evaluate_at_end(model, run_config, sink) -> dict:
     from gen_keras.eval import END_OF_TRAINING_IWAE_K, evaluate_model
 
     try:
-        metrics = evaluate_model(model, run_config, iwae_k=END_OF_TRAINING_IWAE_K, seed=run_config.train.seed)
+        metrics = evaluate_model(model, run_config, iwae_k=END_OF_TRAINING_IWAE_K, seed=run_config.train.seed,
+                                 artifacts_dir=artifacts_dir)
     except Exception as exc:
         log.warning("end-of-training evaluation failed: %s: %s", type(exc).__name__, exc)
         if sink is not None:
@@ -248,6 +267,8 @@ def evaluate_at_end(model, run_config, sink) -> dict:
             sink.log_metrics({f"eval/{k}": v for k, v in metrics.items()}, step=run_config.train.epochs)
         for key, note in getattr(metrics, "notes", {}).items():
             sink.set_tag(key, note)
+        for path in getattr(metrics, "artifacts", {}).values():
+            sink.log_artifact(path, "eval/disentanglement")
     return dict(metrics)
 
 
