@@ -8,6 +8,9 @@
 - Encoders on a data set with known factors (``dsprites``, ``shapes3d``): MIG, DCI, SAP, the
   FactorVAE and beta-VAE scores and the factor-by-code mutual-information heat map
   (:mod:`gen_keras.eval.disentanglement`; docs/disentanglement.md).
+- Encoders on a labelled data set: linear and few-label probes and k-means of their codes,
+  beside raw pixels and PCA codes of the same width (:mod:`gen_keras.eval.probes`;
+  docs/representation.md).
 - Translation models (image in, image out): the family of their task — PSNR / SSIM against
   upsampling baselines, accuracy on outputs, L1 in the hole, class preservation, cycle L1, FID
   in the target domain (:mod:`gen_keras.eval.translation`).
@@ -48,7 +51,7 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
                    iwae_k: int = 100, likelihood: bool = True, sample_metrics: bool = True,
                    evaluator=None, disentanglement: bool = True,
                    factor_samples: int = END_OF_TRAINING_FACTOR_SAMPLES,
-                   artifacts_dir=None) -> Metrics:
+                   artifacts_dir=None, representation: bool = True) -> Metrics:
     """Every metric that fits the model kind, as ``{name: value}``.
 
     Translation models: the metric family of their task (:func:`gen_keras.eval.translation.translation_metrics`).
@@ -61,6 +64,8 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
     data set: ``mig``, ``dci_*``, ``sap``, ``factorvae_score``, ``betavae_score`` from
     ``factor_samples`` rendered images (:mod:`gen_keras.eval.factor_eval`); with
     ``artifacts_dir``, the heat map and traversal PNGs written there are in ``artifacts``.
+    Encoders on any labelled data set: ``probe_linear_*``, ``probe_{100,1000}_labels_*``,
+    ``kmeans_{nmi,acc}_*`` of their codes (``codes``), raw pixels and PCA (:mod:`gen_keras.eval.probes`).
     """
     from gen_keras.eval import samples
     from gen_keras.eval.likelihood import iwae_bounds
@@ -78,6 +83,8 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
         out.notes["gen_keras.eval.likelihood_data"] = result.data_note
     if disentanglement and is_encoder(model) and is_factor_dataset(run_config.data.dataset):
         _add_disentanglement(out, model, run_config.data.dataset, seed, factor_samples, artifacts_dir)
+    if representation and is_encoder(model):
+        _add_representation(out, model, run_config, seed)
     if sample_metrics and hasattr(model, "generate"):
         from gen_keras.eval.evaluator import get_evaluator
 
@@ -106,6 +113,35 @@ def _add_disentanglement(out: Metrics, model, dataset: str, seed: int, num_sampl
     out.notes["gen_keras.eval.disentanglement"] = (
         f"codes of {num_samples} rendered {dataset} images (seed {seed}); posterior means for the "
         "VAE family, codes for autoencoders; MIG with max(20, most factor values) bins")
+
+
+# The probes at the end of training: at most this many train / test images (a factor set's images
+# are 4,096 pixels: its pixel probe on more would cost minutes).
+PROBE_TRAIN_IMAGES, PROBE_TEST_IMAGES = 5000, 2000
+
+
+def _add_representation(out: Metrics, model, run_config, seed: int) -> None:
+    import numpy as np
+
+    from gen_keras.data import load_split_arrays
+    from gen_keras.eval.factor_eval import compiled_encoder
+    from gen_keras.eval.probes import representation_report
+
+    limit_train = min(x for x in (run_config.data.limit_train, PROBE_TRAIN_IMAGES) if x) or PROBE_TRAIN_IMAGES
+    limit_test = min(x for x in (run_config.data.limit_test, PROBE_TEST_IMAGES) if x) or PROBE_TEST_IMAGES
+    x_train, y_train = load_split_arrays(run_config, "train", limit=limit_train)
+    x_test, y_test = load_split_arrays(run_config, "test", limit=limit_test)
+    if len(np.unique(y_train)) < 2 or len(np.unique(y_test)) < 2:
+        out.notes["gen_keras.eval.representation"] = "skipped: fewer than two classes in a split"
+        return
+    encode = compiled_encoder(model)
+    codes_train = np.concatenate([encode(x_train[i:i + 500]) for i in range(0, len(x_train), 500)])
+    codes_test = np.concatenate([encode(x_test[i:i + 500]) for i in range(0, len(x_test), 500)])
+    out.update(representation_report(codes_train, y_train, codes_test, y_test, x_train, x_test, seed=seed))
+    out.notes["gen_keras.eval.representation"] = (
+        f"codes (posterior means for the VAE family) of {len(x_train)} train / {len(x_test)} test "
+        f"{run_config.data.dataset} images; logistic-regression probes on all and on 100 / 1,000 "
+        "balanced labels, k-means NMI / cluster accuracy; beside raw pixels and PCA of the same width")
 
 
 def _translation_metrics(model, run_config, seed: int, evaluator) -> Metrics:
