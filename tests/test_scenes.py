@@ -99,11 +99,6 @@ def test_bad_scene_task_names_are_refused(name, match):
         load_config(CONFIG, [f"data.dataset={name}"])
 
 
-def test_scenes_need_64x64_colour():
-    with pytest.raises(ConfigError, match=r"must be \[64, 64, 3\]"):
-        task_shapes("pairs:scenes", (28, 28, 3))
-
-
 def test_fcn_score_is_high_on_real_scenes_and_low_on_grey(data_cache):
     from gen_keras.eval.translation import scene_segmenter
 
