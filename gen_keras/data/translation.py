@@ -143,7 +143,8 @@ def load_translation_split(name: str, split: str, image_shape, limit: int = 0,
     out = _build_split(name, split, tuple(int(d) for d in image_shape), data_dir)
     if not limit:
         return out
-    return TranslationSplit(*(None if a is None else a[:limit] for a in dataclasses.astuple(out)))
+    parts = (getattr(out, f.name) for f in dataclasses.fields(out))  # (astuple would deep-copy)
+    return TranslationSplit(*(None if a is None else a[:limit] for a in parts))
 
 
 @functools.lru_cache(maxsize=8)
