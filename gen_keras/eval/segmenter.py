@@ -1,6 +1,6 @@
-"""The "FCN score" of Isola et al. 2017 (sec. 4.2, after Long et al. 2015): how well a semantic
-segmenter trained on REAL scenes recovers, from a generated scene, the label map it was
-generated from. "If the generated images are realistic, classifiers trained on real images will
+"""The "FCN score" of Isola et al. 2017 (sec. 4.1, "Evaluation metrics", after Long et al.
+2015): how well a semantic segmenter trained on REAL scenes recovers, from a generated scene,
+the label map it was generated from. "If the generated images are realistic, classifiers trained on real images will
 be able to classify the synthesized image correctly as well."
 
 The paper uses FCN-8s trained on Cityscapes; here a small fully-convolutional network trained on

@@ -29,7 +29,7 @@ beside it (``class_preservation_a2b_greyscale``, ``real_b_greyscale_evaluator_ac
   against real A, digit evaluator features); the ceilings ``real_a_evaluator_accuracy`` and
   ``colour_evaluator_test_accuracy`` (each evaluator on real images of its domain), and the
   greyscale route described above.
-* ``pairs:scenes``: the FCN score (Isola et al. 2017, sec. 4.2; :mod:`gen_keras.eval.segmenter`)
+* ``pairs:scenes``: the FCN score (Isola et al. 2017, sec. 4.1; :mod:`gen_keras.eval.segmenter`)
   — ``fcn_pixel_accuracy``, ``fcn_class_accuracy``, ``fcn_mean_iou`` and per class
   ``fcn_iou_<class>`` (background, floor, wall, object) of the segmenter's prediction on the generated scenes against the input label maps — with its
   ceiling, the same on the real test scenes (``real_fcn_*``), and its floor for a generator that
