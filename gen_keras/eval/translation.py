@@ -305,13 +305,12 @@ def scene_segmenter(run_config):
 
     name, data_dir = run_config.data.dataset, run_config.data.data_dir
 
-    def unit(split):
+    def scenes(split):
         s = load_translation_split(name, split, (64, 64, 3), data_dir=data_dir)
-        return s.targets.astype(np.float32) / 255.0, s.label_maps
+        return s.targets, s.label_maps
 
     def load():
-        x_train, y_train = unit("train")
-        return segmenter_for_arrays(name, x_train, y_train, lambda: unit("test"), num_classes=4)
+        return segmenter_for_arrays(name, *scenes("train"), lambda: scenes("test"), num_classes=4)
 
     if not tf.distribute.has_strategy():
         return load()
