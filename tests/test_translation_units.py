@@ -339,6 +339,7 @@ def test_pipelines_batch_pairs_and_unpaired_streams(data_cache):
     (["data.dataset=mnist10k"], "not an image-to-image task"),
     (["data.dataset=pairs:sr4"], r"takes inputs of shape \[28, 28, 1\]"),
     (["data.dataset=unpaired:mnistm", "model.image_shape=[28, 28, 3]"], "trains on paired data"),
+    (["data.dataset=pairs:scenes"], r"model\.image_shape must be \[64, 64, 3\]"),
 ])
 def test_models_and_tasks_that_do_not_fit_are_refused(overrides, match, data_cache):
     base = CONFIGS / "pix2pix_inpaint.yaml"

@@ -59,7 +59,7 @@ def check_dataset_name(name: str, field: str = "data.dataset") -> None:
         raise ConfigError(
             f"{field}={name!r} is not a known data set; use 'mnist10k', {factor_sets}, "
             "'tfds:<name>[:<split>]', 'folder:<path>', 'npz:<path>' or an image-to-image task "
-            "('pairs:sr4', 'pairs:inpaint', 'unpaired:mnistm')"
+            "('pairs:sr4', 'pairs:inpaint', 'pairs:scenes[:<count>]', 'unpaired:mnistm')"
         )
     if scheme == "folder" and not Path(rest).expanduser().is_dir():
         raise ConfigError(f"{field}={name!r}: folder {rest!r} does not exist")

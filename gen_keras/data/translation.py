@@ -20,8 +20,11 @@
   generator shape serves both directions and the identity loss is defined. Strokes are always
   brighter than the texture in luma (>= 0.6 against <= 0.4), so the greyscale conversion of a
   colour digit is still a light-on-dark digit (how class preservation is scored).
+* ``pairs:scenes`` (or ``pairs:scenes:<count>``) — label map → colour scene: the input is the
+  per-pixel label map of a ``shapes3d`` scene drawn in a fixed colour per class, the target the
+  scene (:mod:`gen_keras.data.scenes`, which has the palette, the sizes and the split).
 
-The split protocol is the shared one: ``train`` = mnist10k images 0..7999, ``test`` =
+The digit tasks share one split: ``train`` = mnist10k images 0..7999, ``test`` =
 8000..9999 (for ``unpaired:mnistm``: A = train 0..3999 / test 8000..8999, B = train 4000..7999 /
 test 9000..9999). Everything is computed once per process in numpy (the whole data set is
 10,000 digits) and reaches the model as ``(input, target)`` (paired) or ``(a, b)`` (unpaired,
@@ -36,7 +39,7 @@ import numpy as np
 
 from gen_keras.errors import ConfigError
 
-PAIRED_TASKS = ("sr4", "inpaint")
+PAIRED_TASKS = ("sr4", "inpaint", "scenes")
 UNPAIRED_TASKS = ("mnistm",)
 TASKS = {"pairs": PAIRED_TASKS, "unpaired": UNPAIRED_TASKS}
 TASK_SEED = 2017  # fixed: every run sees the same holes and textures
@@ -51,11 +54,25 @@ def is_translation_dataset(name: str) -> bool:
     return name.partition(":")[0] in TASKS
 
 
+def split_task_name(name: str) -> tuple[str, str, str]:
+    """``"pairs:scenes:2000"`` → ``("pairs", "scenes", "2000")``; the argument is ``""`` when
+    absent (only ``scenes`` takes one: the size of the ``shapes3d`` subset)."""
+    pairing, _, rest = name.partition(":")
+    task, _, argument = rest.partition(":")
+    return pairing, task, argument
+
+
 def check_translation_name(name: str, field: str = "data.dataset") -> None:
-    pairing, _, task = name.partition(":")
+    pairing, task, argument = split_task_name(name)
     if task not in TASKS.get(pairing, ()):
-        known = [f"{p}:{t}" for p, tasks in TASKS.items() for t in tasks]
+        known = [f"{p}:{t}" for p, tasks in TASKS.items() for t in tasks] + ["pairs:scenes:<count>"]
         raise ConfigError(f"{field}={name!r} is not a known image-to-image task; use one of {known}")
+    if task == "scenes":
+        from gen_keras.data.scenes import check_subset
+
+        check_subset(name, argument, field)
+    elif argument:
+        raise ConfigError(f"{field}={name!r}: task {task!r} takes no argument after '{pairing}:{task}'")
 
 
 @dataclasses.dataclass
@@ -67,6 +84,7 @@ class TranslationSplit:
     input_labels: np.ndarray
     target_labels: np.ndarray
     masks: np.ndarray | None = None  # inpainting: True inside the hole, [N, H, W, 1]
+    label_maps: np.ndarray | None = None  # scenes: class ids of the input, uint8 [N, H, W, 1]
 
 
 @dataclasses.dataclass
@@ -89,7 +107,10 @@ def task_shapes(name: str, image_shape) -> tuple[tuple[int, int, int], tuple[int
     """(input shape, target shape) of task ``name`` for targets of ``image_shape``."""
     check_translation_name(name)
     h, w, c = (int(d) for d in image_shape)
-    task = name.partition(":")[2]
+    task = split_task_name(name)[1]
+    if task == "scenes" and (h, w, c) != (64, 64, 3):
+        raise ConfigError(f"data.dataset={name!r} translates 64x64 colour-coded label maps into 64x64 "
+                          f"colour scenes: model.image_shape must be [64, 64, 3], got {[h, w, c]}")
     if task == "sr4":
         if h % SR_FACTOR or w % SR_FACTOR:
             raise ConfigError(f"data.dataset={name!r} needs an image side divisible by {SR_FACTOR}; "
@@ -114,25 +135,34 @@ def split_indices(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return idx, idx
 
 
-def load_translation_split(name: str, split: str, image_shape, limit: int = 0) -> TranslationSplit:
+def load_translation_split(name: str, split: str, image_shape, limit: int = 0,
+                           data_dir: str = "") -> TranslationSplit:
     """Split ``split`` of task ``name`` as uint8 arrays at ``image_shape`` (the first ``limit``
-    examples of each side when ``limit`` > 0)."""
-    out = _build_split(name, split, tuple(int(d) for d in image_shape))
+    examples of each side when ``limit`` > 0). ``data_dir``: where prepared data sets live
+    (``data.data_dir``; the scenes' ``shapes3d`` subset)."""
+    out = _build_split(name, split, tuple(int(d) for d in image_shape), data_dir)
     if not limit:
         return out
-    return TranslationSplit(out.inputs[:limit], out.targets[:limit], out.input_labels[:limit],
-                            out.target_labels[:limit], None if out.masks is None else out.masks[:limit])
+    parts = (getattr(out, f.name) for f in dataclasses.fields(out))  # (astuple would deep-copy)
+    return TranslationSplit(*(None if a is None else a[:limit] for a in parts))
 
 
 @functools.lru_cache(maxsize=8)
-def _build_split(name: str, split: str, image_shape: tuple[int, int, int]) -> TranslationSplit:
+def _build_split(name: str, split: str, image_shape: tuple[int, int, int], data_dir: str = "") -> TranslationSplit:
     from gen_keras.data import mnist10k
 
     check_translation_name(name)
     task_shapes(name, image_shape)  # raises on shapes the task cannot make
+    _, task, argument = split_task_name(name)
+    if task == "scenes":
+        from gen_keras.data.scenes import load_scenes
+
+        if split not in ("train", "test"):
+            raise ConfigError(f"split={split!r} is not one of ['train', 'test']")
+        inputs, scenes, labels, label_maps = load_scenes(argument, split, data_dir)
+        return TranslationSplit(inputs, scenes, labels, labels, label_maps=label_maps)
     images, labels = mnist10k.load_arrays()
     a_idx, b_idx = split_indices(name, split)
-    task = name.partition(":")[2]
     if task == "sr4":
         target = fit_digits(images[a_idx], image_shape)
         return TranslationSplit(area_downsample(target, SR_FACTOR), target, labels[a_idx], labels[a_idx])
@@ -261,10 +291,17 @@ def open_translation(data_cfg, image_shape) -> tuple[dict, TranslationInfo]:
 
     name = data_cfg.dataset
     input_shape, target_shape = task_shapes(name, image_shape)
-    splits = {s: load_translation_split(name, s, target_shape) for s in ("train", "test")}
+    splits = {s: load_translation_split(name, s, target_shape, data_dir=data_cfg.data_dir) for s in ("train", "test")}
+    _, task, argument = split_task_name(name)
+    if task == "scenes":
+        from gen_keras.data.scenes import scenes_folder
+
+        source_uri = scenes_folder(argument, data_cfg.data_dir)
+    else:
+        source_uri = str(mnist10k._file(mnist10k.FILES["images"][0]).parent)
     info = TranslationInfo(name, name.startswith("pairs:"), input_shape, target_shape,
-                           len(splits["train"].inputs), len(splits["test"].inputs),
-                           source_uri=str(mnist10k._file(mnist10k.FILES["images"][0]).parent))
+                           len(splits["train"].inputs), len(splits["test"].inputs), source_uri=source_uri,
+                           num_classes=4 if task == "scenes" else 10)
     return splits, info
 
 

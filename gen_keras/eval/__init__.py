@@ -148,8 +148,11 @@ def _translation_metrics(model, run_config, seed: int, evaluator) -> Metrics:
     from gen_keras.eval.translation import translation_metrics
 
     values = translation_metrics(model, run_config, seed=seed, evaluator=evaluator)
-    note = (f"translation metrics of {run_config.data.dataset} (gen_keras.eval.translation); digit "
-            f"evaluator test accuracy {values['evaluator_test_accuracy']:.4f}")
+    if "segmenter_test_pixel_accuracy" in values:
+        judge = f"scene segmenter test pixel accuracy {values['segmenter_test_pixel_accuracy']:.4f}"
+    else:
+        judge = f"digit evaluator test accuracy {values['evaluator_test_accuracy']:.4f}"
+    note = f"translation metrics of {run_config.data.dataset} (gen_keras.eval.translation); {judge}"
     return Metrics(values, notes={"gen_keras.eval.translation": note})
 
 

@@ -164,10 +164,6 @@ def evaluator_for_arrays(name: str, image_shape, x_train, y_train, test_split, *
     ``image_shape``), trained on first use; ``test_split()`` returns the held-out ``(images,
     labels)`` its test accuracy is measured on. ``name`` names the data in the cache folder; the
     key is the recipe, the shape and the train split's content."""
-    from gen_keras.artifacts import load_model, save_model
-    from gen_keras.errors import ArtifactIntegrityError
-    from gen_keras.files import atomic_write_text
-
     recipe = recipe or Recipe()
     num_classes = int(y_train.max()) + 1 if len(y_train) else 0
     if num_classes < 2 or y_train.min() < 0:
@@ -176,25 +172,42 @@ def evaluator_for_arrays(name: str, image_shape, x_train, y_train, test_split, *
     shape = tuple(int(d) for d in image_shape)
     key = hashlib.sha256(json.dumps([RECIPE, dataclasses.asdict(recipe), list(shape),
                                      data_fingerprint(x_train, y_train)]).encode()).hexdigest()[:16]
+
+    def fit():
+        x_test, y_test = test_split()
+        classifier, info = train_classifier(x_train, y_train, x_test, y_test, num_classes, recipe)
+        info.update(dataset=name, image_shape=list(shape), recipe=RECIPE)
+        return classifier, info
+
     folder = cache_root() / f"{_slug(name)}-{'x'.join(map(str, shape))}-{key}"
+    return Evaluator(*cached_network(folder, fit, retrain=retrain))
+
+
+def cached_network(folder: Path, fit, *, retrain: bool = False):
+    """``(keras model, info dict)`` cached in ``folder`` (``evaluator.keras`` with its sha256,
+    ``info.json``): loaded and checked when there, else ``fit()`` trains them and they are saved.
+    Under the folder's file lock, so concurrent processes train once. The folder's name must
+    hold everything the network depends on (recipe, shape, a fingerprint of the data)."""
+    from gen_keras.artifacts import load_model, save_model
+    from gen_keras.errors import ArtifactIntegrityError
+    from gen_keras.files import atomic_write_text
+
     folder.mkdir(parents=True, exist_ok=True)
     model_path, info_path = folder / "evaluator.keras", folder / "info.json"
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if model_path.exists() and info_path.exists() and not retrain:
             try:
-                return Evaluator(load_model(model_path), json.loads(info_path.read_text()))
+                return load_model(model_path), json.loads(info_path.read_text())
             except (ArtifactIntegrityError, ValueError, OSError) as exc:
-                log.warning("cached evaluator %s is unusable (%s); training a new one", folder, exc)
-        x_test, y_test = test_split()
-        classifier, info = train_classifier(x_train, y_train, x_test, y_test, num_classes, recipe)
-        info.update(dataset=name, image_shape=list(shape), recipe=RECIPE)
-        save_model(classifier, model_path)
+                log.warning("cached network %s is unusable (%s); training a new one", folder, exc)
+        network, info = fit()
+        save_model(network, model_path)
         info["sha256"] = (folder / "evaluator.keras.sha256").read_text().split()[0]
         atomic_write_text(info_path, json.dumps(info, indent=2))
-        log.info("trained the evaluator for %s: test accuracy %.4f in %.0f s (cached in %s)",
-                 name, info["test_accuracy"], info["train_seconds"], folder)
-        return Evaluator(classifier, info)
+        log.info("trained %s for %s: test accuracy %.4f in %.0f s (cached in %s)", network.name,
+                 info.get("dataset"), info["test_accuracy"], info["train_seconds"], folder)
+        return network, info
 
 
 def train_classifier(x_train, y_train, x_test, y_test, num_classes: int, recipe: Recipe):

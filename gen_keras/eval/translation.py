@@ -29,6 +29,14 @@ beside it (``class_preservation_a2b_greyscale``, ``real_b_greyscale_evaluator_ac
   against real A, digit evaluator features); the ceilings ``real_a_evaluator_accuracy`` and
   ``colour_evaluator_test_accuracy`` (each evaluator on real images of its domain), and the
   greyscale route described above.
+* ``pairs:scenes``: the FCN score (Isola et al. 2017, sec. 4.1; :mod:`gen_keras.eval.segmenter`)
+  — ``fcn_pixel_accuracy``, ``fcn_class_accuracy``, ``fcn_mean_iou`` and per class
+  ``fcn_iou_<class>`` (background, floor, wall, object) of the segmenter's prediction on the generated scenes against the input label maps — with its
+  ceiling, the same on the real test scenes (``real_fcn_*``), and its floor for a generator that
+  ignores its input, real test scenes scored against the label map of ANOTHER test scene
+  (``mismatched_real_fcn_*``: the layouts of the data vary little, so this is high, ~0.89);
+  ``fid_N`` against the real test scenes in the segmenter's pooled features;
+  ``segmenter_test_pixel_accuracy`` as measured when it was trained.
 
 N = the test examples used (``data.limit_test`` honoured; 2000, or 1000 per domain).
 """
@@ -187,13 +195,16 @@ def is_translator(model) -> bool:
 
 def translation_metrics(model, run_config, *, seed: int = 0, evaluator=None) -> dict:
     """The metric family of ``run_config.data.dataset``'s task (see the module docstring)."""
-    from gen_keras.data.translation import check_translation_name, load_translation_split
+    from gen_keras.data.translation import check_translation_name, load_translation_split, split_task_name
 
     name = run_config.data.dataset
     check_translation_name(name)
-    split = load_translation_split(name, "test", tuple(model.image_shape), limit=run_config.data.limit_test)
+    split = load_translation_split(name, "test", tuple(model.image_shape), limit=run_config.data.limit_test,
+                                   data_dir=run_config.data.data_dir)
+    task = split_task_name(name)[1]
+    if task == "scenes":
+        return scene_metrics(model, split, scene_segmenter(run_config))
     evaluator = evaluator or digit_evaluator(run_config, model.image_shape)
-    task = name.partition(":")[2]
     if task == "mnistm":
         out = cycle_metrics(model, split, evaluator, colour_evaluator(tuple(model.image_shape)))
     elif task == "sr4":
@@ -279,3 +290,52 @@ def cycle_metrics(model, split, evaluator, colour) -> dict:
         "real_b_greyscale_evaluator_accuracy": _accuracy(evaluator, b, split.target_labels),
         "colour_evaluator_test_accuracy": colour.test_accuracy,
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Label map -> scene: the FCN score
+# ----------------------------------------------------------------------------------------------
+def scene_segmenter(run_config):
+    """The segmenter of the task's real train scenes (cached; trained on first use), loaded
+    outside any distribution strategy (see :func:`digit_evaluator`)."""
+    import tensorflow as tf
+
+    from gen_keras.data.translation import load_translation_split
+    from gen_keras.eval.segmenter import segmenter_for_arrays
+
+    name, data_dir = run_config.data.dataset, run_config.data.data_dir
+
+    def scenes(split):
+        s = load_translation_split(name, split, (64, 64, 3), data_dir=data_dir)
+        return s.targets, s.label_maps
+
+    def load():
+        return segmenter_for_arrays(name, *scenes("train"), lambda: scenes("test"), num_classes=4)
+
+    if not tf.distribute.has_strategy():
+        return load()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(load).result()
+
+
+def scene_metrics(model, split, segmenter) -> dict:
+    from gen_keras.data.render_shapes3d import LABEL_MAP_CLASSES
+    from gen_keras.eval.frechet import frechet_distance_of_features
+    from gen_keras.eval.segmenter import confusion_matrix, segmentation_scores
+
+    real = split.targets.astype(np.float32) / 255.0
+    fake_features, fake_maps = segmenter.features_and_label_maps(_model_unit(model, split.inputs), (0.0, 1.0))
+    real_features, real_maps = segmenter.features_and_label_maps(real, (0.0, 1.0))
+    # Real scenes scored against the label map of the next test scene: what ignoring the input
+    # and drawing any realistic scene scores.
+    mismatched = np.roll(split.label_maps, 1, axis=0)
+    out = {}
+    for prefix, truth, predicted in (("fcn", split.label_maps, fake_maps), ("real_fcn", split.label_maps, real_maps),
+                                     ("mismatched_real_fcn", mismatched, real_maps)):
+        scores = segmentation_scores(confusion_matrix(truth, predicted, segmenter.num_classes), LABEL_MAP_CLASSES)
+        out.update({f"{prefix}_{k}": v for k, v in scores.items()})
+    out[f"fid_{len(real)}"] = frechet_distance_of_features(real_features, fake_features)
+    out["segmenter_test_pixel_accuracy"] = segmenter.test_pixel_accuracy
+    return out
