@@ -81,18 +81,21 @@ def check_subset(name: str, task_argument: str, field: str) -> None:
 def load_scenes(task_argument: str, split: str, data_dir: str = ""):
     """``(palette inputs, scenes, shape labels, label maps)`` of one split, uint8 (the label maps
     ``[N, 64, 64, 1]`` class ids)."""
-    from gen_keras.config import DataConfig
+    from types import SimpleNamespace
+
     from gen_keras.data import load_factor_split
 
     limit = MAX_TRAIN if split == "train" else MAX_TEST
-    scenes = load_factor_split(DataConfig(dataset=subset_name(task_argument), data_dir=data_dir), split,
-                               limit=limit, label_maps=True)
+    # The two fields load_factor_split reads (not gen_keras.config's DataConfig: config imports
+    # the data sources, which import this module — no import cycle).
+    source = SimpleNamespace(dataset=subset_name(task_argument), data_dir=data_dir)
+    scenes = load_factor_split(source, split, limit=limit, label_maps=True)
     return label_map_to_palette(scenes.label_maps), scenes.images, scenes.labels, scenes.label_maps
 
 
 def scenes_folder(task_argument: str, data_dir: str = "") -> str:
     """The prepared folder the scenes come from (prepared on first use)."""
     from gen_keras.data.factor_source import open_prepared
-    from gen_keras.data.sources import default_data_dir
+    from gen_keras.data.paths import default_data_dir
 
     return str(open_prepared(subset_name(task_argument), default_data_dir(data_dir)).folder.resolve())

@@ -11,7 +11,6 @@ all sources reach the model the same way. The factor data sets (``dsprites``, ``
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import threading
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from gen_keras.data.factor_specs import FACTOR_SET_NAMES, is_factor_dataset, parse_factor_spec
+from gen_keras.data.paths import default_data_dir
 from gen_keras.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -65,12 +65,6 @@ def check_dataset_name(name: str, field: str = "data.dataset") -> None:
         raise ConfigError(f"{field}={name!r}: folder {rest!r} does not exist")
     if scheme == "npz" and not Path(rest).expanduser().is_file():
         raise ConfigError(f"{field}={name!r}: file {rest!r} does not exist")
-
-
-def default_data_dir(data_dir: str = "") -> Path:
-    if data_dir:
-        return Path(data_dir).expanduser()
-    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras")) / "tfds"
 
 
 # ----------------------------------------------------------------------------------------------
