@@ -73,6 +73,7 @@ class ServedModel:
 def _input_fields(spec) -> dict:
     """An input as the API describes it: ``value_range`` only where the model promises one."""
     fields = dataclasses.asdict(spec)
+    fields["shape"] = list(fields["shape"])  # as JSON shows it, for in-process callers too
     if fields.get("value_range") is None:
         fields.pop("value_range", None)
     return fields

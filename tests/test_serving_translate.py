@@ -101,7 +101,8 @@ def test_a_png_upload_is_translated_and_answered_as_png(served):
                                 "?format=png")
     assert status == 200 and headers["content-type"] == "image/png" and headers["x-grid"] == "1x1"
     shown = np.asarray(Image.open(io.BytesIO(raw)))[2:30, 2:30]  # the grid's 2-pixel border
-    np.testing.assert_array_equal(shown, np.round((np.clip(want[0, ..., 0], -1, 1) + 1) / 2 * 255).astype(np.uint8))
+    expected = np.round((np.clip(want[0, ..., 0], -1, 1) + 1) / 2 * 255)
+    assert np.abs(shown.astype(int) - expected).max() <= 1  # onnxruntime vs Keras: a level at a .5 boundary
     # a grey PNG feeds a colour model (its channel repeated); direction in the query string
     digit = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
     got = answer(post(server, "cycle:translate", png_bytes(digit), {"Content-Type": "image/png"}, "?direction=b2a"))
