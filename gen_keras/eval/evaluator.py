@@ -95,20 +95,26 @@ class Evaluator:
     def features_and_classes(self, images, value_range, batch_size: int = 500):
         """(features ``[N, D]`` float64, predicted classes ``[N]``) of images in ``value_range``."""
         x = to_unit_range(images, value_range)
-        feats, classes = [], []
-        for start in range(0, len(x), batch_size):
-            f, logits = self._both(x[start:start + batch_size])
-            feats.append(f.numpy().astype(np.float64))
-            classes.append(np.argmax(logits.numpy(), axis=-1))
-        if not feats:
+        if not len(x):
             return np.zeros((0, int(self.info["feature_dim"]))), np.zeros((0,), np.int64)
-        return np.concatenate(feats), np.concatenate(classes)
+        return features_and_argmax(self._both, x, batch_size)
 
     def features(self, images, value_range) -> np.ndarray:
         return self.features_and_classes(images, value_range)[0]
 
     def predict(self, images, value_range) -> np.ndarray:
         return self.features_and_classes(images, value_range)[1]
+
+
+def features_and_argmax(both, x, batch_size: int):
+    """``both(batch) -> (features, logits)`` over ``x`` in batches: (features float64, the
+    argmax of the logits over their last axis) — a classifier's classes, a segmenter's maps."""
+    feats, picked = [], []
+    for start in range(0, len(x), batch_size):
+        f, logits = both(x[start:start + batch_size])
+        feats.append(f.numpy().astype(np.float64))
+        picked.append(np.argmax(logits.numpy(), axis=-1))
+    return np.concatenate(feats), np.concatenate(picked)
 
 
 def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from gen_keras.eval.evaluator import cache_root, cached_network, data_fingerprint, to_unit_range
+from gen_keras.eval.evaluator import cache_root, cached_network, data_fingerprint, features_and_argmax, to_unit_range
 
 RECIPE = "fcn-3x3x2-1x1-v1"  # bump when the network or its training changes
 FEATURE_LAYER = "features"
@@ -114,13 +114,8 @@ class Segmenter:
 
     def features_and_label_maps(self, images, value_range, batch_size: int = 250):
         """(pooled features ``[N, D]`` float64, class ids ``uint8 [N, H, W, 1]``)."""
-        x = to_unit_range(images, value_range)
-        feats, maps = [], []
-        for start in range(0, len(x), batch_size):
-            f, logits = self._both(x[start:start + batch_size])
-            feats.append(f.numpy().astype(np.float64))
-            maps.append(np.argmax(logits.numpy(), axis=-1).astype(np.uint8)[..., None])
-        return np.concatenate(feats), np.concatenate(maps)
+        feats, maps = features_and_argmax(self._both, to_unit_range(images, value_range), batch_size)
+        return feats, maps.astype(np.uint8)[..., None]
 
     def features(self, images, value_range) -> np.ndarray:
         return self.features_and_label_maps(images, value_range)[0]
