@@ -201,3 +201,26 @@ def test_the_shipped_progressive_config_grows_7_14_28():
     assert cfg.model.growth_schedule() == (0, 2) and cfg.model.d_norm == "layer"
     # 28x28 fully grown after 160,000 images (20 of the 35 epochs of 8,000 digits).
     assert pg.growth_level(159_999, 0, 2, 40_000, 40_000) < 2.0 == pg.growth_level(160_000, 0, 2, 40_000, 40_000)
+
+
+def test_growth_under_mirrored_strategy_on_two_cpus(data_cache):
+    """Two replicas: the level is set in replica context (one write, mirrored), counts the
+    GLOBAL batch, and both replicas hold the same level after the epoch."""
+    from test_distribute import MIRRORED, build_in
+
+    from gen_keras import distribute
+    from gen_keras.data import make_datasets
+
+    cfg = load_config(CONFIG, ["model.progressive=[7,14,28]", *SMALL, *MIRRORED, "train.mixed_precision=none",
+                               "model.progressive_fade_images=64", "model.progressive_stable_images=32",
+                               "train.batch_size=32", "data.limit_train=96", "data.limit_test=32", "train.epochs=1"])
+    strategy = distribute.make_strategy(cfg.distribute)
+    assert strategy.num_replicas_in_sync == 2
+    model = build_in(strategy, cfg)
+    history = model.fit(make_datasets(cfg).train, epochs=1, verbose=0).history
+    # 3 global steps of 32: the third starts after 64 images: (64 - 32) / 64 = 0.5.
+    assert history["growth_level"] == [pytest.approx(0.5)]
+    for network in model.growth_networks():
+        level = next(layer.level for layer in network.layers if isinstance(layer, pg.GrowthLevel))
+        copies = [float(c.numpy()) for c in strategy.experimental_local_results(level.value)]
+        assert copies == [pytest.approx(0.5)] * 2, (network.name, copies)
