@@ -86,6 +86,12 @@ def test_discriminator_reads_the_image_at_the_level_resolution():
     np.testing.assert_allclose(d(x).numpy(), d(lowered).numpy(), atol=1e-5)
     pg.set_level([d], 2.0)
     assert np.max(np.abs(d(x).numpy() - d(lowered).numpy())) > 1e-3
+    # Mid-fade (level 1.25): the 28x28 block's output enters at a quarter under the 14x14 input path.
+    inner = keras.Model(d.input, [d.get_layer("fade_in2").input[0], d.get_layer("fade_in2").input[1],
+                                  d.get_layer("fade_in2").output])
+    pg.set_level([d], 1.25)
+    low, high, blended = (t.numpy() for t in inner(x))
+    np.testing.assert_allclose(blended, 0.75 * low + 0.25 * high, atol=1e-6)
 
 
 def test_progressive_networks_save_and_load_with_their_level(tmp_path):
@@ -100,11 +106,29 @@ def test_progressive_networks_save_and_load_with_their_level(tmp_path):
     np.testing.assert_allclose(loaded.generate(z).numpy(), model.generate(z).numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("config, norm", [("dcgan", "batch"), ("dcgan", "none"), ("dcgan", "spectral"),
+                                          ("cgan", "batch"), ("wgan_gp", "layer")])
+def test_every_convolutional_gan_grows(config, norm):
+    """Every D normalization and the conditional / Wasserstein kinds build progressively, and a
+    fresh network samples at the schedule's FIRST level (here 14x14: 2x2 blocks)."""
+    cfg = load_config(ROOT / "pipelines" / "configs" / f"{config}_mnist10k.yaml",
+                      ["model.progressive=[14,28]", "model.g_filters=8", "model.d_filters=8", f"model.d_norm={norm}"])
+    model = build_model(cfg.model)
+    assert all(pg.current_level(n) == 1.0 for n in model.growth_networks())
+    labels = np.array([1, 2, 3, 4], np.int32) if model.conditional else None
+    x = model.generate(model.sample_latent(4, seed=0), labels).numpy()
+    assert x.shape == (4, 28, 28, 1)
+    blocks = x.reshape(4, 14, 2, 14, 2, 1)
+    assert np.abs(blocks - blocks[:, :, :1, :, :1]).max() < 1e-6  # 2x2 blocks: 14x14 upsampled
+    assert np.isfinite(model.discriminate(x, labels).numpy()).all()
+
+
 @pytest.mark.parametrize("schedule, words", [
     ("[7,14]", "up to the image size 28"),  # does not reach the image size
     ("[7,28]", "doubling"),                  # skips a resolution
     ("[8,16,28]", "starting from one of [7, 14]"),
     ("[28]", "grows nothing"),
+    ("[7.5,14,28]", "must be an integer"),
 ])
 def test_a_schedule_that_does_not_reach_the_image_size_is_a_config_error(schedule, words):
     with pytest.raises(ConfigError, match="model.progressive") as err:

@@ -71,13 +71,12 @@ class DCGANConfig(AdversarialConfig):
         doublings from one of the generator's resolutions up to the image size."""
         base, n = _base_and_upsamplings(self.image_shape)
         valid = [base * 2 ** k for k in range(n + 1)]
-        got = [int(r) for r in self.progressive]
+        got = [int(r) for r in self.progressive]  # the config loader has checked they are integers
         if (got[-1] != self.image_shape[0] or got[0] not in valid
                 or got != valid[valid.index(got[0]):]):
             raise ConfigError(
                 f"{prefix}.progressive={list(self.progressive)} must be resolutions doubling up to the "
-                f"image size {self.image_shape[0]}, starting from one of {valid[:-1]} (e.g. "
-                f"{valid}); the generator's resolutions are {valid}")
+                f"image size {self.image_shape[0]}, starting from one of {valid[:-1]} (e.g. {valid})")
         if len(got) < 2:
             raise ConfigError(f"{prefix}.progressive={got} grows nothing: list at least two "
                               f"resolutions (e.g. {valid}) or leave it empty")
@@ -94,7 +93,7 @@ def _base_and_upsamplings(image_shape) -> tuple[int, int]:
 
 
 def dcgan_generator(image_shape, latent_dim: int, filters: int, *, label_count: int = 0,
-                    bn_momentum: float = 0.9, progressive: bool = False,
+                    bn_momentum: float = 0.9, progressive: bool = False, start_level: int = 0,
                     name: str = "generator") -> keras.Model:
     """``z`` [and int ``label``] → image in [-1, 1].
 
@@ -138,12 +137,12 @@ def dcgan_generator(image_shape, latent_dim: int, filters: int, *, label_count: 
     image = layers.Conv2DTranspose(image_shape[-1], 4, strides=2, padding="same",
                                    activation="tanh", dtype="float32", name="image")(h)
     if progressive:
-        image = pg.compose_pyramid([*pictures, image], pg.GrowthLevel(n, name="growth")(z_in))
+        image = pg.compose_pyramid([*pictures, image], pg.GrowthLevel(n, start_level, name="growth")(z_in))
     return keras.Model(inputs if label_count else z_in, image, name=name)
 
 
 def dcgan_discriminator(image_shape, filters: int, *, norm: str = "batch", label_count: int = 0,
-                        bn_momentum: float = 0.9, progressive: bool = False,
+                        bn_momentum: float = 0.9, progressive: bool = False, start_level: int = 0,
                         name: str = "discriminator") -> keras.Model:
     """Image [and int ``label``] → one raw score (a logit for the cross-entropy losses).
 
@@ -167,7 +166,7 @@ def dcgan_discriminator(image_shape, filters: int, *, norm: str = "batch", label
         plane = layers.Dense(h_in * h_in, use_bias=False, name="label_plane")(one_hot)
         h = layers.Concatenate(name="image_label")([x_in, layers.Reshape((h_in, h_in, 1))(plane)])
     conv = SpectralConv2D if norm == "spectral" else layers.Conv2D
-    weights = pg.GrowthLevel(n, name="growth")(x_in) if progressive else None
+    weights = pg.GrowthLevel(n, start_level, name="growth")(x_in) if progressive else None
     for i in range(n):
         h = conv(filters * 2 ** i, 4, strides=2, padding="same",
                  use_bias=norm in ("none", "spectral") or i == 0, name=f"conv{i}")(h)
@@ -179,7 +178,7 @@ def dcgan_discriminator(image_shape, filters: int, *, norm: str = "batch", label
         if progressive:  # h is at level k = n - 1 - i; its own input path fades in under it
             k = n - 1 - i
             lowered = layers.AveragePooling2D(2 ** (i + 1), name=f"downscale{k}")(x_in)
-            from_rgb = conv(filters * 2 ** i, 1, activation="leaky_relu", name=f"from_rgb{k}")(lowered)
+            from_rgb = layers.LeakyReLU(0.2)(conv(filters * 2 ** i, 1, name=f"from_rgb{k}")(lowered))
             h = pg.FadeIn(k + 1, dtype=h.dtype, name=f"fade_in{k + 1}")([from_rgb, h, weights])
     features = layers.Flatten(name="features")(h)
     score = (SpectralDense if norm == "spectral" else layers.Dense)(1, dtype="float32", name="score")(features)
@@ -197,19 +196,26 @@ class DCGAN(AdversarialModel):
         c = self.config
         return dcgan_generator(c.image_shape, c.latent_dim, c.g_filters,
                                label_count=c.num_classes if self.conditional else 0,
-                               bn_momentum=c.bn_momentum, progressive=bool(c.progressive), name=name)
+                               bn_momentum=c.bn_momentum, progressive=bool(c.progressive),
+                               start_level=self.start_level, name=name)
 
     def build_discriminator(self):
         c = self.config
         return dcgan_discriminator(c.image_shape, c.d_filters, norm=c.d_norm,
                                    label_count=c.num_classes if self.conditional else 0,
-                                   bn_momentum=c.bn_momentum, progressive=bool(c.progressive))
+                                   bn_momentum=c.bn_momentum, progressive=bool(c.progressive),
+                                   start_level=self.start_level)
 
     @property
     def conditional(self) -> bool:
         return type(self.config).conditional
 
     # -- progressive growing -------------------------------------------------------------------
+    @property
+    def start_level(self) -> int:
+        """The level the networks are built at: the schedule's first resolution (0 when off)."""
+        return self.config.growth_schedule()[0] if self.config.progressive else 0
+
     def growth_networks(self) -> list:
         return [self.generator, self.discriminator, *([self.generator_ema] if self.config.g_ema_decay else [])]
 

@@ -66,15 +66,16 @@ class GrowthLevel(layers.Layer):
     fade-in weights, shape ``[batch, levels + 1]`` (tiled over the batch of its input so the
     functional graph stays batch-shaped)."""
 
-    def __init__(self, levels: int, **kwargs):
+    def __init__(self, levels: int, start: int = 0, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        self.levels = levels
+        self.levels, self.start = levels, start
 
     def build(self, input_shape):
-        # Set by the model's train step on the first replica and mirrored to the others.
-        self.level = self.add_weight(shape=(), initializer="zeros", trainable=False, name="level",
-                                     aggregation="only_first_replica")
+        # Starts at the schedule's first level (what an untrained network samples and exports);
+        # set by the model's train step on the first replica and mirrored to the others.
+        self.level = self.add_weight(shape=(), initializer=keras.initializers.Constant(float(self.start)),
+                                     trainable=False, name="level", aggregation="only_first_replica")
 
     def call(self, inputs):
         weights = tf.stack(level_weights(tf.convert_to_tensor(self.level), self.levels))
@@ -85,13 +86,14 @@ class GrowthLevel(layers.Layer):
         return (input_shape[0], self.levels + 1)
 
     def get_config(self):
-        return {**super().get_config(), "levels": self.levels}
+        return {**super().get_config(), "levels": self.levels, "start": self.start}
 
 
 @keras.saving.register_keras_serializable(package="gen_keras")
 class FadeIn(layers.Layer):
-    """``[low, high, weights] -> low + (high - low) * weights[:, k]``: resolution k's path
-    faded in over the path that skips it (both at the same size)."""
+    """``[low, high, weights] -> (1 - w) * low + w * high`` with ``w = weights[:, k]``:
+    resolution k's path faded in over the path that skips it (both at the same size). Written
+    as the convex sum so that w = 0 or 1 gives exactly one path, even in bfloat16."""
 
     def __init__(self, k: int, **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -101,7 +103,7 @@ class FadeIn(layers.Layer):
     def call(self, inputs):
         low, high, weights = inputs
         w = tf.reshape(tf.cast(weights[:, self.k], low.dtype), [-1, 1, 1, 1])
-        return low + (tf.cast(high, low.dtype) - low) * w
+        return (1.0 - w) * low + w * tf.cast(high, low.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
