@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     from PIL import Image, ImageDraw
 
     from gen_keras.config import load_config
-    from gen_keras.models.progressive import resolution_at
     from gen_keras.models.dcgan import _base_and_upsamplings
+    from gen_keras.models.progressive import resolution_at
 
     args = parse_args(argv)
     cfg = load_config(args.config)
@@ -57,9 +57,9 @@ def main(argv=None) -> int:
         if not path.is_file():
             raise SystemExit(f"growth_grid: no {path}")
         grid = np.asarray(Image.open(path).convert("L"))
-        ncols = int(round(np.sqrt(_cells(grid))))
+        ncols = round(float(np.sqrt(_cells(grid))))
         cell = (grid.shape[1]) / ncols
-        bands.append(grid[: int(round(cell * args.rows)) + 2])
+        bands.append(grid[: round(cell * args.rows) + 2])
         level = epoch_level(cfg, epoch, args.images_per_epoch)
         labels.append(f"epoch {epoch}: level {level:.2f} ({resolution_at(level, base)}x{resolution_at(level, base)})")
     label_w = 210

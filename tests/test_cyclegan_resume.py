@@ -3,11 +3,9 @@
 checkpoint in the same run, and every optimizer's step counter and both history pools continue."""
 from __future__ import annotations
 
-import signal
-
 import tensorflow as tf
 from mlflow import MlflowClient
-from test_faults import TrainProcess, epochs_logged, optimizer_iterations, the_run
+from test_faults import epochs_logged, kill_in_epoch_2, optimizer_iterations, the_run
 
 from gen_keras.training.checkpoint import read_state
 
@@ -28,13 +26,8 @@ def test_sigkill_mid_training_resumes_with_all_four_optimizers(mlflow_server, tm
                  f"tracking.outputs_dir={out}", f"tracking.run_name={name}", "train.export_at_end=false",
                  "train.evaluate_at_end=false", *SMALL]:
         args += ["--set", item]
-    first = TrainProcess(args, tmp_path, data_cache)
-    first.wait_for("Epoch 2/3")  # printed after epoch 1's checkpoint, as epoch 2 starts
-    first.proc.send_signal(signal.SIGKILL)
-    assert first.finish() == -signal.SIGKILL
     ckpt_dir = out / "checkpoints" / name
-    killed = read_state(ckpt_dir)
-    assert killed["epochs_done"] == 1 and not killed["finished"], killed
+    killed = kill_in_epoch_2(args, tmp_path, data_cache, ckpt_dir)
     assert optimizer_iterations(str(ckpt_dir / "tf" / "ckpt-1")) == {n: steps for n in OPTIMIZERS}
     reader = tf.train.load_checkpoint(str(ckpt_dir / "tf" / "ckpt-1"))
     counts = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "pool" in k and "count" in k]

@@ -94,6 +94,18 @@ class TrainProcess:
         return code
 
 
+def kill_in_epoch_2(args: list[str], cwd: Path, data_cache: Path, ckpt_dir: Path) -> dict:
+    """``gen-keras train args`` SIGKILLed as epoch 2 starts (the line is printed after epoch 1's
+    checkpoint); returns the checkpoint state it left behind: one epoch done, unfinished."""
+    first = TrainProcess(args, cwd, data_cache)
+    first.wait_for("Epoch 2/")
+    first.proc.send_signal(signal.SIGKILL)
+    assert first.finish() == -signal.SIGKILL
+    killed = read_state(ckpt_dir)
+    assert killed["epochs_done"] == 1 and not killed["finished"], killed
+    return killed
+
+
 def overrides(out: Path, run_name: str, epochs: int = 3) -> list[str]:
     return [f"train.epochs={epochs}", "data.limit_train=1024", "data.limit_test=128",
             "train.batch_size=64", f"tracking.outputs_dir={out}", f"tracking.run_name={run_name}",
@@ -189,13 +201,8 @@ def test_sigkill_mid_epoch_resumes_same_run_with_both_optimizers(server, tmp_pat
     with every epoch logged exactly once and both optimizers' step counters intact."""
     out, name = tmp_path / "out", "gan-killed"
     args = train_args(GAN_CONFIG, out, server.uri, name)
-    first = TrainProcess(args, tmp_path, data_cache)
-    first.wait_for("Epoch 2/3")  # printed after epoch 1's checkpoint, as epoch 2 starts
-    first.proc.send_signal(signal.SIGKILL)
-    assert first.finish() == -signal.SIGKILL
     ckpt_dir = out / "checkpoints" / name
-    killed = read_state(ckpt_dir)
-    assert killed["epochs_done"] == 1 and not killed["finished"], killed
+    killed = kill_in_epoch_2(args, tmp_path, data_cache, ckpt_dir)
     assert optimizer_iterations(str(ckpt_dir / "tf" / "ckpt-1")) == {
         "d_optimizer": STEPS, "g_optimizer": STEPS}
 

@@ -4,14 +4,12 @@ resumes mid-fade with its level and every optimizer restored (a real process, a 
 server, the bundled digits)."""
 from __future__ import annotations
 
-import signal
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from mlflow import MlflowClient
-from test_faults import TrainProcess, optimizer_iterations, the_run
+from test_faults import kill_in_epoch_2, optimizer_iterations, the_run
 
 from gen_keras.config import load_config
 from gen_keras.errors import ConfigError
@@ -64,7 +62,7 @@ def test_generator_output_follows_the_level():
                                   g.get_layer("image").output])
     z = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
     rgb0, rgb1, full = (t.numpy() for t in heads(z))
-    up = lambda a, f: np.repeat(np.repeat(a, f, axis=1), f, axis=2)  # noqa: E731
+    up = lambda a, f: np.repeat(np.repeat(a, f, axis=1), f, axis=2)
     outputs = {}
     for level in (0.0, 1.0, 1.5, 2.0):
         pg.set_level([g], level)
@@ -168,13 +166,8 @@ def test_sigkill_mid_fade_resumes_with_the_level_and_both_optimizers(mlflow_serv
         args += ["--set", item]
     expected = [pg.growth_level(64 * (8 * e - 1), 0, 2, 512, 128) for e in (1, 2, 3)]
     assert expected == pytest.approx([0.625, 1.375, 2.0])
-    first = TrainProcess(args, tmp_path, data_cache)
-    first.wait_for("Epoch 2/3")  # printed after epoch 1's checkpoint, as epoch 2 starts
-    first.proc.send_signal(signal.SIGKILL)
-    assert first.finish() == -signal.SIGKILL
     ckpt_dir = out / "checkpoints" / name
-    killed = read_state(ckpt_dir)
-    assert killed["epochs_done"] == 1 and not killed["finished"], killed
+    killed = kill_in_epoch_2(args, tmp_path, data_cache, ckpt_dir)
     prefix = str(ckpt_dir / "tf" / "ckpt-1")
     assert optimizer_iterations(prefix) == {"d_optimizer": steps, "g_optimizer": steps}
     levels = _growth_variables(prefix)  # G, D and the weight average of G each hold the level

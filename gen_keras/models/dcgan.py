@@ -15,8 +15,8 @@ import tensorflow as tf
 from keras import layers
 
 from gen_keras.errors import ConfigError
-from gen_keras.models.adversarial import AdversarialConfig, AdversarialModel
 from gen_keras.models import progressive as pg
+from gen_keras.models.adversarial import AdversarialConfig, AdversarialModel
 from gen_keras.models.networks import OneHot
 from gen_keras.models.registry import register_model
 from gen_keras.models.spectral_norm import SpectralConv2D, SpectralDense
