@@ -6,6 +6,7 @@ training time (the curve of MIG against training minutes) and at the end.
     python bench/disentanglement.py                        # 4 models x 3 seeds, 5 minutes each (~1.3 h)
     python bench/disentanglement.py --models beta_tcvae --seeds 0 --minutes 2
     python bench/disentanglement.py --smoke                # seconds: a check that everything runs
+    python bench/disentanglement.py --plot-from OUT.jsonl  # the MIG curve PNG of a finished run's output
 
 Output (stdout): one JSON line per point (model, seed, mark), one per run, then one summary line
 per model (mean and sd over seeds of the final MIG, DCI-D, FactorVAE score and reconstruction)
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -46,12 +48,19 @@ def parse_args(argv=None):
     p.add_argument("--smoke", action="store_true", help="tiny: 1 seed, 2 short marks, few samples")
     p.add_argument("--outputs", default=str(ROOT / "bench_outputs"))
     p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--plot-from", default=None, help="only draw mig_curve.png (in --outputs) from the JSON "
+                                                     "lines a run printed")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
+    if args.plot_from:
+        runs = [json.loads(line) for line in Path(args.plot_from).read_text().splitlines()
+                if line.startswith("{") and '"curve"' in line]
+        print(plot_curves(runs, Path(args.outputs)))
+        return 0
     from gen_keras.config import load_config
     from gen_keras.eval import disentanglement as dm
     from gen_keras.eval.curve import QualityClock
@@ -74,6 +83,7 @@ def main(argv=None) -> int:
     uri = args.tracking_uri or default_tracking_uri(Path(args.outputs) / "mlflow")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     finals: dict[str, list[dict]] = {m: [] for m in models}
+    runs: list[dict] = []
     for model in models:
         config, extra = MODELS[model]
         for seed in seeds:
@@ -102,16 +112,38 @@ def main(argv=None) -> int:
             result = train(cfg, tracking_uri=uri, callbacks=[clock])
             final = {**clock.points[-1], "reconstruction": reconstruction(result.model, cfg)}
             finals[model].append(final)
-            print(json.dumps({"model": model, "seed": seed, "run_id": result.run_id, "budget_minutes": minutes,
-                              "wall_minutes": round((time.time() - started) / 60, 2),
-                              "load_average": round(os.getloadavg()[0], 1), "final": final,
-                              "curve": clock.points}), flush=True)
+            runs.append({"model": model, "seed": seed, "run_id": result.run_id, "budget_minutes": minutes,
+                         "wall_minutes": round((time.time() - started) / 60, 2),
+                         "load_average": round(os.getloadavg()[0], 1), "final": final, "curve": clock.points})
+            print(json.dumps(runs[-1]), flush=True)
     summary = {m: summarize(finals[m]) for m in models if finals[m]}
     for m, s in summary.items():
         print(json.dumps({"model": m, "seeds": len(finals[m]), "summary": s,
                           "targets": targets(m, s, summary)}), flush=True)
     print(table(summary, len(seeds), minutes))
+    print(plot_curves(runs, Path(args.outputs)), file=sys.stderr)
     return 0
+
+
+def mean_curves(runs: list[dict]) -> dict[str, list[dict]]:
+    """Per model, the mean over seeds of MIG (and the training minutes) at each mark."""
+    by_model: dict[str, dict[float, list[dict]]] = {}
+    for run in runs:
+        for point in run["curve"]:
+            by_model.setdefault(run["model"], {}).setdefault(point["mark_minutes"], []).append(point)
+    return {model: [{"mark_minutes": mark, "train_minutes": statistics.fmean(p["train_minutes"] for p in pts),
+                     "mig": statistics.fmean(p["mig"] for p in pts)}
+                    for mark, pts in sorted(marks.items())]
+            for model, marks in by_model.items()}
+
+
+def plot_curves(runs: list[dict], outputs: Path) -> Path:
+    """``mig_curve.png`` in ``outputs``: mean MIG over seeds against training minutes, per model."""
+    from gen_keras.eval.curve import curve_png
+
+    path = outputs / "mig_curve.png"
+    curve_png(mean_curves(runs), path, "mig")
+    return path
 
 
 def reconstruction(model, cfg) -> float:

@@ -87,7 +87,7 @@ def curve_png(curves: dict[str, list[dict]], path, key: str, floor: float | None
     d.line([(left, top), (left, h - bottom), (w - right, h - bottom)], fill="black")
     for k in range(5):
         y = ymax * k / 4
-        d.text((5, at(1, y)[1] - 6), f"{y:.1f}", fill="black")
+        d.text((5, at(1, y)[1] - 6), f"{y:.3g}", fill="black")
     for x in marks:
         d.text((at(x, 0)[0] - 6, h - bottom + 5), f"{x:g}", fill="black")
     d.text((w - right - 90, h - 18), "training minutes (log2)", fill="black")
