@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from gen_keras.config import load_config
 
 from conftest import PYTHON, ROOT
@@ -151,3 +153,25 @@ def test_quality_bench_curve_smoke_prints_points_and_draws_the_curve(tmp_path, d
     (summary,) = [line for line in lines if "points" in line]
     assert summary["points"] == [{k: v for k, v in p.items() if k not in ("curve", "config")} for p in points]
     assert (tmp_path / "bench" / "curve_fid.png").stat().st_size > 1000
+
+
+def test_disentanglement_bench_mean_curves_and_plot(tmp_path):
+    """The MIG curve is the mean over seeds at each mark, per model; the PNG is drawn from the
+    JSON lines a run printed (--plot-from)."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("bench_dis", ROOT / "bench" / "disentanglement.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs = [{"model": "vae", "seed": s, "curve": [{"mark_minutes": 1.0, "train_minutes": 1.0 + s / 100, "mig": 0.1 * (s + 1)},
+                                                  {"mark_minutes": 2.0, "train_minutes": 2.0, "mig": 0.2}]}
+            for s in (0, 1)]
+    curves = bench.mean_curves(runs)
+    assert [p["mig"] for p in curves["vae"]] == [pytest.approx(0.15), pytest.approx(0.2)]
+    assert curves["vae"][0]["train_minutes"] == pytest.approx(1.005)
+    lines = tmp_path / "out.jsonl"
+    lines.write_text("\n".join(json.dumps(r) for r in runs) + "\n| a table |\n")
+    assert bench.main(["--plot-from", str(lines), "--outputs", str(tmp_path)]) == 0
+    assert Image.open(tmp_path / "mig_curve.png").size == (720, 420)
