@@ -175,3 +175,24 @@ def test_disentanglement_bench_mean_curves_and_plot(tmp_path):
     lines.write_text("\n".join(json.dumps(r) for r in runs) + "\n| a table |\n")
     assert bench.main(["--plot-from", str(lines), "--outputs", str(tmp_path)]) == 0
     assert Image.open(tmp_path / "mig_curve.png").size == (720, 420)
+
+
+def test_backends_bench_times_every_operation_and_names_the_faster_runtime(tmp_path, capsys):
+    """bench/backends.py on a real (untrained, small) DCGAN export: one line per operation and
+    batch size, three timings each, and "faster" is the runtime with the smaller median."""
+    import importlib.util
+
+    from gen_keras.export import export_model
+    from gen_keras.models import build_model
+
+    cfg = load_config(ROOT / "pipelines" / "configs" / "dcgan_mnist10k.yaml", ["model.g_filters=4", "model.d_filters=4"])
+    export_dir = export_model(build_model(cfg.model), tmp_path / "export")
+    spec = importlib.util.spec_from_file_location("bench_backends", ROOT / "bench" / "backends.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main([str(export_dir), "--sizes", "1,3", "--reps", "2"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(line["operation"], line["batch"]) for line in lines] == [("generate", 1), ("generate", 3)]
+    for line in lines:
+        assert set(line["ms"]) == {"onnx", "onnx_spinning", "tf"} and min(line["ms"].values()) > 0
+        assert line["ms"][line["faster"]] == min(line["ms"]["onnx"], line["ms"]["tf"])
