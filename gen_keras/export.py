@@ -64,6 +64,18 @@ def _random_inputs(specs, num_classes: int, rng, batch: int = 8):
     return feeds
 
 
+def _optimize_onnx(path: Path) -> None:
+    """Graph rewrites that only make onnxruntime faster (gen_keras.onnx_graph); the parity check
+    that follows compares the rewritten file with Keras."""
+    import onnx
+
+    from gen_keras.onnx_graph import fold_prelu
+
+    model = onnx.load(str(path))
+    if fold_prelu(model):
+        onnx.save(model, str(path))
+
+
 def _signature_fn(ep):
     """A SavedModel endpoint: positional inputs → dict of named float32 outputs."""
     import tensorflow as tf
@@ -112,6 +124,7 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
             want = want if isinstance(want, (list, tuple)) else [want]
             onnx_file = f"{ep.name}.onnx"
             ep.network.export(str(tmp / onnx_file), format="onnx", verbose=False)
+            _optimize_onnx(tmp / onnx_file)
             sess = ort.InferenceSession(str(tmp / onnx_file), providers=["CPUExecutionProvider"])
             onnx_inputs = [i.name for i in sess.get_inputs()]
             missing = set(onnx_inputs) - set(feeds)
