@@ -22,7 +22,7 @@ def fold_prelu(model) -> int:
     uses = Counter(name for node in graph.node for name in node.input)
     uses.update(o.name for o in graph.output)
     constants = {init.name: init for init in graph.initializer}
-    remove, folded = set(), 0
+    remove, replaced, folded = set(), set(), 0
     for add in graph.node:
         if add.op_type != "Add" or len(add.input) != 2:
             continue
@@ -41,14 +41,15 @@ def fold_prelu(model) -> int:
             del add.input[:]
             add.input.extend([relu_x.input[0], new_slope.name])
             remove.update(id(n) for n in (relu_x, mul, relu_neg, neg))
+            replaced.add(slope_name)
             folded += 1
             break
     if folded:
         kept = [n for n in graph.node if id(n) not in remove]
         del graph.node[:]
         graph.node.extend(kept)
-        used = {name for node in graph.node for name in node.input}
-        unused = [init for init in graph.initializer if init.name not in used]
+        used = {name for node in graph.node for name in node.input} | {i.name for i in graph.input}
+        unused = [init for init in graph.initializer if init.name in replaced and init.name not in used]
         for init in unused:
             graph.initializer.remove(init)
     return folded
