@@ -48,6 +48,13 @@ def _clip01(value):
     return np.clip(value, 0.0, 1.0)
 
 
+def blend(low, high, weight):
+    """``(1 - w) * low + w * high``: the one fade-in formula of G's output and of the real
+    images. Written as the convex sum so that w = 0 or 1 gives exactly one path, even in
+    bfloat16."""
+    return (1.0 - weight) * low + weight * high
+
+
 def level_weights(level, levels: int):
     """Fade-in weight of every resolution k = 0..levels at ``level``: ``clip(level - k + 1, 0, 1)``
     — 1 for the resolutions already grown, alpha for the one fading in, 0 above (k = 0 is
@@ -92,8 +99,8 @@ class GrowthLevel(layers.Layer):
 @keras.saving.register_keras_serializable(package="gen_keras")
 class FadeIn(layers.Layer):
     """``[low, high, weights] -> (1 - w) * low + w * high`` with ``w = weights[:, k]``:
-    resolution k's path faded in over the path that skips it (both at the same size). Written
-    as the convex sum so that w = 0 or 1 gives exactly one path, even in bfloat16."""
+    resolution k's path faded in over the path that skips it (both at the same size), by
+    :func:`blend`."""
 
     def __init__(self, k: int, **kwargs):
         kwargs.setdefault("dtype", "float32")
@@ -103,7 +110,7 @@ class FadeIn(layers.Layer):
     def call(self, inputs):
         low, high, weights = inputs
         w = tf.reshape(tf.cast(weights[:, self.k], low.dtype), [-1, 1, 1, 1])
-        return (1.0 - w) * low + w * tf.cast(high, low.dtype)
+        return blend(low, tf.cast(high, low.dtype), w)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
@@ -136,7 +143,7 @@ def images_at_level(images, level, levels: int):
     out = pyramid[0]
     for k in range(1, levels + 1):
         up = tf.repeat(tf.repeat(out, 2, axis=1), 2, axis=2)
-        out = up + (pyramid[k] - up) * weights[k]
+        out = blend(up, pyramid[k], weights[k])
     return out
 
 
