@@ -42,8 +42,6 @@ def epoch_level(cfg, epoch: int, images_per_epoch: int) -> float:
 
 
 def main(argv=None) -> int:
-    from PIL import Image, ImageDraw
-
     from gen_keras.config import load_config
     from gen_keras.models.dcgan import _base_and_upsamplings
     from gen_keras.models.progressive import resolution_at
@@ -53,28 +51,38 @@ def main(argv=None) -> int:
     base = _base_and_upsamplings(cfg.model.image_shape)[0]
     bands, labels = [], []
     for epoch in (int(e) for e in args.epochs.split(",")):
-        path = Path(args.samples) / f"epoch_{epoch:03d}.png"
-        if not path.is_file():
-            raise SystemExit(f"growth_grid: no {path}")
-        grid = np.asarray(Image.open(path).convert("L"))
-        ncols = round(float(np.sqrt(_cells(grid))))
-        cell = (grid.shape[1]) / ncols
-        bands.append(grid[: round(cell * args.rows) + 2])
+        bands.append(top_rows(Path(args.samples) / f"epoch_{epoch:03d}.png", args.rows))
         level = epoch_level(cfg, epoch, args.images_per_epoch)
         labels.append(f"epoch {epoch}: level {level:.2f} ({resolution_at(level, base)}x{resolution_at(level, base)})")
-    label_w = 210
-    width = label_w + max(b.shape[1] for b in bands)
+    print(stack_bands(bands, labels, Path(args.out)))
+    return 0
+
+
+def top_rows(path: Path, rows: int) -> np.ndarray:
+    """The first ``rows`` rows of cells of a square sample grid PNG, as a grey array."""
+    from PIL import Image
+
+    if not path.is_file():
+        raise SystemExit(f"no {path}")
+    grid = np.asarray(Image.open(path).convert("L"))
+    cell = grid.shape[1] / round(float(np.sqrt(_cells(grid))))
+    return grid[: round(cell * rows) + 2]
+
+
+def stack_bands(bands, labels, out: Path, label_width: int = 210) -> Path:
+    """The bands one under the other on a white canvas, each with its label on the left."""
+    from PIL import Image, ImageDraw
+
+    width = label_width + max(b.shape[1] for b in bands)
     canvas = Image.new("L", (width, sum(b.shape[0] for b in bands)), 255)
     draw, y = ImageDraw.Draw(canvas), 0
     for band, label in zip(bands, labels):
-        canvas.paste(Image.fromarray(band), (label_w, y))
-        draw.text((6, y + band.shape[0] // 2 - 6), label, fill=0)
+        canvas.paste(Image.fromarray(band), (label_width, y))
+        draw.text((6, y + band.shape[0] // 2 - 6 * (label.count("\n") + 1)), label, fill=0)
         y += band.shape[0]
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)
-    print(out)
-    return 0
+    return out
 
 
 def _cells(grid: np.ndarray) -> int:

@@ -196,3 +196,37 @@ def test_backends_bench_times_every_operation_and_names_the_faster_runtime(tmp_p
     for line in lines:
         assert set(line["ms"]) == {"onnx", "onnx_spinning", "tf"} and min(line["ms"].values()) > 0
         assert line["ms"][line["faster"]] == min(line["ms"]["onnx"], line["ms"]["tf"])
+
+
+def test_curve_grids_stacks_the_last_grid_of_each_recipe(tmp_path):
+    """bench/curve_grids.py: for each recipe the top rows of its curve run's LAST epoch grid (grids
+    as the training callback writes them), one band per recipe, labelled with the last mark's FID."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+
+    from gen_keras.images import image_grid, save_png
+
+    for recipe, shade in (("dcgan", 0.25), ("stylegan", 0.75)):
+        folder = tmp_path / "samples" / f"bench-{recipe}-full-20261203-1" / "samples"
+        for epoch, value in ((1, 0.0), (12, shade)):  # the band must come from epoch 12, not 1
+            save_png(image_grid(np.full((16, 28, 28, 1), value, np.float32), 4), folder / f"epoch_{epoch:03d}.png")
+    lines = tmp_path / "curve.jsonl"
+    lines.write_text(json.dumps({"curve": "dcgan", "points": [{"mark_minutes": 16.0, "fid_2000": 12.34}]}) + "\n")
+    spec = importlib.util.spec_from_file_location("bench_curve_grids", ROOT / "bench" / "curve_grids.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.last_points(lines) == {"dcgan": {"mark_minutes": 16.0, "fid_2000": 12.34}}
+    out = tmp_path / "grids.png"
+    assert bench.main(["--outputs", str(tmp_path), "--recipes", "dcgan,stylegan", "--rows", "2",
+                       "--jsonl", str(lines), "--out", str(out)]) == 0
+    canvas = np.asarray(Image.open(out))
+    band = 2 * (2 * 30) + 2 + 2  # two rows of 28-pixel cells with 2-pixel padding, saved at scale 2
+    assert canvas.shape == (2 * band, 210 + 2 * (4 * 30 + 2))
+    cells = canvas[:, 210:]
+    assert np.median(cells[10:band - 10][cells[10:band - 10] < 255]) == round(0.25 * 255)
+    assert np.median(cells[band + 10:2 * band - 10][cells[band + 10:2 * band - 10] < 255]) == round(0.75 * 255)
+    assert (canvas[:band, :210] < 128).any()  # the label is drawn
+    with pytest.raises(SystemExit, match="no sample grids of 'gan'"):
+        bench.main(["--outputs", str(tmp_path), "--recipes", "gan", "--out", str(out)])
