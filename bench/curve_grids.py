@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from growth_grid import stack_bands, top_rows  # noqa: E402
+from growth_grid import stack_bands, top_rows
 
 
 def parse_args(argv=None):
@@ -43,7 +43,7 @@ def last_points(jsonl: Path | None) -> dict:
     points = {}
     for line in (jsonl.read_text().splitlines() if jsonl else []):
         row = json.loads(line)
-        if "points" in row and row["points"]:
+        if row.get("points"):
             points[row["curve"]] = row["points"][-1]
     return points
 
