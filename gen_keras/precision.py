@@ -3,12 +3,13 @@
 ``train.mixed_precision``:
 
 - ``auto`` (the default): ``mixed_float16`` on a GPU with tensor cores (compute capability
-  >= 7.0), ``mixed_bfloat16`` on a CPU with native bfloat16 instructions (AVX512_BF16 or AMX),
-  float32 everywhere else. Measured by ``bench/throughput.py`` before it became the default
-  (docs/scaling.md): on 2 AVX512_BF16 cores the VAE trains 1.2x and the DCGAN 1.3x faster than
-  the float32 textbook reference, with the loss after one epoch within 0.04% of float32 (same
-  seed, same batches). Each process resolves ``auto`` on its own hardware: on a cluster of
-  mixed machines name the policy. Under ``distribute.strategy: tpu`` it is ``mixed_bfloat16``.
+  >= 7.0); on a CPU with bfloat16 instructions (AVX512_BF16 or AMX), ``mixed_bfloat16`` only
+  where it is measured to be faster (:func:`cpu_bfloat16_speed`); float32 everywhere else.
+  The flags alone do not say it: on 2 AMD EPYC cores with AVX512_BF16 the VAE trained 1.2x and
+  the DCGAN 1.3x faster in bfloat16 (2026-12-01), on 2 Intel Xeon cores with the same flag 1.2x
+  and 1.6x *slower* (2026-12-03; docs/scaling.md). Each process resolves ``auto`` on its own
+  hardware: on a cluster of mixed machines name the policy. Under ``distribute.strategy: tpu``
+  it is ``mixed_bfloat16``.
 - ``none`` | ``mixed_float16`` | ``mixed_bfloat16``: as named.
 
 Variables stay float32 in every policy; the networks' last layers and every loss run in float32
@@ -20,10 +21,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
 from pathlib import Path
 
 POLICIES = ("auto", "none", "mixed_float16", "mixed_bfloat16")
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
+BF16_MIN_GAIN = 1.15  # bfloat16 must be this much faster than float32 to be chosen
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,6 +45,93 @@ def cpu_flags() -> frozenset[str]:
         if line.startswith("flags"):
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _speed_cache() -> Path:
+    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras")) / "precision.json"
+
+
+def _machine_key() -> str:
+    """What the measurement depends on: the CPU, its flags, the core count and TensorFlow."""
+    import tensorflow as tf
+
+    flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    return f"{cpu_model()} | flags {flags} | {os.cpu_count()} cpus | tensorflow {tf.__version__}"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bfloat16_speed() -> dict:
+    """float32 against bfloat16 on this CPU: milliseconds of one small training-shaped step in
+    each (a strided 4x4 convolution of 64 images 14x14x64 -> 128 channels and a 64x1024 @
+    1024x512 matmul, forward and backward — the layer sizes of the project's networks), the
+    median of interleaved calls; ``policy`` is ``mixed_bfloat16`` when bfloat16 is at least
+    ``BF16_MIN_GAIN`` times faster, else ``none``. Measured once per machine (about 2 s) and
+    kept in ``$GEN_KERAS_CACHE/precision.json`` under the CPU model, flags, core count and
+    TensorFlow version; an unreadable cache is measured again."""
+    path, key = _speed_cache(), _machine_key()
+    try:
+        cached = json.loads(path.read_text()).get(key)
+        if isinstance(cached, dict) and cached.get("policy") in ("none", "mixed_bfloat16"):
+            return cached
+    except (OSError, ValueError, AttributeError):
+        pass
+    result = {"key": key, **_measure_bfloat16()}
+    try:
+        from gen_keras.files import atomic_write_text
+
+        try:
+            known = json.loads(path.read_text())
+            known = known if isinstance(known, dict) else {}
+        except (OSError, ValueError):
+            known = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({**known, key: result}, indent=1) + "\n")
+    except OSError:  # a read-only home: measure again next time
+        pass
+    return result
+
+
+def _measure_bfloat16(reps: int = 9) -> dict:
+    import tensorflow as tf
+
+    rng = tf.random.Generator.from_seed(0)
+    images, kernel = rng.normal([64, 14, 14, 64]), rng.normal([4, 4, 64, 128]) * 0.05
+    rows, weights = rng.normal([64, 1024]), rng.normal([1024, 512]) * 0.03
+
+    def step_in(dtype):
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch([kernel, weights])
+                conv = tf.nn.conv2d(tf.cast(images, dtype), tf.cast(kernel, dtype), 2, "SAME")
+                dense = tf.matmul(tf.cast(rows, dtype), tf.cast(weights, dtype))
+                loss = tf.reduce_mean(tf.cast(conv, tf.float32) ** 2) + tf.reduce_mean(tf.cast(dense, tf.float32) ** 2)
+            return tape.gradient(loss, [kernel, weights])
+        return step
+
+    steps = {"float32": step_in(tf.float32), "bfloat16": step_in(tf.bfloat16)}
+    times = {name: [] for name in steps}
+    for rep in range(reps + 2):  # two warm-up rounds; interleaved, so drifts hit both alike
+        for name, step in steps.items():
+            started = time.perf_counter()
+            [g.numpy() for g in step()]
+            if rep >= 2:
+                times[name].append(time.perf_counter() - started)
+    ms = {name: round(1000 * statistics.median(t), 3) for name, t in times.items()}
+    faster = ms["float32"] >= BF16_MIN_GAIN * ms["bfloat16"]
+    return {"float32_ms": ms["float32"], "bfloat16_ms": ms["bfloat16"],
+            "policy": "mixed_bfloat16" if faster else "none", "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def _gpu_has_tensor_cores() -> bool | None:
@@ -63,7 +158,9 @@ def resolve(name: str, strategy: str = "default") -> str:
     gpu = _gpu_has_tensor_cores()
     if gpu is not None:
         return "mixed_float16" if gpu else "none"
-    return "mixed_bfloat16" if cpu_flags() & _BF16_CPU_FLAGS else "none"
+    if not cpu_flags() & _BF16_CPU_FLAGS:
+        return "none"
+    return cpu_bfloat16_speed()["policy"]
 
 
 def keras_policy(name: str) -> str:
