@@ -32,7 +32,7 @@ def parse_args(argv=None):
 def last_grid(outputs: Path, recipe: str) -> Path:
     """The last epoch's sample grid of the most recent curve run of ``recipe``."""
     runs = sorted((outputs / "samples").glob(f"bench-{recipe}-*"), key=lambda d: d.stat().st_mtime)
-    grids = sorted((runs[-1] / "samples").glob("epoch_*.png")) if runs else []
+    grids = sorted((runs[-1] / "samples").glob("epoch_*.png"), key=lambda g: int(g.stem.split("_")[1])) if runs else []
     if not grids:
         raise SystemExit(f"curve_grids: no sample grids of {recipe!r} under {outputs}/samples/bench-{recipe}-*")
     return grids[-1]

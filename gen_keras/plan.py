@@ -69,6 +69,20 @@ def config_precision(keras_policy: str) -> str:
     return "none" if keras_policy == "float32" else keras_policy
 
 
+def adopt_checkpoint_precision(plan: RunPlan, state: dict | None) -> RunPlan:
+    """With ``train.mixed_precision: auto``, a checkpoint written in another concrete precision
+    that is otherwise the same config (``auto`` resolved differently then: another version of
+    the rule, another machine) is resumed in ITS precision — never in a new one. Otherwise
+    ``plan`` unchanged (a real config difference is still refused by the caller)."""
+    if state is None or plan.config.train.mixed_precision != "auto":
+        return plan
+    stored = ((state.get("config") or {}).get("train") or {}).get("mixed_precision")
+    if stored not in _precision.POLICIES or stored in ("auto", config_precision(plan.precision)):
+        return plan
+    adopted = dataclasses.replace(plan, precision=_precision.keras_policy(stored))
+    return adopted if adopted.resumable() == state.get("config") else plan
+
+
 def resolve_plan(cfg: RunConfig, strategy=None, *, is_chief: bool = True) -> RunPlan:
     """The plan for ``cfg`` under ``strategy`` (None: one local device). Raises ConfigError when
     the global batch does not split over the replicas."""

@@ -9,7 +9,9 @@
   the DCGAN 1.3x faster in bfloat16 (2026-12-01), on 2 Intel Xeon cores with the same flag 1.2x
   and 1.6x *slower* (2026-12-03; docs/scaling.md). Each process resolves ``auto`` on its own
   hardware: on a cluster of mixed machines name the policy. Under ``distribute.strategy: tpu``
-  it is ``mixed_bfloat16``.
+  it is ``mixed_bfloat16``; under ``multi_worker`` on CPUs float32 (workers must agree, and
+  timings taken on several hosts need not). A checkpoint resumes in the precision it was
+  written in (:func:`gen_keras.plan.adopt_checkpoint_precision`).
 - ``none`` | ``mixed_float16`` | ``mixed_bfloat16``: as named.
 
 Variables stay float32 in every policy; the networks' last layers and every loss run in float32
@@ -63,61 +65,80 @@ def _speed_cache() -> Path:
 
 
 def _machine_key() -> str:
-    """What the measurement depends on: the CPU, its flags, the core count and TensorFlow."""
+    """What the measurement depends on: the CPU, its flags, the cores this process may use,
+    oneDNN on or off, and TensorFlow."""
     import tensorflow as tf
 
     flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
-    return f"{cpu_model()} | flags {flags} | {os.cpu_count()} cpus | tensorflow {tf.__version__}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")
+    return f"{cpu_model()} | flags {flags} | {cores} cores | onednn {onednn} | tensorflow {tf.__version__}"
+
+
+def _cached(path: Path, key: str) -> dict | None:
+    try:
+        entry = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, dict) and entry.get("policy") in ("none", "mixed_bfloat16") else None
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_bfloat16_speed() -> dict:
     """float32 against bfloat16 on this CPU: milliseconds of one small training-shaped step in
     each (a strided 4x4 convolution of 64 images 14x14x64 -> 128 channels and a 64x1024 @
-    1024x512 matmul, forward and backward — the layer sizes of the project's networks), the
-    median of interleaved calls; ``policy`` is ``mixed_bfloat16`` when bfloat16 is at least
-    ``BF16_MIN_GAIN`` times faster, else ``none``. Measured once per machine (about 2 s) and
-    kept in ``$GEN_KERAS_CACHE/precision.json`` under the CPU model, flags, core count and
-    TensorFlow version; an unreadable cache is measured again."""
-    path, key = _speed_cache(), _machine_key()
-    try:
-        cached = json.loads(path.read_text()).get(key)
-        if isinstance(cached, dict) and cached.get("policy") in ("none", "mixed_bfloat16"):
-            return cached
-    except (OSError, ValueError, AttributeError):
-        pass
-    result = {"key": key, **_measure_bfloat16()}
-    try:
-        from gen_keras.files import atomic_write_text
+    1024x512 matmul, forward and backward with the input and weight gradients, activations in
+    the step's precision as in a mixed-precision network), the median of interleaved calls;
+    ``policy`` is ``mixed_bfloat16`` when bfloat16 is at least ``BF16_MIN_GAIN`` times faster,
+    else ``none``. Measured once per machine (about a second after TensorFlow has loaded) and
+    kept in ``$GEN_KERAS_CACHE/precision.json`` under :func:`_machine_key`; processes starting
+    together measure one at a time (a lock beside the file) and the later ones read the first
+    one's answer. An unreadable cache is measured again; delete the file to measure again."""
+    from gen_keras.files import LockBusy, atomic_write_text, exclusive_lock
 
-        try:
-            known = json.loads(path.read_text())
-            known = known if isinstance(known, dict) else {}
-        except (OSError, ValueError):
-            known = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({**known, key: result}, indent=1) + "\n")
-    except OSError:  # a read-only home: measure again next time
-        pass
-    return result
+    path, key = _speed_cache(), _machine_key()
+    found = _cached(path, key)
+    if found is not None:
+        return found
+    try:
+        with exclusive_lock(path.with_suffix(".lock"), "the precision measurement", wait_s=120):
+            found = _cached(path, key)  # another process may have measured while we waited
+            if found is not None:
+                return found
+            result = {"key": key, **_measure_bfloat16()}
+            try:
+                known = json.loads(path.read_text())
+            except (OSError, ValueError):
+                known = {}
+            try:
+                atomic_write_text(path, json.dumps({**(known if isinstance(known, dict) else {}), key: result},
+                                                   indent=1) + "\n")
+            except OSError:  # a read-only cache folder: measured again next time
+                pass
+            return result
+    except (OSError, LockBusy):  # no lock (read-only folder, a stuck holder): measure, keep nothing
+        return {"key": key, **_measure_bfloat16()}
 
 
 def _measure_bfloat16(reps: int = 9) -> dict:
     import tensorflow as tf
 
     rng = tf.random.Generator.from_seed(0)
-    images, kernel = rng.normal([64, 14, 14, 64]), rng.normal([4, 4, 64, 128]) * 0.05
-    rows, weights = rng.normal([64, 1024]), rng.normal([1024, 512]) * 0.03
+    data = {"images": rng.normal([64, 14, 14, 64]), "kernel": rng.normal([4, 4, 64, 128]) * 0.05,
+            "rows": rng.normal([64, 1024]), "weights": rng.normal([1024, 512]) * 0.03}
 
     def step_in(dtype):
+        images, rows = tf.cast(data["images"], dtype), tf.cast(data["rows"], dtype)  # activations
+        kernel, weights = data["kernel"], data["weights"]  # float32 variables, cast per call
+
         @tf.function
         def step():
             with tf.GradientTape() as tape:
-                tape.watch([kernel, weights])
-                conv = tf.nn.conv2d(tf.cast(images, dtype), tf.cast(kernel, dtype), 2, "SAME")
-                dense = tf.matmul(tf.cast(rows, dtype), tf.cast(weights, dtype))
+                tape.watch([images, rows, kernel, weights])
+                conv = tf.nn.leaky_relu(tf.nn.conv2d(images, tf.cast(kernel, dtype), 2, "SAME"))
+                dense = tf.nn.leaky_relu(tf.matmul(rows, tf.cast(weights, dtype)))
                 loss = tf.reduce_mean(tf.cast(conv, tf.float32) ** 2) + tf.reduce_mean(tf.cast(dense, tf.float32) ** 2)
-            return tape.gradient(loss, [kernel, weights])
+            return tape.gradient(loss, [images, rows, kernel, weights])
         return step
 
     steps = {"float32": step_in(tf.float32), "bfloat16": step_in(tf.bfloat16)}
@@ -159,6 +180,10 @@ def resolve(name: str, strategy: str = "default") -> str:
     if gpu is not None:
         return "mixed_float16" if gpu else "none"
     if not cpu_flags() & _BF16_CPU_FLAGS:
+        return "none"
+    if strategy == "multi_worker":
+        # Workers must agree, and timings taken on several hosts (or on one host shared by
+        # several workers) need not: float32, unless the config names bfloat16.
         return "none"
     return cpu_bfloat16_speed()["policy"]
 

@@ -462,7 +462,7 @@ def _check_reachable(client, uri: str) -> None:
 def _train_or_resume(cfg: RunConfig, uri: str, verbose):
     """Train the slot's challenger, resume it, or (training already finished) load it."""
     from gen_keras.artifacts import load_model
-    from gen_keras.plan import resolve_plan
+    from gen_keras.plan import adopt_checkpoint_precision, resolve_plan
     from gen_keras.sync import PENDING, sync_pending
     from gen_keras.tracking import RunContext
     from gen_keras.training import checkpoint_dir, train
@@ -473,7 +473,7 @@ def _train_or_resume(cfg: RunConfig, uri: str, verbose):
     ckpt = checkpoint_dir(cfg, ctx)
     state = read_state(ckpt)
     if state is not None and state.get("finished"):
-        if state.get("config") != resolve_plan(cfg).resumable():
+        if state.get("config") != adopt_checkpoint_precision(resolve_plan(cfg), state).resumable():
             raise ConfigError(f"slot run {t.run_name!r} was trained with a different config; "
                               "use the same config, or a new --slot")
         log.info("slot %s finished training earlier (run %s); not retraining", t.run_name,

@@ -410,8 +410,10 @@ def test_auto_precision_on_cpu_is_measured_once_per_machine_and_cached(tmp_path,
         cache.write_text(json.dumps({measured["key"]: flipped, "another machine": {"policy": "none"}}))
         precision.cpu_bfloat16_speed.cache_clear()
         assert precision.cpu_bfloat16_speed() == flipped
-        if precision.cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        if precision.cpu_flags() & {"avx512_bf16", "amx_bf16"} and precision._gpu_has_tensor_cores() is None:
             assert precision.resolve("auto") == flipped["policy"]
+            # Workers of one job must agree: no per-host timing under multi_worker.
+            assert precision.resolve("auto", "multi_worker") == "none"
         # A torn cache is measured again and rewritten whole.
         cache.write_text('{"torn')
         precision.cpu_bfloat16_speed.cache_clear()
@@ -420,3 +422,27 @@ def test_auto_precision_on_cpu_is_measured_once_per_machine_and_cached(tmp_path,
         assert set(json.loads(cache.read_text())) == {measured["key"]}
     finally:
         precision.cpu_bfloat16_speed.cache_clear()
+
+
+def test_auto_resumes_a_checkpoint_in_the_precision_it_was_written_in():
+    """A checkpoint written when ``auto`` resolved to bfloat16 (another rule, another machine)
+    resumes in bfloat16 with an otherwise identical config, whatever ``auto`` says now; a real
+    config difference is still refused, and a named policy is never overridden."""
+    from gen_keras.plan import adopt_checkpoint_precision
+    from gen_keras.precision import keras_policy
+    from gen_keras.training.trainer import check_resumable
+
+    plan = resolve_plan(kind_config("vae", ["train.mixed_precision=auto"]))
+    other = "none" if plan.precision == "mixed_bfloat16" else "mixed_bfloat16"
+    written = plan.resumable()
+    written["train"]["mixed_precision"] = other
+    with pytest.raises(ConfigError, match="different config"):
+        check_resumable(plan, "r", {"config": written})
+    adopted = adopt_checkpoint_precision(plan, {"config": written})
+    assert adopted.precision == keras_policy(other) and adopted.resumable() == written
+    check_resumable(adopted, "r", {"config": written})
+    assert adopt_checkpoint_precision(plan, None) is plan
+    changed = {**written, "train": {**written["train"], "epochs": written["train"]["epochs"] + 1}}
+    assert adopt_checkpoint_precision(plan, {"config": changed}) is plan  # not only the precision differs
+    named = resolve_plan(kind_config("vae", ["train.mixed_precision=none"]))
+    assert adopt_checkpoint_precision(named, {"config": {**written, "train": {**written["train"], "mixed_precision": "mixed_bfloat16"}}}) is named

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gen_keras.config import RunConfig
 from gen_keras.errors import ConfigError
-from gen_keras.plan import RunPlan, resolve_plan
+from gen_keras.plan import RunPlan, adopt_checkpoint_precision, resolve_plan
 
 log = logging.getLogger("gen_keras.training")
 
@@ -60,7 +60,7 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     plan = dataclasses.replace(plan, config=cfg)
     ctx = run_context(plan, tracking_uri)
     with checkpoint_lock(plan, ctx):  # one process per checkpoint folder
-        state = start_run(plan, ctx)
+        plan, state = start_run(plan, ctx)
         try:
             model, checkpoint, initial_epoch = build_and_restore(plan, strategy, ctx, state)
             log_run_start(ctx.sink, plan, model, data.info, state, initial_epoch)
@@ -117,16 +117,18 @@ def checkpoint_lock(plan: RunPlan, ctx):
 
 def start_run(plan: RunPlan, ctx):
     """Read the checkpoint state (None for a fresh run) and, on the chief, create the MLflow run
-    (or reopen the unfinished one the checkpoint names)."""
+    (or reopen the unfinished one the checkpoint names). Returns the plan (with ``auto``, in the
+    checkpoint's precision) and the state."""
     from gen_keras.tracking import open_tracking_run
     from gen_keras.training.checkpoint import read_state
 
     state = read_state(checkpoint_dir(plan.config, ctx))
     if state is not None:
+        plan = adopt_checkpoint_precision(plan, state)
         check_resumable(plan, ctx.run_name, state)
     if plan.is_chief:
         open_tracking_run(ctx, state, checkpoint_dir(plan.config, ctx))
-    return state
+    return plan, state
 
 
 def check_resumable(plan: RunPlan, run_name: str, state: dict) -> None:
