@@ -269,13 +269,16 @@ def generator_alone(export_dir: Path, batches, reps: int) -> list[dict]:
 
 
 def before_after_abuse(args, models: Path, model: str, sizes: list[int], log: Path) -> dict:
-    """Interleaved before/after rounds (the other checkout's server, then this one's, per round;
-    the median over rounds), then this server quiet and under abuse, back to back."""
+    """Interleaved before/after rounds (the other checkout's server and this one's, the order
+    swapped every round so that a machine speeding up or slowing down favours neither; medians
+    over rounds, and the median of the per-round after/before ratios, which a drift between
+    rounds does not move), then this server quiet and under abuse, back to back."""
     out: dict = {}
     if args.compare_with:
         runs = []
         for r in range(args.rounds):
-            for label, code in (("before", Path(args.compare_with).resolve()), ("after", None)):
+            order = (("before", Path(args.compare_with).resolve()), ("after", None))
+            for label, code in order if r % 2 == 0 else order[::-1]:
                 with Server(models, "onnx", args.threads, log, code=code) as server:
                     for n in sizes:
                         run_load(server.port, model, n, args.format, 2, 1.0, 20)  # warm-up
@@ -294,6 +297,9 @@ def before_after_abuse(args, models: Path, model: str, sizes: list[int], log: Pa
                               "errors_5xx": sum(x["errors_5xx"] for x in mine),
                               "dropped": sum(x["dropped_connections"] for x in mine)}
             row["after_vs_before_rps"] = round(row["after"]["rps"] / row["before"]["rps"], 3)
+            rps = {(x["code"], x["round"]): x["rps"] for x in runs if x["n"] == n}
+            row["after_vs_before_paired"] = round(statistics.median(
+                rps["after", r] / rps["before", r] for r in range(args.rounds)), 3)
             table[f"n_{n}"] = row
         out["before_after"] = {"before": str(args.compare_with), "rounds": args.rounds, "table": table,
                                "runs": runs}

@@ -400,8 +400,10 @@ def test_auto_resumes_a_checkpoint_in_the_precision_it_was_written_in():
     other = "none" if plan.precision == "mixed_bfloat16" else "mixed_bfloat16"
     written = plan.resumable()
     written["train"]["mixed_precision"] = other
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match="different config") as refused:
         check_resumable(plan, "r", {"config": written})
+    # The refusal names what differs, in the config's own spelling.
+    assert f"train.mixed_precision: checkpoint {other!r}, now " in str(refused.value)
     adopted = adopt_checkpoint_precision(plan, {"config": written})
     assert adopted.precision == keras_policy(other) and adopted.resumable() == written
     check_resumable(adopted, "r", {"config": written})

@@ -341,3 +341,33 @@ def test_symlinked_files_in_an_export_are_refused(serving_exports, tmp_path):
     (export / "generate.onnx").symlink_to(serving_exports.vae / "generate.onnx")
     with pytest.raises(ArtifactIntegrityError, match="symlink"):
         verify_export(export)
+
+
+def test_onnx_runs_spread_a_costly_batch_over_the_cores_with_the_same_outputs(serving_exports):
+    """The server's onnxruntime cuts a costly batch into one part per core (one-thread sessions);
+    the joined parts equal the whole batch run at once, in order, for uneven cuts too."""
+    from gen_keras.exported.runtimes import SPREAD_MIN_MS, OnnxRuntime
+
+    reader = ExportReader(serving_exports.cond)  # a conv generator with a label input
+    runtime = OnnxRuntime(reader.export_dir, reader.spec, threads=2)
+    op = reader.spec.operations["generate"]
+    rng = np.random.default_rng(3)
+    for n in (2, 37, 64):
+        feeds = {"z": rng.standard_normal((n, 16)).astype("float32")}
+        if "label" in op.input_names:
+            feeds["label"] = rng.integers(0, 10, n).astype(op.inputs[op.input_names.index("label")].dtype)
+        whole = runtime.sessions["generate"].run(None, feeds)[0]  # one call, one thread
+        cost = runtime.cost_ms["generate"]
+        assert runtime.plan("generate", n) == (2 if cost[1] * n >= SPREAD_MIN_MS else 1)
+        runtime.cost_ms["generate"] = (10 * SPREAD_MIN_MS, 10 * SPREAD_MIN_MS)  # costly: always spread
+        assert runtime.plan("generate", n) == 2 and runtime.plan("generate", 1) == 0
+        spread = runtime.run("generate", feeds)[0]
+        runtime.cost_ms["generate"] = cost
+        assert spread.shape == whole.shape
+        np.testing.assert_allclose(spread, whole, rtol=0, atol=1e-5)
+    # The MLP decoder's images are cheap: a request of a few runs on the calling thread.
+    vae = ExportReader(serving_exports.vae).runtime
+    if vae.parts > 1:
+        assert vae.cost_ms["generate"][0] < SPREAD_MIN_MS and vae.plan("generate", 1) == 1
+    single = OnnxRuntime(reader.export_dir, reader.spec, threads=1)
+    assert single.plan("generate", 64) == 1

@@ -5,6 +5,10 @@ Both take ``{input name: array}`` and return the outputs as a list in the manife
 """
 from __future__ import annotations
 
+import itertools
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -12,46 +16,131 @@ import numpy as np
 from gen_keras.errors import ArtifactIntegrityError, ConfigError
 from gen_keras.exported.manifest import ExportSpec, sha256_bytes
 
+# A call whose images are estimated to cost at least this much (from the load-time measurement)
+# is spread over the cores; cheaper ones run on the calling thread, where a hand-off to another
+# thread (~0.05-0.1 ms) would cost more than it saves.
+SPREAD_MIN_MS = 1.0
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
 
 class OnnxRuntime:
-    """One onnxruntime session per operation (sessions are safe to run from several threads)."""
+    """onnxruntime sessions for the operations, run data-parallel: every session computes on one
+    thread, and a batch worth spreading (by its cost, measured per operation at load) is cut into
+    one part per core, the parts run at once and the outputs joined. A single costly image runs on
+    a session with ``threads`` operator threads instead.
+
+    Why not onnxruntime's own operator threads for everything: they hand work to the other core
+    inside every operator and wait for it; on the server's small requests that costs more than it
+    saves, and for batches of 16-256 images cutting the batch was 15-40% faster than operator
+    threads (bench/backends.py, docs/serving.md). ``threads``: the cores one call may use (0 = all
+    this process may run on; 1 = never spread). Sessions are safe to run from several threads."""
 
     name = "onnx"
 
     def __init__(self, export_dir: Path, spec: ExportSpec, threads: int = 0):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0 = onnxruntime's choice (the physical cores)
-        # Idle pool threads spin by default; with several requests computed at once the
-        # spinning steals the cores the other inferences need (batch 64 here: ~190 → ~135 ms).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.parts = max(1, threads or available_cores())
         files = spec.manifest["files"]
-        self.sessions = {}
+        self.sessions, self.wide, self.cost_ms = {}, {}, {}
         for name, op in spec.operations.items():
             data = (Path(export_dir) / op.onnx).read_bytes()
             # Hash the very bytes handed to the runtime: nothing can change between check and load.
             if sha256_bytes(data) != files.get(op.onnx):
                 raise ArtifactIntegrityError(f"{export_dir}: {op.onnx} changed after verification")
-            try:
-                session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own types for a bad graph
-                raise ArtifactIntegrityError(f"{export_dir}: onnxruntime cannot load {op.onnx} "
-                                             f"({type(exc).__name__}: {str(exc)[:300]})") from None
+            session = self._session(ort, data, 1, export_dir, op.onnx)
             got = sorted(i.name for i in session.get_inputs())
             if got != sorted(op.input_names) or len(session.get_outputs()) != len(op.outputs):
                 raise ArtifactIntegrityError(
                     f"{export_dir}: {op.onnx} has inputs {got} and {len(session.get_outputs())} "
                     f"outputs; the manifest says {op.input_names} and {list(op.outputs)}")
             self.sessions[name] = session
+            if self.parts > 1:
+                self.cost_ms[name] = _costs_ms(session, op)
+                if self.cost_ms[name] is None or self.cost_ms[name][0] >= SPREAD_MIN_MS:
+                    self.wide[name] = self._session(ort, data, self.parts, export_dir, op.onnx)
+        self._pool = (ThreadPoolExecutor(self.parts - 1, thread_name_prefix="onnx-part")
+                      if self.parts > 1 else None)
+
+    @staticmethod
+    def _session(ort, data: bytes, threads: int, export_dir, filename: str):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle operator threads spin by default; with several requests computed at once the
+        # spinning steals the cores the other inferences need (batch 64 here: ~190 → ~135 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for a bad graph
+            raise ArtifactIntegrityError(f"{export_dir}: onnxruntime cannot load {filename} "
+                                         f"({type(exc).__name__}: {str(exc)[:300]})") from None
+
+    def plan(self, operation: str, n: int | None) -> int:
+        """How a call of ``n`` images runs: 1 = on the calling thread; 0 = on the session with
+        operator threads (fewer images than cores, one of which costs at least SPREAD_MIN_MS);
+        k > 1 = cut into k parts (when the images beyond the first cost at least SPREAD_MIN_MS:
+        the fixed cost of a call, e.g. a small MLP's, is not shortened by cutting)."""
+        cost = self.cost_ms.get(operation, (0.0, 0.0))
+        if self.parts < 2 or n is None:
+            return 1
+        if n < self.parts:
+            return 0 if cost is None or cost[0] >= SPREAD_MIN_MS else 1
+        return self.parts if cost is None or cost[1] * n >= SPREAD_MIN_MS else 1
 
     def run(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
-        return self.sessions[operation].run(None, feeds, token.options if token is not None else None)
+        options = token.options if token is not None else None
+        session, n = self.sessions[operation], _batch(feeds)
+        how = self.plan(operation, n)
+        if how == 1:
+            return session.run(None, feeds, options)
+        if how == 0:
+            return self.wide[operation].run(None, feeds, options)
+        bounds = np.linspace(0, n, self.parts + 1).astype(int)
+        parts = [{k: v[a:b] for k, v in feeds.items()} for a, b in itertools.pairwise(bounds)]
+        futures = [self._pool.submit(session.run, None, part, options) for part in parts[1:]]
+        try:
+            first = session.run(None, parts[0], options)
+        finally:
+            wait(futures)  # never return (or raise) while a part still runs
+        outs = [first] + [f.result() for f in futures]
+        return [np.concatenate(chunks) for chunks in zip(*outs)]
 
-    def new_token(self) -> "RunToken":
+    def new_token(self) -> RunToken:
         import onnxruntime as ort
 
         return RunToken(ort.RunOptions())
+
+
+def _batch(feeds: dict[str, np.ndarray]) -> int | None:
+    """The images in a call, or None when the feeds do not share a leading batch axis."""
+    sizes = {v.shape[0] if getattr(v, "ndim", 0) else None for v in feeds.values()}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def _costs_ms(session, op, batch: int = 8) -> tuple[float, float] | None:
+    """``(one call of 1 image, each further image)`` in milliseconds on one thread, from calls of
+    zeros (after a warm-up); None when an input has a free dimension besides the batch."""
+    def timed(n: int) -> float:
+        feeds = {spec.name: np.zeros((n, *spec.shape[1:]), np.dtype(spec.dtype)) for spec in op.inputs}
+        session.run(None, feeds)
+        started = time.perf_counter()
+        session.run(None, feeds)
+        return 1000 * (time.perf_counter() - started)
+
+    if any(d is None for spec in op.inputs for d in spec.shape[1:]):
+        return None
+    try:
+        one, many = timed(1), timed(batch)
+    except Exception:  # a graph that refuses zeros: unmeasured, so the operator threads serve it
+        return None
+    return one, max(many - one, 0.0) / (batch - 1)
 
 
 class RunToken:

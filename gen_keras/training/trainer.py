@@ -136,10 +136,19 @@ def check_resumable(plan: RunPlan, run_name: str, state: dict) -> None:
         raise ConfigError(f"tracking.run_name={run_name!r} already finished (run "
                           f"{state.get('run_id')}); choose a new run name")
     if state.get("config") != plan.resumable():
+        differ = _differences(state.get("config"), plan.resumable())
         raise ConfigError(f"tracking.run_name={run_name!r} has an unfinished checkpoint made "
-                          "with a different config (or, with train.mixed_precision=auto, on "
-                          "hardware that resolves it differently); use the same config to "
+                          f"with a different config ({'; '.join(differ[:5]) or 'unreadable'}"
+                          f"{'; ...' if len(differ) > 5 else ''}); use the same config to "
                           "resume or a new run name")
+
+
+def _differences(stored, now, prefix: str = "") -> list[str]:
+    """``key: checkpoint X, now Y`` for each leaf that differs between two config dicts."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        return [d for k in sorted(set(stored) | set(now), key=str)
+                for d in _differences(stored.get(k), now.get(k), f"{prefix}{k}.")]
+    return [] if stored == now else [f"{prefix.rstrip('.')}: checkpoint {stored!r}, now {now!r}"]
 
 
 def checkpoint_dir(run_config: RunConfig, ctx) -> Path:
