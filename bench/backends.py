@@ -65,8 +65,12 @@ def main(argv=None) -> int:
                 for _ in range(2):  # warm-up
                     for call in calls.values():
                         call()
-                for _ in range(args.reps):  # interleaved, so drifts in load hit every runtime alike
-                    for k, call in calls.items():
+                names = list(calls)
+                for rep in range(args.reps):  # interleaved, so drifts in load hit every runtime alike;
+                    # the order rotates: the call right after TensorFlow's shares the core with its
+                    # pool threads still spinning (+~50 us, which decides a tiny graph's figure)
+                    for k in names[rep % len(names):] + names[:rep % len(names)]:
+                        call = calls[k]
                         started = time.perf_counter()
                         call()
                         times[k].append(time.perf_counter() - started)

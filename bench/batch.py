@@ -3,7 +3,7 @@
 For a DCGAN and a VAE export: generate ``--count`` digits (default 1,000,000: prior draw per seed,
 the generator in chunks of 256, every image PNG-encoded into Parquet shards), once through
 ``gen-keras batch`` on the DirectRunner (2 worker processes, 1 onnxruntime thread each) and once
-in a single-process onnxruntime loop (2 threads) writing the same rows with pyarrow. Then score
+in a single-process onnxruntime loop (both cores: the runtime cuts each chunk in two) writing the same rows with pyarrow. Then score
 ``--score-count`` images (default 100,000: the 10,000 bundled digits repeated) with the VAE's
 ``score`` operation, both ways. Peak RSS of every process is sampled once a second; its value at
 a quarter and at nine tenths of each job shows whether memory stays flat.
@@ -203,8 +203,8 @@ def main(argv=None) -> int:
             "chunk_size": CHUNK, "beam": "DirectRunner, 2 workers, 1 onnxruntime thread each: worker "
                                          "processes for generate, threads of one process for score "
                                          "(gen-keras batch's defaults)",
-            "plain": "one process, onnxruntime with its default threads (2), the same per-chunk "
-                     "code (handler.infer, rows.to_table) and pyarrow's Parquet writer",
+            "plain": "one process, onnxruntime on all cores (the runtime cuts a costly chunk into "
+                     "one part per core), the same per-chunk code (handler.infer, rows.to_table) and pyarrow's Parquet writer",
         }
         if "generate_dcgan" in jobs:
             report["generate_dcgan"] = one_job("dcgan", exports["dcgan"], "generate", work, count=args.count)

@@ -404,6 +404,8 @@ def test_auto_resumes_a_checkpoint_in_the_precision_it_was_written_in():
         check_resumable(plan, "r", {"config": written})
     # The refusal names what differs, in the config's own spelling.
     assert f"train.mixed_precision: checkpoint {other!r}, now " in str(refused.value)
+    with pytest.raises(ConfigError, match="the checkpoint records no config"):
+        check_resumable(plan, "r", {})
     adopted = adopt_checkpoint_precision(plan, {"config": written})
     assert adopted.precision == keras_policy(other) and adopted.resumable() == written
     check_resumable(adopted, "r", {"config": written})

@@ -39,8 +39,9 @@ def servers(serving_exports, tmp_path_factory):
     onnx.write_bytes(bytes(data))
     main = ServeProcess(["--models", str(models), "--max-body-bytes", str(MAX_BODY), "--max-n", "64",
                          "--max-steps", "16"], root / "main.log").launch()
-    # 100 us, the least --timeout takes: 64 images never fit (1 ms was seen to suffice on an idle machine).
-    slow = ServeProcess(["--models", str(serving_exports.models_dir), "--timeout", "0.0001"],
+    # 100 us, the least --timeout takes, and requests of up to 4,096 images: 4,096 never fit
+    # (64 did not always: one-thread onnxruntime computes 64 MLP-decoded images in ~0.2 ms).
+    slow = ServeProcess(["--models", str(serving_exports.models_dir), "--timeout", "0.0001", "--max-n", "4096"],
                         root / "slow.log").launch()
     try:
         yield main.wait(), slow.wait()
@@ -176,7 +177,7 @@ def test_server_survives_and_still_answers(servers, serving_exports):
 
 def test_a_request_over_the_timeout_is_answered_503(servers):
     _, slow = servers
-    status, headers, body = request(slow.url, "POST", "/v1/models/vae:generate", {"n": 64, "seed": 0})
+    status, headers, body = request(slow.url, "POST", "/v1/models/vae:generate", {"n": 4096, "seed": 0})
     assert status == 503 and headers.get("retry-after") == "2"
     assert "longer than the 0.0001 s timeout" in json.loads(body)["error"]
     assert request(slow.url, "GET", "/healthz")[0] == 200  # not hung: the server goes on

@@ -19,7 +19,7 @@ class ExportModelHandler(ModelHandler[Chunk, PredictionResult, Any]):
     """``operation`` of the export at ``source``: a folder every worker can read, or
     ``models:/NAME@ALIAS`` / ``runs:/ID`` (each worker downloads it from the registry at
     ``tracking_uri`` into its cache, verified; a verified copy already there is used as is).
-    ``threads`` is onnxruntime's per worker (0: its choice); ``seed`` the noise of ``score``."""
+    ``threads`` is the cores one onnxruntime call may use per worker (0: all this process may run on); ``seed`` the noise of ``score``."""
 
     def __init__(self, source: str, operation: str, threads: int = 0, seed: int = 0,
                  tracking_uri: str | None = None):

@@ -51,7 +51,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=2,
                    help="requests computed at the same time (default 2)")
     p.add_argument("--onnx-threads", type=int, default=0,
-                   help="onnxruntime threads per inference (default 0 = its own choice)")
+                   help="cores one inference may use (default 0 = all this process may run on): a "
+                        "costly batch is cut into that many parts, run at once (docs/serving.md)")
     p.add_argument("--pid-file", default=None,
                    help="write the server's pid here (gen-keras retrain --notify-pid-file sends it "
                         "SIGHUP after publishing a new champion)")

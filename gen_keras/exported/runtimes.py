@@ -23,17 +23,27 @@ SPREAD_MIN_MS = 1.0
 
 
 def available_cores() -> int:
+    """The CPUs this process may run on, capped by a cgroup v2 CPU quota (a container limited to
+    2 CPUs on a 64-core node counts 2)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 class OnnxRuntime:
     """onnxruntime sessions for the operations, run data-parallel: every session computes on one
     thread, and a batch worth spreading (by its cost, measured per operation at load) is cut into
-    one part per core, the parts run at once and the outputs joined. A single costly image runs on
-    a session with ``threads`` operator threads instead.
+    one part per core, the parts run at once and the outputs joined. A call too small to cut but
+    costly (one large image) runs on a second session with ``threads`` operator threads, made at
+    load only for such operations (it holds a second copy of the weights). See :meth:`plan`.
 
     Why not onnxruntime's own operator threads for everything: they hand work to the other core
     inside every operator and wait for it; on the server's small requests that costs more than it
@@ -83,33 +93,42 @@ class OnnxRuntime:
                                          f"({type(exc).__name__}: {str(exc)[:300]})") from None
 
     def plan(self, operation: str, n: int | None) -> int:
-        """How a call of ``n`` images runs: 1 = on the calling thread; 0 = on the session with
-        operator threads (fewer images than cores, one of which costs at least SPREAD_MIN_MS);
-        k > 1 = cut into k parts (when the images beyond the first cost at least SPREAD_MIN_MS:
-        the fixed cost of a call, e.g. a small MLP's, is not shortened by cutting)."""
-        cost = self.cost_ms.get(operation, (0.0, 0.0))
-        if self.parts < 2 or n is None:
+        """How a call of ``n`` images runs: k > 1 = cut into k parts (one per core, at most one
+        per image) when the images' own cost (beyond the fixed cost of a call, which cutting
+        does not shorten, e.g. a small MLP's) reaches SPREAD_MIN_MS; else 0 = the session with
+        operator threads when one call costs at least that much (e.g. one large image); else
+        1 = on the calling thread."""
+        if self.parts < 2 or not n:
             return 1
-        if n < self.parts:
-            return 0 if cost is None or cost[0] >= SPREAD_MIN_MS else 1
-        return self.parts if cost is None or cost[1] * n >= SPREAD_MIN_MS else 1
+        cost = self.cost_ms.get(operation, (0.0, 0.0))
+        if n >= 2 and (cost is None or cost[1] * n >= SPREAD_MIN_MS):
+            return min(n, self.parts)
+        return 0 if cost is None or cost[0] >= SPREAD_MIN_MS else 1
 
     def run(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
         options = token.options if token is not None else None
         session, n = self.sessions[operation], _batch(feeds)
-        how = self.plan(operation, n)
-        if how == 1:
+        k = self.plan(operation, n)
+        if k == 1:
             return session.run(None, feeds, options)
-        if how == 0:
+        if k == 0:
             return self.wide[operation].run(None, feeds, options)
-        bounds = np.linspace(0, n, self.parts + 1).astype(int)
-        parts = [{k: v[a:b] for k, v in feeds.items()} for a, b in itertools.pairwise(bounds)]
+        bounds = np.linspace(0, n, k + 1).astype(int)
+        parts = [{name: v[a:b] for name, v in feeds.items()} for a, b in itertools.pairwise(bounds)]
         futures = [self._pool.submit(session.run, None, part, options) for part in parts[1:]]
+        outs = [None] * k
         try:
-            first = session.run(None, parts[0], options)
+            outs[0] = session.run(None, parts[0], options)
         finally:
-            wait(futures)  # never return (or raise) while a part still runs
-        outs = [first] + [f.result() for f in futures]
+            # A part still queued (the pool busy with another request's parts) is taken back and
+            # run here, or dropped when part 0 failed; never return or raise while one runs.
+            for i, future in enumerate(futures, 1):
+                if future.cancel() and outs[0] is not None:
+                    outs[i] = session.run(None, parts[i], options)
+            wait(futures)
+        for i, future in enumerate(futures, 1):
+            if outs[i] is None:
+                outs[i] = future.result()
         return [np.concatenate(chunks) for chunks in zip(*outs)]
 
     def new_token(self) -> RunToken:
@@ -126,19 +145,24 @@ def _batch(feeds: dict[str, np.ndarray]) -> int | None:
 
 def _costs_ms(session, op, batch: int = 8) -> tuple[float, float] | None:
     """``(one call of 1 image, each further image)`` in milliseconds on one thread, from calls of
-    zeros (after a warm-up); None when an input has a free dimension besides the batch."""
-    def timed(n: int) -> float:
+    zeros (after a warm-up); None (then every call of several images is cut, and one image runs
+    on operator threads) when an input has a free dimension besides the batch or the graph
+    refuses zeros."""
+    def timed(n: int) -> float:  # the fastest of 3 calls: a busy moment at load does not count
         feeds = {spec.name: np.zeros((n, *spec.shape[1:]), np.dtype(spec.dtype)) for spec in op.inputs}
         session.run(None, feeds)
-        started = time.perf_counter()
-        session.run(None, feeds)
-        return 1000 * (time.perf_counter() - started)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            session.run(None, feeds)
+            best = min(best, time.perf_counter() - started)
+        return 1000 * best
 
     if any(d is None for spec in op.inputs for d in spec.shape[1:]):
         return None
     try:
         one, many = timed(1), timed(batch)
-    except Exception:  # a graph that refuses zeros: unmeasured, so the operator threads serve it
+    except Exception:  # a graph that refuses zeros: unmeasured
         return None
     return one, max(many - one, 0.0) / (batch - 1)
 

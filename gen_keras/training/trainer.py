@@ -138,17 +138,29 @@ def check_resumable(plan: RunPlan, run_name: str, state: dict) -> None:
     if state.get("config") != plan.resumable():
         differ = _differences(state.get("config"), plan.resumable())
         raise ConfigError(f"tracking.run_name={run_name!r} has an unfinished checkpoint made "
-                          f"with a different config ({'; '.join(differ[:5]) or 'unreadable'}"
+                          f"with a different config ({'; '.join(differ[:5])}"
                           f"{'; ...' if len(differ) > 5 else ''}); use the same config to "
                           "resume or a new run name")
 
 
+_ABSENT = object()
+
+
 def _differences(stored, now, prefix: str = "") -> list[str]:
-    """``key: checkpoint X, now Y`` for each leaf that differs between two config dicts."""
+    """``key: checkpoint X, now Y`` for each leaf that differs between two config dicts (values
+    shortened; a key one side lacks is "absent")."""
+    if not prefix and not isinstance(stored, dict):
+        return ["the checkpoint records no config"]
     if isinstance(stored, dict) and isinstance(now, dict):
         return [d for k in sorted(set(stored) | set(now), key=str)
-                for d in _differences(stored.get(k), now.get(k), f"{prefix}{k}.")]
-    return [] if stored == now else [f"{prefix.rstrip('.')}: checkpoint {stored!r}, now {now!r}"]
+                for d in _differences(stored.get(k, _ABSENT), now.get(k, _ABSENT), f"{prefix}{k}.")]
+    if stored == now:
+        return []
+
+    def show(value) -> str:
+        text = "absent" if value is _ABSENT else repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return [f"{prefix.rstrip('.')}: checkpoint {show(stored)}, now {show(now)}"]
 
 
 def checkpoint_dir(run_config: RunConfig, ctx) -> Path:
