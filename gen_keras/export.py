@@ -69,10 +69,10 @@ def _optimize_onnx(path: Path) -> None:
     that follows compares the rewritten file with Keras."""
     import onnx
 
-    from gen_keras.onnx_graph import fold_prelu
+    from gen_keras.onnx_graph import depthwise_single_output, fold_prelu
 
     model = onnx.load(str(path))
-    if fold_prelu(model):
+    if fold_prelu(model) + depthwise_single_output(model):
         onnx.save(model, str(path))
 
 

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from gen_keras.onnx_graph import fold_prelu
+from gen_keras.onnx_graph import depthwise_single_output, fold_prelu
 
 from conftest import ROOT
 
@@ -60,4 +60,36 @@ def test_an_srresnet_export_ships_the_folded_graph(tmp_path):
     ep = verify_export(export_dir).manifest["endpoints"]["translate"]
     ops = [n.op_type for n in onnx.load(str(export_dir / ep["onnx"])).graph.node]
     assert ops.count("PRelu") == 4 and "Neg" not in ops  # head, one residual block, two upsamplings
+    assert ops.count("ReduceSum") == 1  # the 9x9 convolution to the one-channel image
     assert ep["onnx_parity_max_abs_diff"] <= 1e-4
+
+
+def _conv_graph(w: np.ndarray, bias: bool, **attrs) -> onnx.ModelProto:
+    inputs = ["x", "w", "b"] if bias else ["x", "w"]
+    inits = [numpy_helper.from_array(w, "w")] + ([numpy_helper.from_array(np.array([0.5] * w.shape[0], np.float32), "b")]
+                                                 if bias else [])
+    graph = helper.make_graph([helper.make_node("Conv", inputs, ["y"], **attrs)], "conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, w.shape[1], 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, w.shape[0], None, None])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+
+
+def test_a_one_channel_convolution_becomes_depthwise_plus_sum_with_the_same_outputs():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 5, 9, 9)).astype(np.float32)
+    for bias, attrs in ((True, {"pads": [2, 2, 2, 2], "strides": [2, 2]}), (False, {"dilations": [2, 2]})):
+        w = rng.standard_normal((1, 5, 3, 3)).astype(np.float32)
+        model = _conv_graph(w, bias, **attrs)
+        want = _run(model, x)[0]
+        if not bias and not attrs.get("pads"):  # by hand: 3x3 taps 2 apart, no padding → 5x5
+            hand = sum(w[0, c, i, j] * x[:, c, 2 * i:2 * i + 5, 2 * j:2 * j + 5]
+                       for c in range(5) for i in range(3) for j in range(3))
+            np.testing.assert_allclose(want[:, 0], hand, atol=1e-5)
+        assert depthwise_single_output(model) == 1
+        onnx.checker.check_model(model)
+        assert [n.op_type for n in model.graph.node] == ["Conv", "ReduceSum"] + (["Add"] if bias else [])
+        assert "w" not in {i.name for i in model.graph.initializer}  # the old weights are gone
+        np.testing.assert_allclose(_run(model, x)[0], want, atol=1e-5)
+    # Left alone: two output channels, a 1x1 kernel, a grouped convolution.
+    for w, attrs in ((rng.standard_normal((2, 5, 3, 3)), {}), (rng.standard_normal((1, 5, 1, 1)), {})):
+        assert depthwise_single_output(_conv_graph(w.astype(np.float32), True, **attrs)) == 0
