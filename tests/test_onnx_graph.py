@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from gen_keras.onnx_graph import depthwise_single_output, fold_prelu
+from gen_keras.onnx_graph import depthwise_single_output, faster, fold_prelu, subpixel_transposed
 
 from conftest import ROOT
 
@@ -93,3 +93,54 @@ def test_a_one_channel_convolution_becomes_depthwise_plus_sum_with_the_same_outp
     # Left alone: two output channels, a 1x1 kernel, a grouped convolution.
     for w, attrs in ((rng.standard_normal((2, 5, 3, 3)), {}), (rng.standard_normal((1, 5, 1, 1)), {})):
         assert depthwise_single_output(_conv_graph(w.astype(np.float32), True, **attrs)) == 0
+
+
+
+def _conv_transpose_graph(w: np.ndarray, b: np.ndarray | None, **attrs) -> onnx.ModelProto:
+    inputs = ["x", "w"] + (["b"] if b is not None else [])
+    inits = [numpy_helper.from_array(w, "w")] + ([numpy_helper.from_array(b, "b")] if b is not None else [])
+    graph = helper.make_graph([helper.make_node("ConvTranspose", inputs, ["y"], **attrs)], "convT",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, w.shape[0], 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, w.shape[1], None, None])],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)], ir_version=8)
+
+
+def _conv_transpose_by_hand(x, w, b, stride, pad_begin, out_hw):
+    """ONNX's definition: x[i] * w[t] lands at output s*i + t - pad_begin (per axis)."""
+    n, _, h, wd = x.shape
+    y = np.zeros((n, w.shape[1], *out_hw), np.float64)
+    for i in range(h):
+        for j in range(wd):
+            for ty in range(w.shape[2]):
+                for tx in range(w.shape[3]):
+                    oy, ox = stride * i + ty - pad_begin[0], stride * j + tx - pad_begin[1]
+                    if 0 <= oy < out_hw[0] and 0 <= ox < out_hw[1]:
+                        y[:, :, oy, ox] += x[:, :, i, j] @ w[:, :, ty, tx]
+    return y + (0 if b is None else b[None, :, None, None])
+
+
+def test_a_strided_transposed_convolution_becomes_phase_convolutions_with_the_same_outputs():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    cases = [((3, 4, 4, 4), True, {"strides": [2, 2], "pads": [1, 1, 1, 1]}),   # Keras' 4x4 "same"
+             ((3, 2, 3, 3), False, {"strides": [2, 2], "pads": [1, 1, 0, 0]}),  # odd kernel, uneven pads
+             ((3, 2, 3, 3), False, {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]})]
+    for shape, bias, attrs in cases:
+        w = rng.standard_normal(shape).astype(np.float32)
+        b = rng.standard_normal(shape[1]).astype(np.float32) if bias else None
+        model = _conv_transpose_graph(w, b, **attrs)
+        want = _run(model, x)[0]
+        assert want.shape[2:] == (10, 12)  # twice the input
+        hand = _conv_transpose_by_hand(x, w, b, 2, attrs["pads"][:2], (10, 12))
+        np.testing.assert_allclose(want, hand, atol=1e-4)
+        assert subpixel_transposed(model) == 1
+        onnx.checker.check_model(model)
+        ops = [n.op_type for n in model.graph.node]
+        assert ops == ["Conv"] * 4 + ["Concat", "DepthToSpace"] and "w" not in {i.name for i in model.graph.initializer}
+        np.testing.assert_allclose(_run(model, x)[0], want, atol=1e-5)
+        assert isinstance(faster(model, _conv_transpose_graph(w, b, **attrs), batch=2), bool)
+    # Left alone: "valid" padding (the output is not twice the input), stride 1.
+    w = rng.standard_normal((3, 2, 4, 4)).astype(np.float32)
+    assert subpixel_transposed(_conv_transpose_graph(w, None, strides=[2, 2], pads=[0, 0, 0, 0])) == 0
+    assert subpixel_transposed(_conv_transpose_graph(w, None, strides=[1, 1], pads=[1, 1, 2, 2])) == 0
