@@ -98,7 +98,7 @@ def depthwise_single_output(model) -> int:
     if _opset(model) < 13:
         return 0
     constants = {init.name: init for init in graph.initializer}
-    nodes, replaced = [], set()
+    nodes, replaced, rewritten = [], set(), 0
     for node in graph.node:
         weights = constants.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -120,13 +120,20 @@ def depthwise_single_output(model) -> int:
         if len(node.input) > 2:
             nodes.append(helper.make_node("Add", [summed, node.input[2]], [node.output[0]], name=f"{name}/bias"))
         replaced.add(weights.name)
-    if replaced:
-        del graph.node[:]
-        graph.node.extend(nodes)
-        used = {name for node in graph.node for name in node.input}
-        for init in [i for i in graph.initializer if i.name in replaced and i.name not in used]:
-            graph.initializer.remove(init)
-    return len(replaced)
+        rewritten += 1
+    if rewritten:
+        _swap_nodes(graph, nodes, replaced)
+    return rewritten
+
+
+def _swap_nodes(graph, nodes: list, replaced: set) -> None:
+    """``graph``'s nodes become ``nodes``; the initializers named in ``replaced`` go when no node
+    uses them any more."""
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name in replaced and i.name not in used]:
+        graph.initializer.remove(init)
 
 
 def _opset(model) -> int:
@@ -144,8 +151,10 @@ def subpixel_transposed(model) -> int:
     from onnx import helper, numpy_helper
 
     graph = model.graph
+    if _opset(model) < 11:  # DepthToSpace's mode attribute
+        return 0
     constants = {init.name: init for init in graph.initializer}
-    nodes, replaced = [], set()
+    nodes, replaced, rewritten = [], set(), 0
     for node in graph.node:
         weights = constants.get(node.input[1]) if node.op_type == "ConvTranspose" and len(node.input) > 1 else None
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
@@ -166,13 +175,10 @@ def subpixel_transposed(model) -> int:
         nodes.append(helper.make_node("DepthToSpace", [f"{name}/phases"], [node.output[0]], name=f"{name}/subpixel",
                                       blocksize=stride, mode="DCR"))
         replaced.add(weights.name)
-    if replaced:
-        del graph.node[:]
-        graph.node.extend(nodes)
-        used = {name for node in graph.node for name in node.input}
-        for init in [i for i in graph.initializer if i.name in replaced and i.name not in used]:
-            graph.initializer.remove(init)
-    return len(replaced)
+        rewritten += 1
+    if rewritten:
+        _swap_nodes(graph, nodes, replaced)
+    return rewritten
 
 
 def _subpixel_plan(node, w):
