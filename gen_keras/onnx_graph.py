@@ -12,13 +12,15 @@
   its blocked layout; either way it was 53-66% of the SRGAN generator's time on one thread, and
   the rewrite made the whole generator 2.6x faster (47 → 18 ms for 32 images).
 * :func:`subpixel_transposed`: a strided transposed convolution (DCGAN's and the U-Net's
-  upsampling) as one ordinary convolution to ``stride² x C_out`` channels and ``DepthToSpace``:
-  each output phase (an output pixel's position modulo the stride) is a plain convolution of the
-  input with the kernel taps that reach it (Shi et al. 2016, "Real-Time Single Image and Video
-  Super-Resolution Using an Efficient Sub-Pixel Convolutional Neural Network", sec. 2.2, and the
-  checkerboard analysis of Odena et al. 2016). onnxruntime runs ``ConvTranspose`` as a matrix
-  product and a col2im scatter, 73-83% of the DCGAN and pix2pix generators' time on one thread;
-  its convolution kernels are faster even on the zero taps the phases share out.
+  upsampling) as one ordinary convolution per output phase (an output pixel's position modulo
+  the stride), each with exactly the kernel taps that reach it, concatenated and rearranged by
+  ``DepthToSpace`` (the sub-pixel view of Shi et al. 2016, "Real-Time Single Image and Video
+  Super-Resolution Using an Efficient Sub-Pixel Convolutional Neural Network", sec. 2.2).
+  onnxruntime runs ``ConvTranspose`` as a matrix product and a col2im scatter, 73-83% of the
+  DCGAN and pix2pix generators' time on one thread; whether the phases are faster depends on
+  the shapes, so the exporter keeps them only when :func:`faster` measures it.
+
+A constant is an initializer that is not also a graph input (an input may override it).
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def depthwise_single_output(model) -> int:
     graph = model.graph
     if _opset(model) < 13:
         return 0
-    constants = {init.name: init for init in graph.initializer}
+    constants = _constants(graph)
     nodes, replaced, rewritten = [], set(), 0
     for node in graph.node:
         weights = constants.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
@@ -112,13 +114,14 @@ def depthwise_single_output(model) -> int:
         axes = numpy_helper.from_array(np.array([1], np.int64), f"{name}/channel_axis")
         graph.initializer.extend([depthwise_w, axes])
         per_channel = f"{name}/per_channel"
-        summed = f"{name}/summed" if len(node.input) > 2 else node.output[0]
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        summed = f"{name}/summed" if bias else node.output[0]
         nodes.append(helper.make_node("Conv", [node.input[0], depthwise_w.name], [per_channel],
                                       name=f"{name}/depthwise", **{**attrs, "group": int(channels)}))
         nodes.append(helper.make_node("ReduceSum", [per_channel, axes.name], [summed], name=f"{name}/sum",
                                       keepdims=1))
-        if len(node.input) > 2:
-            nodes.append(helper.make_node("Add", [summed, node.input[2]], [node.output[0]], name=f"{name}/bias"))
+        if bias:
+            nodes.append(helper.make_node("Add", [summed, bias], [node.output[0]], name=f"{name}/bias"))
         replaced.add(weights.name)
         rewritten += 1
     if rewritten:
@@ -126,12 +129,18 @@ def depthwise_single_output(model) -> int:
     return rewritten
 
 
+def _constants(graph) -> dict:
+    inputs = {i.name for i in graph.input}
+    return {init.name: init for init in graph.initializer if init.name not in inputs}
+
+
 def _swap_nodes(graph, nodes: list, replaced: set) -> None:
-    """``graph``'s nodes become ``nodes``; the initializers named in ``replaced`` go when no node
-    uses them any more."""
+    """``graph``'s nodes become ``nodes``; the initializers named in ``replaced`` go when no node,
+    graph input or graph output uses them any more."""
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
+    used = ({name for node in graph.node for name in node.input} | {i.name for i in graph.input}
+            | {o.name for o in graph.output})
     for init in [i for i in graph.initializer if i.name in replaced and i.name not in used]:
         graph.initializer.remove(init)
 
@@ -153,7 +162,7 @@ def subpixel_transposed(model) -> int:
     graph = model.graph
     if _opset(model) < 11:  # DepthToSpace's mode attribute
         return 0
-    constants = {init.name: init for init in graph.initializer}
+    constants = _constants(graph)
     nodes, replaced, rewritten = [], set(), 0
     for node in graph.node:
         weights = constants.get(node.input[1]) if node.op_type == "ConvTranspose" and len(node.input) > 1 else None
@@ -233,14 +242,18 @@ def faster(candidate, model, batch: int = 32, calls: int = 20, margin: float = 0
 
     feeds = {}
     rng = np.random.default_rng(0)
+    initializers = {i.name for i in model.graph.initializer}
     for value in model.graph.input:
-        elem = value.type.tensor_type.elem_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim][1:]
-        if any(d is None for d in dims):
-            return False
-        integer = {6: np.int32, 7: np.int64}.get(elem)  # ONNX's INT32 / INT64 (labels)
-        feeds[value.name] = (rng.integers(0, 2, (batch, *dims)).astype(integer) if integer
-                             else rng.uniform(-1, 1, (batch, *dims)).astype(np.float32))
+        if value.name in initializers:  # an overridable default: not fed
+            continue
+        dtype = {1: np.float32, 6: np.int32, 7: np.int64}.get(value.type.tensor_type.elem_type)
+        shape = value.type.tensor_type.shape
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
+        if dtype is None or not dims or any(d is None for d in dims[1:]):
+            return False  # not a batch of fixed-size float images or integer labels
+        dims[0] = dims[0] or batch
+        feeds[value.name] = (np.zeros(dims, dtype) if dtype is not np.float32  # labels: class 0
+                             else rng.uniform(-1, 1, dims).astype(np.float32))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     sessions = [ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])

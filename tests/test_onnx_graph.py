@@ -90,7 +90,18 @@ def test_a_one_channel_convolution_becomes_depthwise_plus_sum_with_the_same_outp
         assert [n.op_type for n in model.graph.node] == ["Conv", "ReduceSum"] + (["Add"] if bias else [])
         assert "w" not in {i.name for i in model.graph.initializer}  # the old weights are gone
         np.testing.assert_allclose(_run(model, x)[0], want, atol=1e-5)
-    # Left alone: two output channels, a 1x1 kernel, a grouped convolution.
+    # An empty bias name (ONNX's "no bias") adds no Add; weights that a graph input overrides
+    # are not constants and are left alone.
+    w = rng.standard_normal((1, 5, 3, 3)).astype(np.float32)
+    model = _conv_graph(w, False)
+    model.graph.node[0].input.append("")
+    want = _run(model, x)[0]
+    assert depthwise_single_output(model) == 1 and [n.op_type for n in model.graph.node] == ["Conv", "ReduceSum"]
+    np.testing.assert_allclose(_run(model, x)[0], want, atol=1e-5)
+    overridable = _conv_graph(w, False)
+    overridable.graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, list(w.shape)))
+    assert depthwise_single_output(overridable) == 0
+    # Left alone: two output channels, a 1x1 kernel.
     for w, attrs in ((rng.standard_normal((2, 5, 3, 3)), {}), (rng.standard_normal((1, 5, 1, 1)), {})):
         assert depthwise_single_output(_conv_graph(w.astype(np.float32), True, **attrs)) == 0
 
