@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gen_keras.batch.rows import JOBS, schema, to_table
 from gen_keras.errors import ConfigError
+from gen_keras.exported.runtimes import available_cores
 
 log = logging.getLogger("gen_keras.batch")
 
@@ -50,7 +51,7 @@ def default_runner_args(args: list[str], job: str = "generate") -> list[str]:
         a.startswith("--runner=") for a in args) else args[args.index("--runner") + 1]
     if runner == "DirectRunner":
         if not any(a.startswith("--direct_num_workers") for a in args):
-            args.append(f"--direct_num_workers={os.cpu_count() or 1}")
+            args.append(f"--direct_num_workers={available_cores()}")
         if not any(a.startswith("--direct_running_mode") for a in args):
             mode = "multi_processing" if job in PROCESS_JOBS else "multi_threading"
             args.append(f"--direct_running_mode={mode}")
@@ -117,7 +118,7 @@ def run(job: BatchJob, beam_args: list[str] = ()) -> dict[str, int]:
     reader = ExportReader(folder)
     chunks = plan_chunks(job, reader)
     args = default_runner_args(list(beam_args), job.job)
-    threads = job.threads or max(1, (os.cpu_count() or 1) // workers_of(args))
+    threads = job.threads or max(1, available_cores() // workers_of(args))
     operation, result = JOBS[job.job]
     remote = "://" in job.out
     if job.png_dir and "://" in job.png_dir:
