@@ -105,9 +105,9 @@ def plain_loop(export: Path, job: str, out: Path, count: int = 0, npz: Path | No
     from gen_keras.batch.rows import JOBS, schema, to_table
     from gen_keras.exported.reader import ExportReader
 
-    operation, result = JOBS[job]
+    task, result = JOBS[job]
     reader = ExportReader(export, threads=0)
-    handler = ExportModelHandler(str(export), operation)
+    handler = ExportModelHandler(str(export), task)
     chunks = plan_chunks(BatchJob(job, str(export), str(out), count=count,
                                   input=f"npz:{npz}" if npz else "", chunk_size=CHUNK), reader)
     out.mkdir(parents=True)

@@ -242,8 +242,8 @@ def generator_alone(export_dir: Path, batches, reps: int) -> list[dict]:
     from gen_keras.exported.reader import ExportReader
 
     engines = {name: ExportReader(export_dir, runtime=name).runtime for name in ("onnx", "tf")}
-    spec = ExportReader(export_dir).spec
-    ep = spec.operations["generate"]
+    reader = ExportReader(export_dir)
+    spec, ep = reader.spec, reader.adapter.for_task("generate")
     rng = np.random.default_rng(0)
     out = []
     for batch in batches:
@@ -255,11 +255,11 @@ def generator_alone(export_dir: Path, batches, reps: int) -> list[dict]:
         times = {name: [] for name in engines}
         for _ in range(5):  # warm-up (TF traces on first call)
             for engine in engines.values():
-                engine.run("generate", feeds)
+                engine.run(ep.name, feeds)
         for _ in range(reps):
             for name, engine in engines.items():
                 t = time.perf_counter()
-                engine.run("generate", feeds)
+                engine.run(ep.name, feeds)
                 times[name].append((time.perf_counter() - t) * 1000)
         for name, ts in times.items():
             out.append({"backend": name, "batch": batch, "reps": reps,

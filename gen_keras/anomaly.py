@@ -9,7 +9,8 @@ operation); nothing here knows a loss:
 - VAEs: the negative ELBO, ``-E_q[log p(x|z)] + KL(q(z|x) || p(z))`` (Kingma & Welling 2014,
   eq. 3), an upper bound on -log p(x) (An & Cho 2015 use the reconstruction probability, a
   close relative). The expectation is estimated with ``samples`` draws of z; from an export the
-  noise ``eps`` of each draw comes from ``numpy.random.default_rng(seed)``.
+  noise of draw d for image i is the one rule's (:func:`gen_keras.exported.latents.draw_noise`
+  of ``(seed, d, i)``), the same noise ``gen-keras batch score`` and the pyfunc model draw.
 
 Two entry points: :func:`score_model` for a model in memory and :func:`score_export` for an
 export (an :class:`~gen_keras.exported.reader.ExportReader` or a folder).
@@ -44,23 +45,24 @@ def score_model(model, images, labels=None, batch_size: int = 500, samples: int 
 
 
 def score_export(exported, images, labels=None, samples: int = 8, seed: int = 0) -> np.ndarray:
-    """``[N]`` scores from the export's ``score`` operation, averaged over ``samples`` draws of
-    its noise input ``eps`` when it has one (a VAE); ``exported`` is a reader or a folder."""
+    """``[N]`` scores from the export's score operation, averaged over ``samples`` draws of its
+    noise input when it has one (a VAE); ``exported`` is a reader or a folder."""
+    from gen_keras.exported.adapter import Values
     from gen_keras.exported.reader import ExportReader, open_export
 
     m = exported if isinstance(exported, ExportReader) else open_export(str(exported))
-    if m.spec.operation("score") is None:
+    if not m.adapter.has_task("score"):
         raise ValueError(f"the {m.kind!r} export has no 'score' operation, so it has no anomaly "
                          "score (a GAN generator cannot reconstruct an image; an export made "
                          "before the score operation existed needs `gen-keras export` again)")
+    op = m.adapter.for_task("score")
     x = m.as_images(images)
     y = m.check_labels(labels, len(x))
-    draws = max(1, samples) if m.operation("score").input("eps") is not None else 1
-    rng = np.random.default_rng(seed)
+    draws = max(1, samples) if op.input_for("noise") is not None else 1
     total = np.zeros(len(x))
-    for _ in range(draws):
-        eps = rng.standard_normal((len(x), m.latent_dim)).astype(np.float32)
-        total += m.run("score", x=x, eps=eps, label=y)["score"].astype(np.float64)
+    for draw in range(draws):
+        values = Values(images=x, labels=y, noise_seed=seed, draw=draw)
+        total += m.adapter.run(op, values).role("score").astype(np.float64)
     return total / draws
 
 

@@ -1,8 +1,9 @@
 """The HTTP service (FastAPI on uvicorn).
 
 Routes: ``GET /v1/models``, ``GET /v1/models/{name}``, ``POST /v1/models/{name}:{operation}``
-(generate, interpolate, encode, reconstruct, predict), ``GET /healthz``, ``/readyz``,
-``/metrics``, and the web page at ``/``. See docs/serving.md for the request bodies.
+(generate, interpolate, mix, encode, reconstruct, translate, predict — as the model's export
+offers), ``GET /healthz``, ``/readyz``, ``/metrics``, ``/docs``, and the web page at ``/``. See
+docs/serving.md for the request bodies.
 
 Models load in a background thread after the port opens: ``/healthz`` answers at once, and
 ``/readyz`` turns 200 when loading is done and at least one model is served. SIGHUP loads them
@@ -18,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.errors import RequestError
 from serving.metrics import Metrics
 from serving.registry import ModelStore
 from serving.responses import error_response
@@ -32,7 +34,6 @@ from serving.routes import docs, health, operations
 from serving.routes import models as model_routes
 from serving.routes.health import STATIC
 from serving.state import ServerState, ServeSettings
-from serving.validation import RequestError
 
 __all__ = ["ServeSettings", "create_app"]
 

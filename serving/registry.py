@@ -16,13 +16,14 @@ from gen_keras.errors import ArtifactIntegrityError, GenKerasError, ModelSourceE
 from gen_keras.exported.manifest import MANIFEST, sha256_file
 from gen_keras.exported.reader import ExportReader
 from gen_keras.exported.sources import download_registered, parse_model_uri
-from serving.validation import translations
 
 log = logging.getLogger("serving.registry")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# Operations every model answers through its generator, beside the ones its export lists.
-GENERATOR_OPERATIONS = ("generate", "interpolate", "predict")
+# The HTTP operations and the export task each needs. A generator answers :generate,
+# :interpolate and :predict; the rest where the export has the task.
+FIRST = (("generate", "generate"), ("interpolate", "generate"))
+LATER = (("mix", "mix"), ("encode", "encode"), ("reconstruct", "reconstruct"), ("translate", "translate"))
 
 
 @dataclasses.dataclass
@@ -37,14 +38,15 @@ class ServedModel:
         return self.reader.spec
 
     @property
+    def adapter(self):
+        return self.reader.adapter
+
+    @property
     def operations(self) -> list[str]:
-        """What ``POST /v1/models/NAME:OP`` answers for this model."""
-        if "generate" not in self.spec.operations:  # an image-to-image model
-            return ["translate", "predict"]
-        listed = [op for op in ("encode", "reconstruct") if op in self.spec.operations]
-        if {"mapping", "synthesis"} <= set(self.spec.operations):
-            listed.insert(0, "mix")  # style mixing: a style-based generator's two halves
-        return [*GENERATOR_OPERATIONS, *listed]
+        """What ``POST /v1/models/NAME:OP`` answers for this model, from its export's tasks."""
+        has = self.adapter.has_task
+        first = [route for route, task in FIRST if has(task)] or (["translate"] if has("translate") else [])
+        return [*first, "predict", *[route for route, task in LATER if has(task) and route not in first]]
 
     def describe(self) -> dict:
         s = self.spec
@@ -53,8 +55,8 @@ class ServedModel:
             "image_shape": list(s.image_shape), "value_range": list(s.value_range),
             "num_classes": s.num_classes, "conditional": s.conditional, "operations": self.operations,
             "signatures": ["serving_default", *s.signature_names()],
-            "endpoints": {n: {"inputs": [_input_fields(i) for i in op.inputs],
-                              "outputs": list(op.outputs)} for n, op in s.operations.items()},
+            "endpoints": {n: _operation_fields(op) for n, op in s.operations.items()},
+            "facts": s.facts,
             "backend": self.reader.runtime.name, "source": self.source,
             "source_run_id": s.source_run_id, "created": s.manifest.get("created"),
             "manifest_sha256": self.manifest_sha256,
@@ -62,20 +64,31 @@ class ServedModel:
             "model_version_status": [{"version": "1", "state": "AVAILABLE",
                                       "status": {"error_code": "OK", "error_message": ""}}],
         }
-        if "generate" not in s.operations:  # what :translate takes and gives, per direction
+        if s.note:
+            described["note"] = s.note
+        if not self.adapter.has_task("generate"):  # what :translate takes and gives, per direction
             described["translations"] = [
-                {"direction": direction, "operation": name, "input": _input_fields(s.operations[name].inputs[0]),
-                 "output": _input_fields(s.operations[name].output_specs[0])}
-                for direction, name in translations(s).items() if s.operations[name].output_specs]
+                {"direction": direction, "operation": name, "input": _fields(op.input_for("image")),
+                 "output": _fields(op.output_specs[op.output_index("image")])}
+                for direction, name in self.adapter.translations.items()
+                for op in [s.operations[name]] if op.output_specs]
         return described
 
 
-def _input_fields(spec) -> dict:
-    """An input as the API describes it: ``value_range`` only where the model promises one."""
-    fields = dataclasses.asdict(spec)
+def _operation_fields(op) -> dict:
+    """An operation as the API describes it: its task, inputs (with roles) and outputs."""
+    fields = {"task": op.task, "inputs": [_fields(i) for i in op.inputs], "outputs": list(op.outputs),
+              "output_roles": list(op.output_roles)}
+    if op.direction is not None:
+        fields["direction"] = op.direction
+    return fields
+
+
+def _fields(spec) -> dict:
+    """An input or output as the API describes it: ``value_range`` and ``default`` only where the
+    model declares them."""
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if v is not None or k not in ("value_range", "default")}
     fields["shape"] = list(fields["shape"])  # as JSON shows it, for in-process callers too
-    if fields.get("value_range") is None:
-        fields.pop("value_range", None)
     return fields
 
 
@@ -87,9 +100,9 @@ def load_export(export_dir: str | Path, name: str, backend: str = "onnx", source
         raise ArtifactIntegrityError(f"model name {name!r} is not usable in a URL: use letters, digits, "
                                      "'.', '_' and '-' (at most 128, starting with a letter or digit)")
     reader = ExportReader(export_dir, runtime=backend, threads=threads, source=source)
-    if "generate" not in reader.spec.operations and not reader.translations:
-        raise ArtifactIntegrityError(f"{export_dir}: the export has neither a 'generate' nor a "
-                                     f"'translate' operation (it has {', '.join(reader.operations)})")
+    if not reader.adapter.has_task("generate") and not reader.adapter.has_task("translate"):
+        raise ArtifactIntegrityError(f"{export_dir}: the export has neither a generate nor a translate "
+                                     f"operation (it has {', '.join(reader.operations)})")
     return ServedModel(name, reader, source or str(export_dir),
                        sha256_file(reader.export_dir / MANIFEST))
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 from fastapi.responses import Response
 
-from serving.images import grid_png, grid_shape
-from serving.validation import RequestError
+from gen_keras.images import grid_png, grid_shape
+from serving.errors import RequestError
 
 
 def json_response(payload: dict, status: int = 200, headers: dict | None = None) -> Response:

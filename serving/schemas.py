@@ -68,7 +68,12 @@ class Prediction(BaseModel):
 def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
     """The request models of the operations (with this server's limits) and the response
     models, by schema name."""
+    requests = [_generate_request(limits), _interpolate_request(limits), _mix_request(),
+                *_image_requests(limits), _translate_request(limits), _predict_request(limits)]
+    return {m.__name__: m for m in (*requests, Images, Encoding, Prediction, Error)}
 
+
+def _generate_request(limits: Limits):
     class GenerateRequest(_Body):
         """Images from `n` codes drawn from the seed (z ~ N(0, I), the draw training uses), or
         from explicit codes `z` — one or the other, not both."""
@@ -81,11 +86,14 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
                                                  "(GET /v1/models/{name}); instead of `n`/`seed`")
         labels: list[int] = Field(None, description=LABELS)
         label: int = Field(None, ge=0, description=LABEL + "; without `label`/`labels`, classes cycle 0, 1, 2, ...")
-        truncation: float = Field(None, ge=0.0, le=1.0, description="style-based models only (kind stylegan): "
+        truncation: float = Field(None, ge=0.0, le=1.0, description="generators with a truncation input (style-based ones): "
                                   "psi of the truncation trick, w = w_avg + psi (w - w_avg); 1 = none, 0 = "
                                   "the average style")
         format: Literal["json", "png"] = Field(None, description=FORMAT)
+    return GenerateRequest
 
+
+def _interpolate_request(limits: Limits):
     class InterpolateRequest(_Body):
         """Frames along a path between two codes: drawn from two seeds, or given as `z`."""
         seeds: list[int] = Field(None, min_length=2, max_length=2,
@@ -98,7 +106,10 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
                                                    "(Shoemake 1985), better for Gaussian codes (White 2016)")
         label: int = Field(None, ge=0, description="the class of every frame (conditional models; default 0)")
         format: Literal["json", "png"] = Field(None, description=FORMAT + " (one row)")
+    return InterpolateRequest
 
+
+def _mix_request():
     class MixRequest(_Body):
         """Style mixing (style-based models): the codes of `seeds` are mapped to styles w, and the
         image at row i, column j takes the styles of seeds[i] on the layers before `layer`
@@ -106,9 +117,13 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
         is each seed's own image."""
         seeds: list[int] = Field(min_length=2, max_length=8, description="2 to 8 seeds, each 0 .. 2^63 - 1")
         layer: int = Field(None, ge=1, description="the first style layer taken from the column's seed: "
-                           "1 .. num_ws - 1 (num_ws = the synthesis input's second axis; default num_ws // 2)")
+                           "the range and default the mix operation's crossover input declares (GET /v1/models/{name}: "
+                           "1 .. num_ws - 1, default num_ws // 2)")
         format: Literal["json", "png"] = Field(None, description=FORMAT + " (a seeds x seeds grid)")
+    return MixRequest
 
+
+def _image_requests(limits: Limits):
     def image_list():
         return Field(min_length=1, max_length=limits.max_n,
                      description="images of the model's image_shape [h, w, c] (GET /v1/models/{name}), values "
@@ -127,9 +142,12 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
         labels: list[int] = Field(None, description=LABELS + "; conditional models need `labels` or `label`")
         label: int = Field(None, ge=0, description=LABEL)
         format: Literal["json", "png"] = Field(None, description=FORMAT)
+    return EncodeRequest, ReconstructRequest
 
+
+def _translate_request(limits: Limits):
     class TranslateRequest(_Body):
-        """Image-to-image models (pix2pix, cyclegan, sr_l1, srgan): images → their translations.
+        """Image-to-image models (exports with translate operations): images → their translations.
         Send JSON `images` of the operation's input shape, values in its input range (GET
         /v1/models/{name}: `translations`), or upload ONE PNG as the body (Content-Type: image/png,
         exactly the input's width x height, 8-bit grey or colour; pixels 0..255 are mapped onto the
@@ -141,7 +159,10 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
         direction: Literal["a2b", "b2a"] = Field(None, description="CycleGAN models: `a2b` (default) or `b2a`; "
                                                  "one-way models take no direction")
         format: Literal["json", "png"] = Field(None, description=FORMAT)
+    return TranslateRequest
 
+
+def _predict_request(limits: Limits):
     class PredictRequest(_Body):
         """TensorFlow Serving's REST predict: `instances` (rows) or `inputs` (columns), exactly one.
         One input: rows are codes (`[z, ...]`); two inputs: rows are objects
@@ -152,7 +173,4 @@ def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
                                     "`translate_b2a` — as the model offers (its `signatures`)")
         instances: list[Any] = Field(None, min_length=1, max_length=limits.max_n, description="rows")
         inputs: list[Any] | dict[str, list[Any]] = Field(None, description="columns: a batch, or one per input")
-
-    return {m.__name__: m for m in (GenerateRequest, InterpolateRequest, MixRequest, EncodeRequest,
-                                     ReconstructRequest, TranslateRequest,
-                                     PredictRequest, Images, Encoding, Prediction, Error)}
+    return PredictRequest

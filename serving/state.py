@@ -7,12 +7,13 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
+from serving.errors import RequestError
 from serving.metrics import Metrics
 from serving.registry import ModelStore, ServedModel
-from serving.validation import Limits, RequestError
+from serving.validation import Limits
 
 log = logging.getLogger("serving.app")
 
@@ -28,7 +29,8 @@ class ServeSettings:
     limits: Limits = Limits()
     timeout_s: float = 30.0  # per request, inference + encoding
     inference_threads: int = 2  # requests computed at once; the rest wait their turn
-    max_in_flight: int = 64  # operation requests admitted at once (reading, parsing, queued, running)
+    max_in_flight: int = 64  # operation requests admitted at once (parsing, queued, running; a body still
+    # arriving holds only its connection)
     body_timeout_s: float = 10.0  # a request body must arrive within this
     parse_threads: int = 2  # JSON bodies are parsed and validated here, off the event loop
 
@@ -114,7 +116,7 @@ class ServerState:
     # -- running work -----------------------------------------------------------------------------------
     @contextlib.contextmanager
     def admit(self):
-        """Count an operation request from its first byte to its answer; past
+        """Count an operation request from the arrival of its body to its answer; past
         ``max_in_flight`` it is turned away at once with 503 (the handler adds Retry-After)."""
         if self.in_flight >= self.settings.max_in_flight:
             raise RequestError(503, f"the server is busy: {self.in_flight} requests in flight (the limit, "

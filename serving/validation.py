@@ -1,7 +1,11 @@
-"""Request bodies → validated arrays. Every rejection is a :class:`RequestError` whose message
-names the field and what is wrong with it, so a client can fix the request without reading code.
+"""Request bodies → validated request values. Every rejection is a
+:class:`~serving.errors.RequestError` whose message names the field and what is wrong with it, so a
+client can fix the request without reading code.
 
-Nothing here runs a model; each ``parse_*`` returns exactly the arrays a backend is fed.
+Nothing here runs a model or names a tensor: each ``parse_*`` returns the operation to run and
+the request-level :class:`~gen_keras.exported.adapter.Values` (codes or seeds, images, labels,
+truncation, crossover) that the export's adapter turns into feeds by the roles its manifest
+declares. Which operations a model offers is the adapter's to say.
 """
 from __future__ import annotations
 
@@ -12,18 +16,12 @@ import secrets
 
 import numpy as np
 
+from gen_keras.exported.adapter import Adapter, InputError, Values
 from gen_keras.exported.latents import METHODS, interpolate, sample_prior
 from gen_keras.exported.manifest import ExportSpec, OperationSpec
+from serving.errors import RequestError
 
 MAX_SEED = 2**63 - 1
-
-
-class RequestError(Exception):
-    """A client error: HTTP ``status`` with a message that names the problem."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +32,12 @@ class Limits:
 
 
 def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    """A value for a message, at most 60 characters (never fails: a value nested too deep to
+    encode is described instead)."""
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (RecursionError, ValueError, TypeError):
+        text = f"a JSON {_json_type(value)} nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -61,7 +64,7 @@ def decode_json(raw: bytes, content_type: str | None, uploads: bool = False) -> 
     except UnicodeDecodeError as exc:
         raise RequestError(400, f"the request body is not UTF-8 text (bad byte at offset {exc.start})") from None
     try:
-        body = json.loads(text, parse_constant=_reject_constant)
+        body = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
@@ -71,6 +74,17 @@ def decode_json(raw: bytes, content_type: str | None, uploads: bool = False) -> 
     if not isinstance(body, dict):
         raise RequestError(400, f"the request body must be a JSON object, got a JSON "
                                 f"{_json_type(body)}")
+    return body
+
+
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are all different: ``{"n": 100000, "n": 1}`` is refused rather
+    than read as its last value (a check in front could have seen the first)."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        seen = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise RequestError(400, f"the JSON object names {_short(duplicate)} more than once; give each field once")
     return body
 
 
@@ -182,18 +196,19 @@ def numbers(value, field: str, inner: tuple, max_rows: int, what: str, rows: int
     return out
 
 
-def integers(value, field: str, n: int, num_classes: int) -> np.ndarray:
-    """One class label per example, each in 0 .. num_classes - 1 → int array."""
+def integers(value, field: str, n: int, lo: int, hi: int, what: str = "class label",
+             short: str = "label") -> np.ndarray:
+    """One integer per example, each in ``lo .. hi`` → int array (``what``: a class label, a
+    crossover layer, ...)."""
     if not isinstance(value, list):
-        raise RequestError(400, f"{field} must be a list of integer class labels, got {_short(value)}")
+        raise RequestError(400, f"{field} must be a list of integer {what}s, got {_short(value)}")
     if len(value) != n:
-        raise RequestError(400, f"{field} has {len(value)} labels for {n} images; give one per image")
+        raise RequestError(400, f"{field} has {len(value)} {short}s for {n} images; give one per image")
     for i, v in enumerate(value):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise RequestError(400, f"{field}[{i}] is {_short(v)}, not an integer class label")
-        if not 0 <= v < num_classes:
-            raise RequestError(400, f"{field}[{i}]={_short(v)} is outside the label range "
-                                    f"0..{num_classes - 1}")
+            raise RequestError(400, f"{field}[{i}] is {_short(v)}, not an integer {what}")
+        if not lo <= v <= hi:
+            raise RequestError(400, f"{field}[{i}]={_short(v)} is outside the {short} range {lo}..{hi}")
     return np.asarray(value, dtype="int64")
 
 
@@ -209,56 +224,56 @@ def labels(body: dict, spec: ExportSpec, model: str, n: int, required: bool = Fa
     if len(given) == 2:
         raise RequestError(400, "give either 'labels' (one per image) or 'label' (one for all), not both")
     if given == ["label"]:
-        return integers([body["label"]], "label", 1, spec.num_classes).repeat(n)
+        return integers([body["label"]], "label", 1, 0, spec.num_classes - 1).repeat(n)
     if given == ["labels"]:
-        return integers(body["labels"], "labels", n, spec.num_classes)
+        return integers(body["labels"], "labels", n, 0, spec.num_classes - 1)
     if required:
         raise RequestError(400, f"model {model!r} is conditional: give 'labels' (one per image) or "
                                 f"'label' (0..{spec.num_classes - 1})")
     return np.arange(n, dtype="int64") % spec.num_classes
 
 
-def feeds(ep: OperationSpec, z=None, x=None, y=None) -> dict[str, np.ndarray]:
-    """The backend's inputs for ``ep``: its integer input takes the labels, its rank-2 float input
-    the codes, its image-shaped input the images (names follow the exporter: label, z, x)."""
-    out = {}
-    for i in ep.inputs:
-        value = y if i.dtype.startswith("int") else (z if len(i.shape) == 2 else x)
-        out[i.name] = np.asarray(value, dtype=i.dtype)
-    return out
-
-
 # -- operations -------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Parsed:
-    z: np.ndarray | None = None
-    x: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    seed: int | None = None
-    seeds: list | None = None
+    """What a request asks for: the operation, its values, the answer's format and what the
+    answer reports beside the images (seed, seeds, steps, ...)."""
+    op: OperationSpec
+    values: Values
     format: str = "json"
-    extra: dict = dataclasses.field(default_factory=dict)
+    meta: dict = dataclasses.field(default_factory=dict)
+    columns: int | None = None  # a PNG grid's columns (a row per interpolation, k per mixing grid)
 
 
-STYLE_NOTE = "only style-based generators (kind stylegan) have it"
+def feeds_for(adapter: Adapter, parsed: Parsed) -> dict[str, np.ndarray]:
+    """The operation's feeds from the parsed values (the adapter's checks, as a 400)."""
+    try:
+        return adapter.feeds(parsed.op, parsed.values)
+    except InputError as exc:
+        raise RequestError(400, str(exc)) from None
 
 
-def truncation(body: dict, spec: ExportSpec, model: str) -> float | None:
-    """``truncation`` (psi in [0, 1]; 1 = none) where the export has ``generate_truncated``."""
+def truncation(body: dict, adapter: Adapter, model: str) -> float | None:
+    """``truncation`` (psi, inside the range the generator's truncation input declares) where the
+    model has one."""
     if "truncation" not in body:
         return None
-    if "generate_truncated" not in spec.operations:
-        raise RequestError(400, f"truncation: model {model!r} ({spec.kind}) has no truncation; {STYLE_NOTE}")
+    spec = adapter.truncation
+    if spec is None:
+        raise RequestError(400, f"truncation: model {model!r} ({adapter.spec.kind}) has no truncation; only "
+                                "generators with a truncation input (style-based ones) have it")
+    lo, hi = spec.value_range or (0.0, 1.0)
     v = body["truncation"]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
-        raise RequestError(400, f"truncation={_short(v)} must be a number in [0, 1] (psi: 0 = the average "
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise RequestError(400, f"truncation={_short(v)} must be a number in [{lo:g}, {hi:g}] (psi: 0 = the average "
                                 "style, 1 = no truncation)")
     return float(v)
 
 
-def parse_generate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
-    psi = truncation(body, spec, model)
-    style = {"truncation"} if "generate_truncated" in spec.operations else set()
+def parse_generate(body: dict, adapter: Adapter, model: str, limits: Limits, accept: str | None) -> Parsed:
+    spec = adapter.spec
+    psi = truncation(body, adapter, model)
+    style = {"truncation"} if adapter.truncation is not None else set()
     check_fields(body, {"n", "seed", "z", "labels", "label", "format"} | style, "generate")
     fmt = response_format(body, accept)
     if "z" in body:
@@ -272,34 +287,45 @@ def parse_generate(body: dict, spec: ExportSpec, model: str, limits: Limits, acc
         # Without a seed, draw one and report it, so any grid can be reproduced.
         seed = integer(body, "seed", 0, 0, MAX_SEED) if "seed" in body else secrets.randbelow(2**31)
         z = sample_prior(n, spec.latent_dim, seed)
-    return Parsed(z=z, labels=labels(body, spec, model, len(z)), seed=seed, format=fmt,
-                  extra={} if psi is None else {"truncation": psi})
+    y = labels(body, spec, model, len(z))
+    values = Values(codes=z, labels=y, truncation=psi)
+    meta = {"n": len(z), "seed": seed, **({} if psi is None else {"truncation": psi})}
+    if y is not None:
+        meta["labels"] = y.tolist()
+    return Parsed(adapter.for_task("generate", values), values, fmt, meta)
 
 
 MAX_MIX_SEEDS = 8
 
 
-def parse_mix(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
+def parse_mix(body: dict, adapter: Adapter, model: str, limits: Limits, accept: str | None) -> Parsed:
     """``seeds`` (2..8) and ``layer``: the style-mixing grid, row i / column j = the styles of
-    seeds[i] before ``layer`` (coarse: pose, thickness) and of seeds[j] from ``layer`` on (fine)."""
+    seeds[i] before ``layer`` (coarse: pose, thickness) and of seeds[j] from ``layer`` on (fine).
+    The layers and the default come from the mix operation's crossover input."""
     check_fields(body, {"seeds", "layer", "format"}, "mix")
     fmt = response_format(body, accept)
-    num_ws = spec.operations["synthesis"].inputs[0].shape[1]
+    op = adapter.for_task("mix")
+    crossover = op.input_for("crossover")
+    first, last = (int(v) for v in crossover.value_range)
+    num_ws = last + 1
     seeds = body.get("seeds")
     if not isinstance(seeds, list) or not 2 <= len(seeds) <= MAX_MIX_SEEDS:
         raise RequestError(400, f"seeds must be a list of 2 to {MAX_MIX_SEEDS} integer seeds, got {_short(seeds)}")
     for i in range(len(seeds)):
         integer({f"seeds[{i}]": seeds[i]}, f"seeds[{i}]", 0, 0, MAX_SEED)
-    if len(seeds) ** 2 > limits.max_n:
-        raise RequestError(400, f"seeds: {len(seeds)} seeds make {len(seeds) ** 2} images, over the limit of "
+    k = len(seeds)
+    if k ** 2 > limits.max_n:
+        raise RequestError(400, f"seeds: {k} seeds make {k ** 2} images, over the limit of "
                                 f"{limits.max_n} images per request")
-    layer = integer(body, "layer", num_ws // 2, 1, num_ws - 1,
-                    f" (the model has {num_ws} style layers: 1 .. {num_ws - 1} swap)")
-    z = np.concatenate([sample_prior(1, spec.latent_dim, s) for s in seeds])
-    return Parsed(z=z, seeds=seeds, format=fmt, extra={"layer": layer, "num_ws": num_ws})
+    layer = integer(body, "layer", int(crossover.default), first, last,
+                    f" (the model has {num_ws} style layers: {first} .. {last} swap)")
+    # Row i, column j: layers before `layer` from seeds[i], the rest from seeds[j].
+    values = Values(seeds=[s for s in seeds for _ in seeds], mixing_seeds=seeds * k, crossover=layer)
+    return Parsed(op, values, fmt, {"n": k * k, "seeds": seeds, "layer": layer, "num_ws": num_ws}, columns=k)
 
 
-def parse_interpolate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None) -> Parsed:
+def parse_interpolate(body: dict, adapter: Adapter, model: str, limits: Limits, accept: str | None) -> Parsed:
+    spec = adapter.spec
     check_fields(body, {"seeds", "z", "steps", "method", "label", "format"}, "interpolate")
     fmt = response_format(body, accept)
     steps = integer(body, "steps", min(8, limits.max_steps), 2, limits.max_steps, " frames per request")
@@ -323,20 +349,27 @@ def parse_interpolate(body: dict, spec: ExportSpec, model: str, limits: Limits, 
         y = labels({"label": body.get("label", 0)}, spec, model, steps)
     elif "label" in body:
         labels(body, spec, model, steps)  # raises: unconditional
-    return Parsed(z=z, labels=y, seeds=seeds, format=fmt, extra={"steps": steps, "method": method})
+    meta = {"steps": steps, "method": method, "seeds": seeds}
+    if y is not None:
+        meta["label"] = int(y[0])
+    values = Values(codes=z, labels=y)
+    return Parsed(adapter.for_task("generate"), values, fmt, meta, columns=steps)
 
 
-def parse_images(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None,
-                 operation: str, ep: OperationSpec) -> Parsed:
+def parse_images(body: dict, adapter: Adapter, model: str, limits: Limits, accept: str | None,
+                 operation: str) -> Parsed:
+    """``:encode`` / ``:reconstruct``: images of the model's shape, inside its input's range."""
+    spec = adapter.spec
+    op = adapter.for_task(operation)
     check_fields(body, {"images", "labels", "label", "format"}, operation)
     fmt = response_format(body, accept, ("json", "png") if operation == "reconstruct" else ("json",))
     if "images" not in body:
         raise RequestError(400, f":{operation} needs 'images': a list of images of shape "
                                 f"{list(spec.image_shape)}")
     x = image_array(body["images"], tuple(spec.image_shape), limits)
-    in_value_range(x, spec.value_range, "images")
-    needs_labels = any(i.dtype.startswith("int") for i in ep.inputs)
-    return Parsed(x=x, labels=labels(body, spec, model, len(x), required=needs_labels), format=fmt)
+    in_value_range(x, op.input_for("image").value_range or spec.value_range, "images")
+    y = labels(body, spec, model, len(x), required=op.input_for("label") is not None)
+    return Parsed(op, Values(images=x, labels=y), fmt, {"n": len(x)})
 
 
 def image_array(value, shape: tuple, limits: Limits, field: str = "images", note: str = "") -> np.ndarray:
@@ -362,31 +395,17 @@ def in_value_range(x: np.ndarray, value_range, field: str, whose: str = "the mod
 TRANSLATE_FIELDS = ("images", "direction", "format")
 
 
-def translations(spec: ExportSpec) -> dict[str | None, str]:
-    """direction → operation: ``{None: "translate"}`` for a one-way translator,
-    ``{"a2b": "translate_a2b", "b2a": "translate_b2a"}`` for CycleGAN's two."""
-    names = sorted(n for n in spec.operations if n.startswith("translate"))
-    if names == ["translate"]:
-        return {None: "translate"}
-    return {n.removeprefix("translate_"): n for n in names}
-
-
-def default_operation(spec: ExportSpec) -> str:
-    """What ``serving_default`` means: ``generate``, else the (first) translation."""
-    return "generate" if "generate" in spec.operations or not translations(spec) else \
-        next(iter(translations(spec).values()))
-
-
-def parse_translate(body: dict, spec: ExportSpec, model: str, limits: Limits, accept: str | None,
+def parse_translate(body: dict, adapter: Adapter, model: str, limits: Limits, accept: str | None,
                     upload: bytes | None = None) -> Parsed:
     """Images (``images`` in a JSON body, or one PNG uploaded as the body with ``direction`` and
     ``format`` as query parameters) → the operation's input, checked against the shape and value
     range its manifest gives."""
-    from serving.images import PNGError, decode_png
+    from gen_keras.images import PNGError, decode_png
 
+    spec = adapter.spec
     check_fields(body, TRANSLATE_FIELDS if upload is None else ("direction", "format"), "translate")
     fmt = response_format(body, accept)
-    ways = translations(spec)
+    ways = adapter.translations
     direction = body.get("direction")
     if list(ways) == [None]:
         if direction is not None:
@@ -394,8 +413,8 @@ def parse_translate(body: dict, spec: ExportSpec, model: str, limits: Limits, ac
                                     "remove the field")
     else:
         direction = choice(body, "direction", next(iter(ways)), list(ways))
-    op = spec.operations[ways[direction]]
-    x_spec = op.inputs[0]
+    op = adapter.operation(ways[direction])
+    x_spec = op.input_for("image")
     shape, lo_hi = tuple(x_spec.shape[1:]), x_spec.value_range or spec.value_range
     where = f"{op.name}'s input range"
     if upload is not None:
@@ -410,32 +429,50 @@ def parse_translate(body: dict, spec: ExportSpec, model: str, limits: Limits, ac
                                     "the body (Content-Type: image/png)")
         x = image_array(body["images"], shape, limits, note=f" with values in [{lo_hi[0]:g}, {lo_hi[1]:g}]")
         in_value_range(x, lo_hi, "images", where)
-    extra = {"operation": op.name} if direction is None else {"operation": op.name, "direction": direction}
-    return Parsed(x=x, format=fmt, extra=extra)
+    meta = {"n": len(x), "operation": op.name, **({} if direction is None else {"direction": direction})}
+    return Parsed(op, Values(images=x), fmt, meta)
 
 
-def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[OperationSpec, dict, bool]:
-    """TensorFlow Serving's REST predict body → (endpoint, feeds, row format?).
+def parse_predict(body: dict, adapter: Adapter, limits: Limits) -> tuple[OperationSpec, dict, bool]:
+    """TensorFlow Serving's REST predict body → (operation, feeds, row format?).
 
     Row format: ``{"instances": [v, ...]}`` (single input) or ``[{"z": ..., "label": ...}, ...]``;
     columnar: ``{"inputs": batch}`` or ``{"inputs": {"z": batch, "label": batch}}``. The optional
-    ``signature_name`` picks the endpoint (``serving_default`` = generate).
+    ``signature_name`` picks the operation (``serving_default`` = the generator, else the
+    translation). The client names the inputs, as TF Serving's API has it; each is checked
+    against the shape, dtype and range the manifest declares for it.
     """
     check_fields(body, {"signature_name", "instances", "inputs"}, "predict")
-    signature = body.get("signature_name", "serving_default")
-    ep, default = None, default_operation(spec)
-    for candidate in spec.operations.values():
-        if signature in (candidate.name, *candidate.aliases) or (
-                signature == "serving_default" and candidate.name == default):
-            ep = candidate
-    if ep is None:
-        names = sorted({"serving_default", *[n for e in spec.operations.values() for n in (e.name, *e.aliases)]})
-        raise RequestError(400, f"signature_name={_short(signature)} is not served; this model has "
-                                f"{', '.join(names)}")
+    op = _predict_operation(body.get("signature_name", "serving_default"), adapter)
     if ("instances" in body) == ("inputs" in body):
         raise RequestError(400, "give 'instances' (row format) or 'inputs' (columnar format), exactly "
                                 "one, as in TensorFlow Serving's REST API")
-    names = [i.name for i in ep.inputs]
+    columns = _predict_columns(body, op.input_names, limits)
+    out, batch = {}, None
+    for spec_in in op.inputs:
+        value, field = columns[spec_in.name]
+        arr = _predict_array(spec_in, value, field, op, adapter.spec, limits)
+        if batch is not None and len(arr) != batch:
+            raise RequestError(400, f"{field} has {len(arr)} rows but the other inputs have {batch}")
+        batch = len(arr)
+        out[spec_in.name] = arr.astype(spec_in.dtype)
+    return op, out, "instances" in body
+
+
+def _predict_operation(signature, adapter: Adapter) -> OperationSpec:
+    spec = adapter.spec
+    if signature == "serving_default":
+        return adapter.default_operation()
+    op = spec.operation(signature) if isinstance(signature, str) else None
+    if op is None:
+        names = sorted({"serving_default", *spec.signature_names()})
+        raise RequestError(400, f"signature_name={_short(signature)} is not served; this model has "
+                                f"{', '.join(names)}")
+    return op
+
+
+def _predict_columns(body: dict, names: list[str], limits: Limits) -> dict[str, tuple]:
+    """input name → (its batch as sent, the field to name in messages)."""
     if "instances" in body:
         rows = body["instances"]
         if not isinstance(rows, list) or not rows:
@@ -443,41 +480,33 @@ def parse_predict(body: dict, spec: ExportSpec, limits: Limits) -> tuple[Operati
         if len(rows) > limits.max_n:
             raise RequestError(400, f"instances holds {len(rows)} rows; the limit is {limits.max_n} per request")
         if len(names) == 1 and not all(isinstance(r, dict) for r in rows):
-            columns = {names[0]: (rows, "instances")}
-        else:
-            for k, r in enumerate(rows):
-                if not isinstance(r, dict) or set(r) != set(names):
-                    raise RequestError(400, f"instances[{k}] must be an object with exactly the inputs "
-                                            f"{names}; got {_short(r)}")
-            columns = {nm: ([r[nm] for r in rows], f"instances[*].{nm}") for nm in names}
-    else:
-        cols = body["inputs"]
-        if len(names) == 1 and not isinstance(cols, dict):
-            cols = {names[0]: cols}
-        if not isinstance(cols, dict) or set(cols) != set(names):
-            raise RequestError(400, f"inputs must be an object with exactly the inputs {names}; got "
-                                    f"{_short(cols if not isinstance(cols, dict) else sorted(cols))}")
-        columns = {nm: (cols[nm], f"inputs.{nm}") for nm in names}
-    out, batch = {}, None
-    for spec_in in ep.inputs:
-        value, field = columns[spec_in.name]
-        if spec_in.dtype.startswith("int"):
-            n = len(value) if isinstance(value, list) else 0
-            if spec.num_classes:
-                arr = integers(value, field, n, spec.num_classes)
-            else:
-                arr = np.asarray(numbers(value, field, (), limits.max_n, "integers"))
-        else:
-            arr = numbers(value, field, tuple(spec_in.shape[1:]), limits.max_n,
-                          f"{spec_in.name} values of shape {list(spec_in.shape[1:])}")
-            model_image = tuple(spec_in.shape[1:]) == tuple(spec.image_shape)
-            # An image input: in the range its manifest entry gives (older manifests: the model's).
-            lo_hi = spec_in.value_range or (spec.value_range if model_image else None)
-            if lo_hi is not None:
-                same = model_image and tuple(lo_hi) == tuple(spec.value_range)
-                in_value_range(arr, lo_hi, field, "the model's value range" if same else f"{ep.name}'s input range")
-        if batch is not None and len(arr) != batch:
-            raise RequestError(400, f"{field} has {len(arr)} rows but the other inputs have {batch}")
-        batch = len(arr)
-        out[spec_in.name] = arr.astype(spec_in.dtype)
-    return ep, out, "instances" in body
+            return {names[0]: (rows, "instances")}
+        for k, r in enumerate(rows):
+            if not isinstance(r, dict) or set(r) != set(names):
+                raise RequestError(400, f"instances[{k}] must be an object with exactly the inputs "
+                                        f"{names}; got {_short(r)}")
+        return {nm: ([r[nm] for r in rows], f"instances[*].{nm}") for nm in names}
+    cols = body["inputs"]
+    if len(names) == 1 and not isinstance(cols, dict):
+        cols = {names[0]: cols}
+    if not isinstance(cols, dict) or set(cols) != set(names):
+        raise RequestError(400, f"inputs must be an object with exactly the inputs {names}; got "
+                                f"{_short(cols if not isinstance(cols, dict) else sorted(cols))}")
+    return {nm: (cols[nm], f"inputs.{nm}") for nm in names}
+
+
+def _predict_array(spec_in, value, field: str, op: OperationSpec, spec: ExportSpec, limits: Limits) -> np.ndarray:
+    """One input's batch, checked against its declared shape and range."""
+    lo_hi = spec_in.value_range
+    if spec_in.dtype.startswith("int"):
+        n = len(value) if isinstance(value, list) else 0
+        if lo_hi is not None:
+            words = ("class label", "label") if spec_in.role == "label" else (spec_in.role, spec_in.role)
+            return integers(value, field, n, int(lo_hi[0]), int(lo_hi[1]), *words)
+        return np.asarray(numbers(value, field, (), limits.max_n, "integers"))
+    arr = numbers(value, field, tuple(spec_in.shape[1:]), limits.max_n,
+                  f"{spec_in.name} values of shape {list(spec_in.shape[1:])}")
+    if lo_hi is not None:
+        same = tuple(spec_in.shape[1:]) == tuple(spec.image_shape) and tuple(lo_hi) == tuple(spec.value_range)
+        in_value_range(arr, lo_hi, field, "the model's value range" if same else f"{op.name}'s input range")
+    return arr

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from gen_keras.batch.pipeline import BatchJob, run  # noqa: E402
-from gen_keras.batch.rows import png  # noqa: E402
+from gen_keras.images import image_png as png  # noqa: E402
 from gen_keras.errors import ArtifactIntegrityError, ConfigError, ModelSourceError  # noqa: E402
 from gen_keras.exported.latents import sample_prior  # noqa: E402
 from gen_keras.exported.reader import ExportReader  # noqa: E402

@@ -3,7 +3,14 @@ pipeline at commit ffe5f26 (tests/fixtures/golden/exports) answer a fixed list o
 images as JSON and PNG, interpolation paths, encode / reconstruct, TF Serving's predict, and error
 messages — with exactly the bytes that commit's server sent (their sha256 in
 tests/fixtures/golden/responses.json), on both runtimes. Regenerate the file only for an intended
-change of the API, and say so in the commit."""
+change of the API, and say so in the commit.
+
+One intended change so far: a model's description (``GET /v1/models/{name}``) gained fields when
+the manifest began to declare what operations mean (issue 25: each operation's ``task``, each
+input's ``role``, the model's ``facts``). Its bytes are no longer compared; instead every field
+the format-1 server described (tests/fixtures/golden/describe_format1.json, recorded before the
+change) must still be there with the same value."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +19,6 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.registry import load_store
-import hashlib
 
 IMG = [[[round(((i * 7 + j * 3) % 10) / 10, 1)] for j in range(28)] for i in range(28)]
 REQUESTS = [
@@ -55,7 +61,30 @@ def test_served_bytes_match_the_golden_responses(backend):
     want = json.loads((GOLDEN / "responses.json").read_text())[backend]
     store = load_store(GOLDEN / "exports", backend=backend)
     assert sorted(store.models) == ["dcgan", "vae"] and not store.refused
+    described = json.loads((GOLDEN / "describe_format1.json").read_text())[backend]
     with TestClient(create_app(store)) as c:
-        got = [fingerprint(c.request(method, path, json=body)) for method, path, body in REQUESTS]
-    changed = [f"{m} {p} {json.dumps(b)[:60]}" for (m, p, b), g, w in zip(REQUESTS, got, want) if g != w]
+        responses = [c.request(method, path, json=body) for method, path, body in REQUESTS]
+    changed = []
+    for (method, path, body), response, digest in zip(REQUESTS, responses, want):
+        name = path.rsplit("/", 1)[-1]
+        if method == "GET" and name in described:  # the extended description: old fields kept
+            if not keeps(described[name], response.json()):
+                changed.append(f"GET {path}: a field of the format-1 description changed")
+        elif fingerprint(response) != digest:
+            changed.append(f"{method} {path} {json.dumps(body)[:60]}")
     assert not changed, f"served bytes changed for: {changed}"
+
+
+def keeps(old, new) -> bool:
+    """Every field of ``old`` is in ``new`` with the same value (objects may gain fields)."""
+    if isinstance(old, dict):
+        return isinstance(new, dict) and all(k in new and keeps(v, new[k]) for k, v in old.items())
+    if isinstance(old, list):
+        return isinstance(new, list) and len(old) == len(new) and all(keeps(a, b) for a, b in zip(old, new))
+    return old == new
+
+
+def test_keeps_compares_every_old_field():
+    assert keeps({"a": [{"x": 1}], "b": 2}, {"a": [{"x": 1, "role": "code"}], "b": 2, "c": 3})
+    assert not keeps({"a": [{"x": 1}]}, {"a": [{"x": 2, "role": "code"}]})
+    assert not keeps({"a": [1, 2]}, {"a": [1]}) and not keeps({"b": 2}, {"c": 2})

@@ -138,7 +138,7 @@ def test_non_finite_outputs_are_a_422_and_every_body_is_strict_json(serving_expo
 
 def test_the_finite_check_by_hand():
     from serving.responses import finite
-    from serving.validation import RequestError
+    from serving.errors import RequestError
 
     ok = [np.zeros(3, "float32")]
     assert finite(ok, "generate") is ok

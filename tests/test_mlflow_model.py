@@ -143,3 +143,30 @@ def test_a_tampered_mlflow_model_is_refused(registered, tracking, tmp_path):
     onnx.write_bytes(onnx.read_bytes()[:-1] + b"\0")
     with pytest.raises(Exception, match="does not match its sha256"):
         mlflow.pyfunc.load_model(str(local))
+
+
+def test_an_edited_mlmodel_in_the_artifact_store_is_refused_by_gen_keras_loaders(registered, mlflow_server, tmp_path):
+    """The probe's finding: an MLmodel edited in the artifact store (loader switched to a pickle)
+    is loaded by MLflow's own loader. gen-keras's loaders check every file of the MLflow Model,
+    the MLmodel included, against the digest recorded on the logged model in the tracking store."""
+    from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
+    from gen_keras.exported.reader import open_export
+    from gen_keras.exported.sources import FILES_DIGEST_TAG
+
+    result, client, version = registered
+    model_id = version.source.removeprefix("models:/")
+    assert client.get_logged_model(model_id).tags[FILES_DIGEST_TAG]
+    # Fresh caches: a verified copy from another test would be reused as is.
+    open_export(f"models:/{NAME}@champion", tracking_uri=mlflow_server.uri, cache_dir=tmp_path / "ok")
+    [mlmodel] = [p for p in (mlflow_server.root / "artifacts").rglob("MLmodel") if model_id in str(p)]
+    original = mlmodel.read_text()
+    try:
+        mlmodel.write_text(original.replace("loader_module: gen_keras.exported.pyfunc",
+                                            "loader_module: mlflow.pyfunc.model"))
+        (mlmodel.parent / "python_model.pkl").write_bytes(b"not loaded")
+        with pytest.raises((ArtifactIntegrityError, ModelSourceError), match="differ from the ones logged"):
+            open_export(f"models:/{NAME}@champion", tracking_uri=mlflow_server.uri, cache_dir=tmp_path / "bad")
+        assert not (tmp_path / "bad" / f"{NAME}-v{version.version}").exists()
+    finally:
+        mlmodel.write_text(original)
+        (mlmodel.parent / "python_model.pkl").unlink(missing_ok=True)

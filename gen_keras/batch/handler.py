@@ -1,30 +1,35 @@
 """The RunInference model handler: one :class:`~gen_keras.exported.reader.ExportReader` per
-worker (every sha256 of the manifest checked once, when the worker loads it), running one
-operation on whole chunks (:mod:`gen_keras.batch.work`), one chunk per batch."""
+worker (every sha256 of the manifest checked once, when the worker loads it), running the
+export's operation for one task on whole chunks (:mod:`gen_keras.batch.work`), one chunk per
+batch. A chunk becomes request values (seeds, or images and labels, and the job's noise seed with
+the chunk's position in the job) and the export's adapter feeds them by role, so an item gets the
+same code and the same noise as through the server or the pyfunc model."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from gen_keras.batch.work import Chunk, read_chunk
-from gen_keras.exported.latents import sample_prior
+from gen_keras.exported.adapter import Values
 
 NAMESPACE = "gen_keras"
 
 
 class ExportModelHandler(ModelHandler[Chunk, PredictionResult, Any]):
-    """``operation`` of the export at ``source``: a folder every worker can read, or
+    """The operation for ``task`` of the export at ``source``: a folder every worker can read, or
     ``models:/NAME@ALIAS`` / ``runs:/ID`` (each worker downloads it from the registry at
     ``tracking_uri`` into its cache, verified; a verified copy already there is used as is).
-    ``threads`` is the cores one onnxruntime call may use per worker (0: all this process may run on); ``seed`` the noise of ``score``."""
+    ``threads`` is the cores one onnxruntime call may use per worker (0: all this process may run
+    on); ``seed`` the noise seed (a VAE score's eps)."""
 
-    def __init__(self, source: str, operation: str, threads: int = 0, seed: int = 0,
+    def __init__(self, source: str, task: str, threads: int = 0, seed: int = 0,
                  tracking_uri: str | None = None):
         super().__init__()
-        self.source, self.operation, self.threads, self.seed = str(source), operation, threads, seed
+        self.source, self.task, self.threads, self.seed = str(source), task, threads, seed
         self.tracking_uri = tracking_uri
         self.items = Metrics.counter(NAMESPACE, "items")
         self.skipped = Metrics.counter(NAMESPACE, "skipped_unreadable")
@@ -45,25 +50,29 @@ class ExportModelHandler(ModelHandler[Chunk, PredictionResult, Any]):
             yield PredictionResult(chunk, self.infer(chunk, model))
 
     def infer(self, chunk: Chunk, reader) -> dict:
-        """``{"ids", "labels", "skipped", <the operation's outputs>}`` for one chunk."""
-        op = reader.operation(self.operation)
-        feeds, labels, skipped = {}, None, []
+        """``{"ids", "labels", "skipped", <the operation's outputs by role>}`` for one chunk; an
+        encoder's ``code`` is its posterior mean where it has one."""
+        op = reader.adapter.for_task(self.task)
+        values = Values(noise_seed=self.seed, first_index=chunk.start)
+        labels, skipped = None, []
         if chunk.kind == "seeds":
             ids = list(chunk.ids)
-            feeds["z"] = np.concatenate([sample_prior(1, reader.latent_dim, s) for s in ids])
+            values.seeds = ids
         else:
             ids, images, labels, skipped = read_chunk(chunk, reader.image_shape)
             lo, hi = reader.value_range
-            feeds["x"] = images.astype(np.float32) / 255.0 * (hi - lo) + lo
-            if op.input("eps") is not None:  # the score's noise: seeded by the job and the chunk
-                rng = np.random.default_rng([self.seed, chunk.index])
-                feeds["eps"] = rng.standard_normal((len(ids), reader.latent_dim)).astype(np.float32)
-        if op.input("label") is not None:
+            values.images = images.astype(np.float32) / 255.0 * (hi - lo) + lo
+        if op.input_for("label") is not None:
             if chunk.kind == "seeds" or labels is None or (np.asarray(labels) < 0).any():
                 raise ValueError(f"operation {op.name!r} of this class-conditional model needs labels; "
                                  "this job's inputs have none")
-            feeds["label"] = np.asarray(labels, np.int32)
-        outputs = reader.run(op.name, **feeds) if ids else {name: np.zeros((0,)) for name in op.outputs}
+            values.labels = np.asarray(labels, np.int32)
+        if ids:
+            outputs = reader.adapter.run(op, values).by_role
+        else:
+            outputs = {role: np.zeros((0,)) for role in op.output_roles}
+        if "code_mean" in outputs:
+            outputs["code"] = outputs["code_mean"]
         self.items.inc(len(ids))
         self.skipped.inc(len(skipped))
         self.chunks.inc()

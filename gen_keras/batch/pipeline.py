@@ -72,9 +72,9 @@ def plan_chunks(job: BatchJob, reader):
 
     if job.job not in JOBS:
         raise ConfigError(f"batch job {job.job!r} is not one of {sorted(JOBS)}")
-    operation = JOBS[job.job][0]
-    if reader.spec.operation(operation) is None:
-        raise ConfigError(f"the {reader.kind!r} export has no {operation!r} operation, so it cannot "
+    task = JOBS[job.job][0]
+    if not reader.adapter.has_task(task):
+        raise ConfigError(f"the {reader.kind!r} export has no {task} operation, so it cannot "
                           f"{job.job} (it has {', '.join(reader.operations)})")
     if job.job == "generate":
         return seed_chunks(job.count, job.seed, job.chunk_size)
@@ -119,7 +119,7 @@ def run(job: BatchJob, beam_args: list[str] = ()) -> dict[str, int]:
     chunks = plan_chunks(job, reader)
     args = default_runner_args(list(beam_args), job.job)
     threads = job.threads or max(1, available_cores() // workers_of(args))
-    operation, result = JOBS[job.job]
+    task, result = JOBS[job.job]
     remote = "://" in job.out
     if job.png_dir and "://" in job.png_dir:
         raise ConfigError(f"--png-dir {job.png_dir}: PNG files are written to a local folder only "
@@ -131,7 +131,7 @@ def run(job: BatchJob, beam_args: list[str] = ()) -> dict[str, int]:
         Path(out).mkdir(parents=True, exist_ok=True)
     # Workers open the registry source themselves (remote workers have no local copy).
     source = job.export if job.export.startswith(("models:/", "runs:/")) else str(folder)
-    handler = ExportModelHandler(source, operation, threads, job.seed, job.tracking_uri)
+    handler = ExportModelHandler(source, task, threads, job.seed, job.tracking_uri)
     value_range, png_dir = reader.value_range, job.png_dir or None
     log.info("batch %s: %d chunks of up to %d items through %s (%s)", job.job, len(chunks),
              job.chunk_size, described, " ".join(args))

@@ -21,6 +21,7 @@ class Chunk:
     kind: str  # "seeds" | "files" | "array"
     ids: tuple  # seeds, file paths, or row indices of the array source
     source: str = ""  # the image source (npz:<path>, a data set string) for kind "array"
+    start: int = 0  # the position of the chunk's first item in the job (the noise rule)
 
 
 def seed_chunks(count: int, first_seed: int, chunk_size: int) -> list[Chunk]:
@@ -30,8 +31,8 @@ def seed_chunks(count: int, first_seed: int, chunk_size: int) -> list[Chunk]:
     if first_seed < 0:
         raise ConfigError(f"--seed {first_seed} must be >= 0")
     starts = range(first_seed, first_seed + count, chunk_size)
-    return [Chunk(i, len(starts), "seeds", tuple(range(s, min(s + chunk_size, first_seed + count))))
-            for i, s in enumerate(starts)]
+    return [Chunk(i, len(starts), "seeds", tuple(range(s, min(s + chunk_size, first_seed + count))),
+                  start=s - first_seed) for i, s in enumerate(starts)]
 
 
 def image_chunks(source: str, chunk_size: int, image_shape, limit: int = 0) -> list[Chunk]:
@@ -46,11 +47,11 @@ def image_chunks(source: str, chunk_size: int, image_shape, limit: int = 0) -> l
             raise ConfigError(f"--input {source}: no image files ({sorted(IMAGE_SUFFIXES)})")
         files = files[:limit] if limit else files
         parts = [tuple(files[s:s + chunk_size]) for s in range(0, len(files), chunk_size)]
-        return [Chunk(i, len(parts), "files", p) for i, p in enumerate(parts)]
+        return [Chunk(i, len(parts), "files", p, start=i * chunk_size) for i, p in enumerate(parts)]
     n = len(_array_source(source, image_shape)[0])
     n = min(n, limit) if limit else n
     parts = [tuple(range(s, min(s + chunk_size, n))) for s in range(0, n, chunk_size)]
-    return [Chunk(i, len(parts), "array", p, source) for i, p in enumerate(parts)]
+    return [Chunk(i, len(parts), "array", p, source, start=i * chunk_size) for i, p in enumerate(parts)]
 
 
 _ARRAYS: dict = {}  # per worker process: a source is read once

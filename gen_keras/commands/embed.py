@@ -49,7 +49,7 @@ def _run(args) -> int:
     if factors is not None:
         columns.update(factors=factors.factors, factor_values=factors.factor_values)
     write(out, columns, {"model": m.kind, "source": str(m.source), "data": args.data, "split": args.split,
-                         "code": "posterior mean" if "mean" in m.operation("encode").outputs else "code",
+                         "code": "posterior mean" if "code_mean" in m.adapter.for_task("encode").output_roles else "code",
                          **({"factor_names": ",".join(factors.factor_names)} if factors is not None else {})})
     print(f"wrote {len(codes)} codes of width {codes.shape[1]} to {out}")
     return 0

@@ -38,7 +38,8 @@ def _run(args) -> int:
                        seed=args.split_seed)
     scores = score_export(m, x, y if m.conditional else None, samples=args.samples, seed=args.seed)
     write_scores_csv(args.out, scores, y)
-    what = "negative ELBO (nats)" if m.operation("score").input("eps") is not None else "reconstruction error"
+    what = ("negative ELBO (nats)" if m.adapter.for_task("score").input_for("noise") is not None
+            else "reconstruction error")
     print(f"wrote {args.out}: {len(scores)} scores, {what}; mean {scores.mean():.3f}")
     if (y >= 0).any():
         for c, v in per_class_means(scores, y).items():

@@ -46,6 +46,10 @@ def register(sub) -> None:
                    help="seconds a request may take before it is answered 503 (default 30)")
     p.add_argument("--body-timeout", type=float, default=10.0,
                    help="seconds a request body may take to arrive before 408 (default 10)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send a request's headers (default 10); then 408 and closed")
+    p.add_argument("--max-connections-per-client", type=int, default=256,
+                   help="connections one client address may hold open at once (default 256); more are refused")
     p.add_argument("--max-in-flight", type=int, default=64,
                    help="operation requests handled at once; more get 503 + Retry-After (default 64)")
     p.add_argument("--threads", type=int, default=2,
@@ -85,7 +89,9 @@ def check_args(args) -> None:
     for name, value, low in (("--max-n", args.max_n, 1), ("--max-steps", args.max_steps, 2),
                              ("--max-body-bytes", args.max_body_bytes, 1024), ("--threads", args.threads, 1),
                              ("--timeout", args.timeout, 0.0001), ("--onnx-threads", args.onnx_threads, 0),
-                             ("--body-timeout", args.body_timeout, 0.001), ("--max-in-flight", args.max_in_flight, 1)):
+                             ("--body-timeout", args.body_timeout, 0.001), ("--max-in-flight", args.max_in_flight, 1),
+                             ("--header-timeout", args.header_timeout, 0.001),
+                             ("--max-connections-per-client", args.max_connections_per_client, 1)):
         if value < low:
             raise ConfigError(f"{name}={value} must be at least {low}")
     if args.backend == "tf" and importlib.util.find_spec("tensorflow") is None:
@@ -101,6 +107,8 @@ def check_port_free(host: str, port: int) -> None:
 
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            # As uvicorn binds: connections of a server that just closed (TIME_WAIT) do not count.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): another program "
@@ -119,6 +127,7 @@ def run(args) -> int:
 
     from gen_keras.files import atomic_write_text
     from serving.app import ServeSettings, create_app
+    from serving.protocol import guarded_protocol
     from serving.registry import load_store
     from serving.validation import Limits
 
@@ -139,7 +148,8 @@ def run(args) -> int:
           f"/healthz, /readyz, metrics: /metrics; backend {args.backend})", file=sys.stderr, flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10,
+                    http=guarded_protocol(args.header_timeout, args.max_connections_per_client))
     finally:
         if args.pid_file:
             Path(args.pid_file).unlink(missing_ok=True)

@@ -28,7 +28,7 @@ class ExportedGenerator:
     def __init__(self, reader):
         from gen_keras.config import model_config_from_dict
 
-        reader.operation("generate")  # a clear error for an export without a generator
+        reader.adapter.for_task("generate")  # a clear error for an export without a generator
         self.reader = reader
         self.config = model_config_from_dict(reader.model_config)
         self.image_shape, self.latent_dim = reader.image_shape, reader.latent_dim

@@ -2,7 +2,8 @@
 
 This module is the contract between training, the tools and the server: a seed means the same
 codes in the per-epoch preview grids (``GenerativeModel.sample_latent``), in the latent tools, in
-batch jobs and in ``POST :generate {"seed": s}``. It needs numpy only.
+batch jobs and in ``POST :generate {"seed": s}``; a noise seed means the same noise for the item
+at the same position of a job (:func:`draw_noise`). It needs numpy only.
 
 Paths: linear, and spherical linear interpolation (Shoemake 1985) between a and b with angle
 Omega = arccos(<a, b> / (|a| |b|)):
@@ -28,6 +29,19 @@ METHODS = ("linear", "slerp")
 def sample_prior(n: int, latent_dim: int, seed: int = 0) -> np.ndarray:
     """``[n, latent_dim]`` float32 codes z ~ N(0, I) from ``numpy.random.default_rng(seed)``."""
     return np.random.default_rng(seed).standard_normal((n, latent_dim)).astype(np.float32)
+
+
+def draw_noise(n: int, dim: int, seed: int = 0, first_index: int = 0, draw: int = 0) -> np.ndarray:
+    """``[n, dim]`` float32 standard-normal noise: the item at position ``first_index + k`` of a
+    job gets ``numpy.random.default_rng([seed, draw, first_index + k]).standard_normal(dim)``.
+
+    Keyed by the item's position, not by the call that carries it, so an item's noise (a VAE
+    score's eps) is the same in one request, in a pyfunc call or in any chunk of a batch job on any
+    worker; ``draw`` numbers the independent draws a score averaged over several takes."""
+    out = np.empty((n, dim), np.float32)
+    for k in range(n):
+        out[k] = np.random.default_rng([int(seed), int(draw), int(first_index) + k]).standard_normal(dim)
+    return out
 
 
 def interpolation_weights(steps: int) -> np.ndarray:

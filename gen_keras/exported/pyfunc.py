@@ -8,14 +8,19 @@ which opens the folder with the one export reader (sha256 checks, onnxruntime �
 TensorFlow). One row of the input is one item; the ``operation`` param picks what to run:
 
     columns (each optional)  z: latent code | seed: draw z from the prior with this seed |
-                             label: class (conditional models) | x: image [H][W][C]
-    params                   operation (generate | encode | reconstruct | score | any other
-                             operation the manifest lists), seed (the noise of ``score``),
-                             truncation (style models: psi)
+                             label: class (conditional models) | x: image [H][W][C] |
+                             z_mix / seed_mix: the second code of a style-mixing operation
+    params                   operation (the generator by default | encode | reconstruct | score |
+                             mix | any other operation the manifest lists), seed (the noise seed:
+                             row i's noise is the same as item i's of `gen-keras batch` with that
+                             seed), truncation (psi), crossover (mix)
 
-The output has one row per item and one column per output of the operation (``image``,
+The columns are request values, not tensors: :class:`gen_keras.exported.adapter.Adapter` feeds
+them to the operation's inputs by the roles the manifest declares, drawing codes from seeds and
+noise from the noise seed by the one rule every consumer shares. The output has one row per item
+and one column per output of the operation, by the manifest's names (``image``,
 ``mean``/``log_var``, ``score``, ...). The signature declares these columns; the metadata lists
-every operation's tensors with shapes and dtypes (``gen_keras.operations``).
+every operation's tensors with their roles, shapes and dtypes (``gen_keras.operations``).
 """
 from __future__ import annotations
 
@@ -26,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from gen_keras.errors import ConfigError
+from gen_keras.exported.adapter import InputError, Values, codes_for_seeds
 from gen_keras.exported.reader import ExportReader
 
-DEFAULT_OPERATION = "generate"
-INPUT_COLUMNS = ("z", "seed", "label", "x")
+INPUT_COLUMNS = ("z", "seed", "label", "x", "z_mix", "seed_mix")
 
 
 class ExportPyfunc:
@@ -43,44 +48,51 @@ class ExportPyfunc:
 
         params = dict(params or {})
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        op = self.reader.operation(str(params.get("operation") or DEFAULT_OPERATION))
-        outputs = self.reader.run(op.name, **self.inputs(op, frame, params))
+        adapter = self.reader.adapter
+        name = params.get("operation")
+        op = adapter.operation(str(name)) if name else adapter.default_operation()
+        try:
+            outputs = self.reader.adapter.run(op, self.values(op, frame, params))
+        except InputError as exc:
+            raise ConfigError(f"operation {op.name!r}: {exc}") from None
         return pd.DataFrame({name: [row.tolist() for row in value] for name, value in outputs.items()})
 
-    def inputs(self, op, frame, params: dict) -> dict[str, np.ndarray]:
-        """The operation's named inputs from the frame's columns (one row per item)."""
-        r, n = self.reader, len(frame)
-        if n == 0:
+    def values(self, op, frame, params: dict) -> Values:
+        """The request values of the frame's columns and the params (one row per item)."""
+        if len(frame) == 0:
             raise ConfigError("the input has no rows; give one row per item")
-        feeds = {}
-        if op.input("z") is not None:
-            feeds["z"] = np.stack([self._code(frame, i) for i in range(n)]).astype(np.float32)
-        if op.input("x") is not None:
+        roles = op.input_roles
+        values = Values(noise_seed=int(params.get("seed") or 0), truncation=params.get("truncation"),
+                        crossover=params.get("crossover"))
+        if "code" in roles:
+            values.codes = self._codes(frame, "z", "seed")
+        if "mixing_code" in roles:
+            values.mixing_codes = self._codes(frame, "z_mix", "seed_mix")
+        if "image" in roles:
             if "x" not in frame:
-                raise ConfigError(f"operation {op.name!r} needs a column 'x' of images {list(r.image_shape)}")
-            feeds["x"] = r.as_images(np.asarray(frame["x"].tolist(), np.float32))
-        if op.input("label") is not None:
+                raise ConfigError(f"operation {op.name!r} needs a column 'x' of images {list(self.reader.image_shape)}")
+            values.images = np.asarray(frame["x"].tolist(), np.float32)
+        if "label" in roles:
             if "label" not in frame:
                 raise ConfigError(f"operation {op.name!r} of this class-conditional model needs a column "
-                                  f"'label' (0..{r.num_classes - 1})")
-            feeds["label"] = r.check_labels(np.asarray(frame["label"].tolist()), n)
-        if op.input("eps") is not None:
-            seed = int(params.get("seed", 0))
-            feeds["eps"] = np.random.default_rng(seed).standard_normal((n, r.latent_dim)).astype(np.float32)
-        if op.input("psi") is not None:
-            feeds["psi"] = np.full((n,), float(params.get("truncation", 1.0)), np.float32)
-        return feeds
+                                  f"'label' (0..{self.reader.num_classes - 1})")
+            values.labels = np.asarray(frame["label"].tolist())
+        return values
 
-    def _code(self, frame, i: int) -> np.ndarray:
-        """Row ``i``'s latent code: its ``z``, or the prior draw for its ``seed``."""
-        z = frame["z"].iloc[i] if "z" in frame else None
-        if z is not None and not (isinstance(z, float) and np.isnan(z)):
-            return self.reader.as_codes(np.asarray(z, np.float32))[0]
-        seed = frame["seed"].iloc[i] if "seed" in frame else None
-        if seed is None or (isinstance(seed, float) and np.isnan(seed)):
-            raise ConfigError(f"row {i} has neither 'z' (a latent code of length "
-                              f"{self.reader.latent_dim}) nor 'seed'")
-        return self.reader.sample_latent(1, int(seed))[0]
+    def _codes(self, frame, code: str, seed: str) -> np.ndarray:
+        """Each row's latent code: its ``code`` column, or the prior draw for its ``seed`` column."""
+        rows = []
+        for i in range(len(frame)):
+            z = frame[code].iloc[i] if code in frame else None
+            if z is not None and not (isinstance(z, float) and np.isnan(z)):
+                rows.append(self.reader.as_codes(np.asarray(z, np.float32))[0])
+                continue
+            s = frame[seed].iloc[i] if seed in frame else None
+            if s is None or (isinstance(s, float) and np.isnan(s)):
+                raise ConfigError(f"row {i} has neither {code!r} (a latent code of length "
+                                  f"{self.reader.latent_dim}) nor {seed!r}")
+            rows.append(codes_for_seeds([int(s)], self.reader.latent_dim)[0])
+        return np.stack(rows).astype(np.float32)
 
 
 def _load_pyfunc(data_path: str) -> ExportPyfunc:
@@ -100,42 +112,58 @@ def _array(depth: int):
 
 def signature(reader: ExportReader):
     """Input columns (all optional; which ones an operation reads is in the module docstring),
-    output columns (every output name any operation has), and the params."""
+    output columns (every output name any operation has, typed by its role), and the params."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 
+    image = _array(len(reader.image_shape))
     columns = [ColSpec(_array(1), "z", required=False), ColSpec(DataType.long, "seed", required=False),
-               ColSpec(DataType.long, "label", required=False),
-               ColSpec(_array(len(reader.image_shape)), "x", required=False)]
+               ColSpec(DataType.long, "label", required=False), ColSpec(image, "x", required=False)]
+    if reader.adapter.has_task("mix"):
+        columns += [ColSpec(_array(1), "z_mix", required=False), ColSpec(DataType.long, "seed_mix", required=False)]
     outputs, seen = [], set()
     for op in reader.spec.operations.values():
-        for name in op.outputs:
+        for name, role, out in zip(op.outputs, op.output_roles, op.output_specs or [None] * len(op.outputs)):
             if name not in seen:
                 seen.add(name)
-                kind = (_array(len(reader.image_shape)) if name == "image" else
-                        DataType.double if name == "score" else _array(1))
-                outputs.append(ColSpec(kind, name, required=False))
-    params = ParamSchema([ParamSpec("operation", DataType.string, DEFAULT_OPERATION),
-                          ParamSpec("seed", DataType.long, 0), ParamSpec("truncation", DataType.double, 1.0)])
+                depth = len(out.shape) - 1 if out is not None else (len(reader.image_shape) if role == "image" else 1)
+                outputs.append(ColSpec(DataType.double if depth == 0 else _array(depth), name, required=False))
+    params = ParamSchema([ParamSpec("operation", DataType.string, reader.adapter.default_operation().name),
+                          ParamSpec("seed", DataType.long, 0), ParamSpec("truncation", DataType.double, 1.0),
+                          ParamSpec("crossover", DataType.long, _default_crossover(reader))])
     return ModelSignature(inputs=Schema(columns), outputs=Schema(outputs), params=params)
 
 
+def _default_crossover(reader: ExportReader) -> int:
+    style = reader.adapter.style
+    return int(style["default_crossover"]) if style else 0
+
+
 def operations_metadata(reader: ExportReader) -> dict:
-    """Every operation's tensors with shapes and dtypes (the columns above carry no shapes)."""
+    """Every operation's task and tensors with roles, shapes and dtypes (the columns above carry
+    no shapes), and the model's facts."""
     spec = reader.spec
     return {"gen_keras.kind": spec.kind, "gen_keras.image_shape": list(spec.image_shape),
             "gen_keras.value_range": list(spec.value_range), "gen_keras.latent_dim": spec.latent_dim,
+            "gen_keras.facts": spec.facts,
             "gen_keras.operations": {
-                name: {"inputs": [{"name": i.name, "shape": [-1 if d is None else d for d in i.shape],
-                                   "dtype": i.dtype} for i in op.inputs], "outputs": list(op.outputs)}
+                name: {"task": op.task,
+                       "inputs": [{"name": i.name, "role": i.role, "shape": [-1 if d is None else d for d in i.shape],
+                                   "dtype": i.dtype} for i in op.inputs],
+                       "outputs": list(op.outputs), "output_roles": list(op.output_roles)}
                 for name, op in spec.operations.items()}}
 
 
 def input_example(reader: ExportReader):
     import pandas as pd
 
-    example = {"z": [row.tolist() for row in reader.sample_latent(2, 0)]}
-    if reader.conditional:
+    op = reader.adapter.default_operation()
+    if op.input_for("code") is not None:
+        example = {"z": [row.tolist() for row in reader.sample_latent(2, 0)]}
+    else:  # an image-to-image model: two blank images
+        lo = (op.input_for("image").value_range or reader.value_range)[0]
+        example = {"x": [np.full(op.input_for("image").shape[1:], lo).tolist()] * 2}
+    if op.input_for("label") is not None:
         example["label"] = [0, 1]
     return pd.DataFrame(example)
 
@@ -157,15 +185,20 @@ def save_model(export_dir: str | Path, path: str | Path) -> Path:
 
 def log_model(client, run_id: str, experiment_id: str, export_dir: str | Path, step: int = 0) -> str:
     """Log ``export_dir`` as a logged MLflow Model of the run (MLflow 3's "Logged models");
-    returns its model id. Registry versions point at ``models:/<model id>``."""
+    returns its model id. Registry versions point at ``models:/<model id>``. The digest of every
+    file of the MLflow Model — its MLmodel included — is recorded as a tag of the logged model, in
+    the tracking store, where gen-keras's loaders check it (:func:`gen_keras.exported.sources.check_mlflow_model`)."""
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+    from gen_keras.exported.sources import FILES_DIGEST_TAG, files_digest
 
     tmp = Path(tempfile.mkdtemp(prefix="gen_keras_mlflow_model_"))
     try:
         local = save_model(export_dir, tmp / "model")
         model = client.create_logged_model(experiment_id, name="mlflow_model", source_run_id=run_id,
                                            model_type="gen-keras-export",
-                                           tags={"gen_keras.kind": ExportReader(export_dir).kind})
+                                           tags={"gen_keras.kind": ExportReader(export_dir).kind,
+                                                 FILES_DIGEST_TAG: files_digest(local)})
         client.log_model_artifacts(model.model_id, str(local))
         client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
         client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])

@@ -3,7 +3,11 @@
     reader = ExportReader("outputs/exports/vae-20261202")      # verifies every sha256
     reader.operations                                           # ['encode', 'generate', ...]
     images = reader.generate(reader.sample_latent(16, seed=7))  # the seeded prior draw
-    out = reader.run("encode", x=images)                        # {'mean': ..., 'log_var': ...}
+    out = reader.adapter.run("encode", Values(images=images))   # {'mean': ..., 'log_var': ...}
+
+Consumers feed operations through :attr:`ExportReader.adapter`
+(:class:`gen_keras.exported.adapter.Adapter`): request values by the roles the manifest declares,
+never tensor names.
 
 Operations run with onnxruntime (``runtime="onnx"``, the default; no TensorFlow import) or with
 the SavedModel's signatures (``runtime="tf"``). :class:`LatentModel` is the interface the latent
@@ -19,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from gen_keras.errors import ConfigError
+from gen_keras.exported.adapter import Adapter, Outputs, Values, check_labels
 from gen_keras.exported.latents import sample_prior
 from gen_keras.exported.manifest import ExportSpec, OperationSpec, verify_export
 from gen_keras.exported.runtimes import make_runtime
@@ -45,22 +50,7 @@ class LatentModel:
     def check_labels(self, labels, n: int) -> np.ndarray | None:
         """int32 labels ``[n]`` for a conditional model (a single int is repeated), None for
         an unconditional one (labels are ignored); a clear error when missing or unknown."""
-        if not self.conditional:
-            return None
-        if labels is None:
-            raise ValueError(f"the {self.kind!r} model is class-conditional: give a label "
-                             f"(a class in 0..{self.num_classes - 1})")
-        values = np.asarray(labels)
-        if values.ndim == 0:
-            values = np.full((n,), values.item())
-        if values.shape != (n,):
-            raise ValueError(f"{values.shape[0]} labels for {n} inputs")
-        bad = sorted({v for v in values.tolist()
-                      if not float(v).is_integer() or not 0 <= v < self.num_classes})
-        if bad:
-            raise ValueError(f"unknown class(es) {bad[:10]}: the {self.kind!r} model knows "
-                             f"classes 0..{self.num_classes - 1}")
-        return values.astype(np.int32)
+        return check_labels(labels, n, self.num_classes, self.kind) if self.conditional else None
 
     def require_encoder(self, tool: str) -> None:
         if not self.has_encoder:
@@ -103,7 +93,8 @@ class ExportReader(LatentModel):
         s = self.spec
         self.kind, self.latent_dim, self.image_shape = s.kind, s.latent_dim, s.image_shape
         self.value_range, self.num_classes, self.conditional = s.value_range, s.num_classes, s.conditional
-        self.has_encoder = "encode" in s.operations
+        self.has_encoder = bool(s.by_task("encode"))
+        self.adapter = Adapter(s, self._call)
 
     # -- what it holds ---------------------------------------------------------------------------
     @property
@@ -127,17 +118,24 @@ class ExportReader(LatentModel):
 
     # -- running -----------------------------------------------------------------------------------
     def run(self, operation: str, **inputs) -> dict[str, np.ndarray]:
-        """Run one operation on named inputs (cast to the manifest's dtypes, in chunks of
-        ``batch_size``); returns its outputs by the manifest's names."""
+        """Run one operation on inputs given by tensor name (cast to the manifest's dtypes, in
+        chunks of ``batch_size``); returns its outputs by the manifest's names. Consumers use
+        :attr:`adapter` instead, which feeds inputs by role."""
         op = self.operation(operation)
         missing = [n for n in op.input_names if inputs.get(n) is None]
         if missing:
             raise ValueError(f"operation {op.name!r} needs input(s) {missing}")
         feeds = {i.name: np.asarray(inputs[i.name], dtype=i.dtype) for i in op.inputs}
+        return dict(zip(op.outputs, self._call(op.name, feeds)))
+
+    def _call(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
+        """The runtime on ``feeds``, in chunks of ``batch_size`` items."""
         n = len(next(iter(feeds.values())))
-        chunks = [self.runtime.run(op.name, {k: v[s:s + self.batch_size] for k, v in feeds.items()})
-                  for s in range(0, n, self.batch_size)] or [self.runtime.run(op.name, feeds)]
-        return {name: np.concatenate([c[j] for c in chunks]) for j, name in enumerate(op.outputs)}
+        if n <= self.batch_size:
+            return self.runtime.run(operation, feeds, token)
+        chunks = [self.runtime.run(operation, {k: v[s:s + self.batch_size] for k, v in feeds.items()}, token)
+                  for s in range(0, n, self.batch_size)]
+        return [np.concatenate(parts) for parts in zip(*chunks)]
 
     def run_feeds(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
         """One runtime call on feeds already in the manifest's names and dtypes (the server's
@@ -145,30 +143,36 @@ class ExportReader(LatentModel):
         ``runtime.new_token()``) lets another thread cancel the call."""
         return self.runtime.run(self.operation(operation).name, feeds, token)
 
+    def _task(self, task: str, values: Values) -> Outputs:
+        """The operation for ``task`` on ``values`` (an InputError, a ValueError, when they do not fit)."""
+        return self.adapter.run(self.adapter.for_task(task, values), values)
+
     def generate(self, z, labels=None) -> np.ndarray:
         z = self.as_codes(z)
-        return self.run("generate", z=z, label=self.check_labels(labels, len(z)))["image"]
+        return self._task("generate", Values(codes=z, labels=self.check_labels(labels, len(z)))).role("image")
 
     def encode_all(self, x, labels=None) -> dict[str, np.ndarray]:
-        """Every output of the ``encode`` operation (``mean``, ``log_var`` or ``z``)."""
+        """Every output of the encoder by name (``mean`` and ``log_var``, or a code)."""
         self.require_encoder("encoding")
         x = self.as_images(x)
-        return self.run("encode", x=x, label=self.check_labels(labels, len(x)))
+        return dict(self._task("encode", Values(images=x, labels=self.check_labels(labels, len(x)))))
 
     def encode(self, x, labels=None) -> np.ndarray:
-        """The code of each image: the posterior mean for the VAE family, z for autoencoders."""
-        out = self.encode_all(x, labels)
-        return out["mean"] if "mean" in out else out[self.operation("encode").outputs[0]]
+        """The code of each image: the posterior mean for the VAE family, the code for autoencoders."""
+        self.require_encoder("encoding")
+        x = self.as_images(x)
+        out = self._task("encode", Values(images=x, labels=self.check_labels(labels, len(x))))
+        return out.by_role.get("code_mean", out.by_role.get("code", out.first))
 
     def reconstruct(self, x, labels=None) -> np.ndarray:
         x = self.as_images(x)
-        return self.run("reconstruct", x=x, label=self.check_labels(labels, len(x)))["image"]
+        return self._task("reconstruct", Values(images=x, labels=self.check_labels(labels, len(x)))).role("image")
 
     # -- image-to-image ------------------------------------------------------------------------------
     @property
     def translations(self) -> list[str]:
         """The image-to-image operations (``translate``, or ``translate_a2b`` / ``translate_b2a``)."""
-        return sorted(n for n in self.spec.operations if n.startswith("translate"))
+        return sorted(self.adapter.translations.values())
 
     def translate(self, x, operation: str | None = None) -> np.ndarray:
         """Images in, images out through a translation operation (the only one, when
@@ -180,21 +184,9 @@ class ExportReader(LatentModel):
                                   f"{self.translations or 'none'}; name one")
             operation = self.translations[0]
         op = self.operation(operation)
-        spec = op.input("x")
-        if spec is None:
-            raise ConfigError(f"operation {op.name!r} takes no image 'x' (inputs {op.input_names})")
-        want = tuple(spec.shape[1:])
-        x = np.asarray(x, np.float32)
-        x = x[None] if x.ndim == len(want) else x
-        if tuple(x.shape[1:]) != want:
-            raise ValueError(f"images of shape {list(x.shape)}; operation {op.name!r} takes "
-                             f"[N, {', '.join(map(str, want))}]")
-        if spec.value_range is not None and x.size:
-            lo, hi = spec.value_range
-            if x.min() < lo - 1e-6 or x.max() > hi + 1e-6:
-                raise ValueError(f"image values in [{x.min():.3g}, {x.max():.3g}]; operation {op.name!r} "
-                                 f"takes values in [{lo:g}, {hi:g}]")
-        return self.run(op.name, x=x)[op.outputs[0]]
+        if op.task != "translate":
+            raise ConfigError(f"operation {op.name!r} is not a translation (its task: {op.task})")
+        return self.adapter.run(op, Values(images=x)).role("image")
 
 
 def open_export(source: str | Path, *, tracking_uri: str | None = None,

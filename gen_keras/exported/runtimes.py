@@ -64,12 +64,9 @@ class OnnxRuntime:
             # Hash the very bytes handed to the runtime: nothing can change between check and load.
             if sha256_bytes(data) != files.get(op.onnx):
                 raise ArtifactIntegrityError(f"{export_dir}: {op.onnx} changed after verification")
+            refuse_external_data(data, export_dir, op.onnx)
             session = self._session(ort, data, 1, export_dir, op.onnx)
-            got = sorted(i.name for i in session.get_inputs())
-            if got != sorted(op.input_names) or len(session.get_outputs()) != len(op.outputs):
-                raise ArtifactIntegrityError(
-                    f"{export_dir}: {op.onnx} has inputs {got} and {len(session.get_outputs())} "
-                    f"outputs; the manifest says {op.input_names} and {list(op.outputs)}")
+            check_graph(session, op, export_dir)
             self.sessions[name] = session
             if self.parts > 1:
                 self.cost_ms[name] = _costs_ms(session, op)
@@ -90,7 +87,7 @@ class OnnxRuntime:
             return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for a bad graph
             raise ArtifactIntegrityError(f"{export_dir}: onnxruntime cannot load {filename} "
-                                         f"({type(exc).__name__}: {str(exc)[:300]})") from None
+                                         f"({type(exc).__name__}: {str(exc)[:2000]})") from None
 
     def plan(self, operation: str, n: int | None) -> int:
         """How a call of ``n`` images runs: k > 1 = cut into k parts (one per core, at most one
@@ -135,6 +132,68 @@ class OnnxRuntime:
         import onnxruntime as ort
 
         return RunToken(ort.RunOptions())
+
+
+ONNX_TYPES = {"float32": "tensor(float)", "int32": "tensor(int32)", "int64": "tensor(int64)"}
+
+
+def refuse_external_data(data: bytes, export_dir, filename: str) -> None:
+    """An export's ONNX files hold all their weights: a tensor stored as external data would be
+    read from a path outside the verified bytes (relative to the working folder when a session is
+    made from bytes), so any reference to external data is refused, whatever the path."""
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:
+        raise ArtifactIntegrityError(f"{export_dir}: {filename} is not a readable ONNX model "
+                                     f"({type(exc).__name__}: {str(exc)[:2000]})") from None
+
+    def tensors(graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    yield from tensors(sub)
+
+    for tensor in tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+            where = {e.key: e.value for e in tensor.external_data}.get("location", "?")
+            raise ArtifactIntegrityError(f"{export_dir}: {filename} stores tensor {tensor.name!r} as external "
+                                         f"data ({where!r}); an export's ONNX files must hold every weight "
+                                         "themselves, so it is refused")
+
+
+def check_graph(session, op, export_dir) -> None:
+    """The ONNX graph's inputs and outputs against the manifest's: names, dtypes, ranks and every
+    fixed size (a manifest edited to promise other shapes is refused at load, not at the first
+    request)."""
+    def problem(declared, name, dtype, shape, kind):
+        if dtype is not None and ONNX_TYPES.get(dtype) != declared.type:
+            return f"{kind} {name!r} is {declared.type} in the graph, {dtype} in the manifest"
+        if declared.shape is not None and len(declared.shape) != len(shape):
+            return f"{kind} {name!r} has rank {len(declared.shape)} in the graph, shape {list(shape)} in the manifest"
+        for got, want in zip((declared.shape or [])[1:], shape[1:]):
+            if isinstance(got, int) and got != want:
+                return (f"{kind} {name!r} has shape {list(declared.shape)} in the graph, {list(shape)} in the "
+                        "manifest")
+        return ""
+
+    graph_inputs = {i.name: i for i in session.get_inputs()}
+    outputs = session.get_outputs()
+    if sorted(graph_inputs) != sorted(op.input_names) or len(outputs) != len(op.outputs):
+        raise ArtifactIntegrityError(f"{export_dir}: {op.onnx} has inputs {sorted(graph_inputs)} and {len(outputs)} "
+                                     f"outputs; the manifest says {op.input_names} and {list(op.outputs)}")
+    found = [problem(graph_inputs[i.name], i.name, i.dtype, i.shape, "input") for i in op.inputs]
+    found += [problem(g, o.name, None, o.shape, "output") for g, o in zip(outputs, op.output_specs)]
+    found = [f for f in found if f]
+    if found:
+        raise ArtifactIntegrityError(f"{export_dir}: {op.onnx} disagrees with the manifest: {'; '.join(found)}")
 
 
 def _batch(feeds: dict[str, np.ndarray]) -> int | None:
@@ -201,6 +260,7 @@ class SavedModelRuntime:
                 raise ArtifactIntegrityError(f"{export_dir}: the SavedModel has no signature "
                                              f"{op.signature!r} (it has {sorted(loaded.signatures)})")
             self.functions[name] = loaded.signatures[op.signature]
+            _check_signature(self.functions[name], op, export_dir)
 
     def run(self, operation: str, feeds: dict[str, np.ndarray], token=None) -> list[np.ndarray]:
         out = self.functions[operation](**{k: self.tf.constant(v) for k, v in feeds.items()})
@@ -208,6 +268,22 @@ class SavedModelRuntime:
 
     def new_token(self) -> RunToken:
         return RunToken()  # a TensorFlow call cannot be stopped from outside; it runs to the end
+
+
+def _check_signature(function, op, export_dir) -> None:
+    """A SavedModel signature's inputs and outputs against the manifest's (names, dtypes, shapes)."""
+    inputs = function.structured_input_signature[1]
+    found = []
+    if sorted(inputs) != sorted(op.input_names) or sorted(function.structured_outputs) != sorted(op.outputs):
+        found.append(f"signature {op.signature!r} has inputs {sorted(inputs)} and outputs "
+                     f"{sorted(function.structured_outputs)}; the manifest says {op.input_names} and {list(op.outputs)}")
+    for i in op.inputs:
+        got = inputs.get(i.name)
+        if got is not None and (got.dtype.name != i.dtype or list(got.shape) != list(i.shape)):
+            found.append(f"input {i.name!r} is {got.dtype.name} {list(got.shape)} in the SavedModel, {i.dtype} "
+                         f"{list(i.shape)} in the manifest")
+    if found:
+        raise ArtifactIntegrityError(f"{export_dir}: the SavedModel disagrees with the manifest: {'; '.join(found)}")
 
 
 RUNTIMES = {"onnx": OnnxRuntime, "tf": SavedModelRuntime}

@@ -67,7 +67,7 @@ def client_for(tracking_uri: str | None):
 
 
 def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:1000] if str(exc) else ''}"
 
 
 def download_registered(uri: str, tracking_uri: str | None = None,
@@ -85,9 +85,53 @@ def download_registered(uri: str, tracking_uri: str | None = None,
         raise ModelSourceError(f"{uri}: the registry at {store} cannot resolve it ({_why(exc)})") from None
 
     target = Path(cache_dir or default_cache_dir() / "models") / f"{name}-v{mv.version}"
-    download_verified(target, lambda dst: export_folder_of(fetch_artifact(mv.source, dst, store)),
-                      f"{uri}: version {mv.version} source {mv.source}")
+
+    def fetch(dst: Path) -> Path:
+        model_dir = fetch_artifact(mv.source, dst, store)
+        check_mlflow_model(model_dir, recorded_digest(mv.source, store), f"{uri} (version {mv.version})")
+        return export_folder_of(model_dir)
+
+    download_verified(target, fetch, f"{uri}: version {mv.version} source {mv.source}")
     return target, f"{uri} (version {mv.version}, run {mv.run_id})"
+
+
+FILES_DIGEST_TAG = "gen_keras.files_sha256"
+
+
+def files_digest(folder: str | Path) -> str:
+    """One sha256 over every file of ``folder`` (each file's relative path and sha256, sorted):
+    what the logged model's tag records for its whole MLflow Model, the MLmodel file included."""
+    import hashlib
+
+    from gen_keras.files import sha256_file
+
+    folder = Path(folder)
+    listing = "".join(f"{p.relative_to(folder).as_posix()}\t{sha256_file(p)}\n"
+                      for p in sorted(folder.rglob("*")) if p.is_file() or p.is_symlink())
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def recorded_digest(source: str, tracking_uri: str) -> str | None:
+    """The digest recorded (in the tracking store, not beside the files) on the logged model a
+    registry version points at; None for a source that is no logged model, or one logged before
+    gen-keras recorded it."""
+    from mlflow import MlflowClient
+
+    logged = LOGGED_MODEL_URI.match(source)
+    if not logged:
+        return None
+    return MlflowClient(tracking_uri).get_logged_model(logged.group(1)).tags.get(FILES_DIGEST_TAG)
+
+
+def check_mlflow_model(model_dir: Path, digest: str | None, what: str) -> None:
+    """Refuse a downloaded MLflow Model whose files (its MLmodel included) are not exactly the
+    ones logged: an edited MLmodel could name another loader (a pickle) for MLflow's own
+    ``mlflow.pyfunc.load_model``."""
+    if digest is not None and files_digest(model_dir) != digest:
+        raise ArtifactIntegrityError(
+            f"{what}: the MLflow Model's files (MLmodel included) differ from the ones logged (their digest "
+            f"is recorded on the logged model, tag {FILES_DIGEST_TAG}); it was altered in the artifact store "
+            "after logging — refusing to load it (see docs/mlflow.md, 'Trust')")
 
 
 def download_run_export(run_id: str, tracking_uri: str | None = None,
@@ -145,6 +189,8 @@ def download_verified(target: Path, fetch, what: str) -> None:
     try:
         try:
             local = fetch(tmp)
+        except ArtifactIntegrityError:
+            raise
         except Exception as exc:
             raise ModelSourceError(f"{what} could not be downloaded ({_why(exc)})") from None
         verify_export(local)

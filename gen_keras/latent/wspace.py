@@ -18,6 +18,7 @@ import dataclasses
 
 import numpy as np
 
+from gen_keras.exported.adapter import Values
 from gen_keras.exported.latents import interpolate
 from gen_keras.latent.loading import InMemoryModel, as_latent_model
 
@@ -38,22 +39,26 @@ class StyleSpace:
 
 
 def style_space(model) -> StyleSpace:
-    """The style space of a style-based model: an export with ``mapping`` and ``synthesis``
-    operations, or a stylegan model in memory (its EMA generator's halves)."""
+    """The style space of a style-based model: an export whose manifest declares a style layout
+    and map / synthesize operations, or a style-based model in memory (its EMA generator's
+    halves)."""
     m = as_latent_model(model)
     if isinstance(m, InMemoryModel):
         net = m.model
         if not hasattr(net, "mapping") or not hasattr(net, "synthesis"):
             raise ValueError(f"the {m.kind!r} model has no style space (w); only style-based generators "
-                             "(kind stylegan) have one — use --space z")
+                             "have one — use --space z")
         return StyleSpace(lambda z: np.asarray(net.mapping(np.asarray(z, np.float32))),
                           lambda ws: np.asarray(net.synthesis(ws)), int(net.num_ws))
-    if not {"mapping", "synthesis"} <= set(m.operations):
-        raise ValueError(f"the {m.kind!r} export has no style space (w): it has no mapping and synthesis "
-                         f"operations (it has {', '.join(m.operations)}); only style-based generators "
-                         "(kind stylegan) have one — use --space z")
-    num_ws = int(m.operation("synthesis").inputs[0].shape[1])
-    return StyleSpace(lambda z: m.run("mapping", z=z)["w"], lambda ws: m.run("synthesis", ws=ws)["image"], num_ws)
+    adapter = m.adapter
+    if adapter.style is None or not (adapter.has_task("map") and adapter.has_task("synthesize")):
+        raise ValueError(f"the {m.kind!r} export has no style space (w): it declares no style layout with "
+                         f"map and synthesize operations (it has {', '.join(m.operations)}); only "
+                         "style-based generators have one — use --space z")
+    to_w, synthesize = adapter.for_task("map"), adapter.for_task("synthesize")
+    return StyleSpace(lambda z: adapter.run(to_w, Values(codes=z)).role("style"),
+                      lambda ws: adapter.run(synthesize, Values(styles=ws)).role("image"),
+                      int(adapter.style["num_ws"]))
 
 
 def w_interpolation_strips(model, starts, ends, steps: int = 10, method: str = "linear") -> np.ndarray:

@@ -10,24 +10,49 @@ import numpy as np
 import tensorflow as tf
 
 from gen_keras.exported.latents import sample_prior
+from gen_keras.exported.roles import CONVENTIONAL_INPUTS, CONVENTIONAL_OUTPUTS, CONVENTIONAL_TASKS, TASKS
 from gen_keras.precision import global_policy
 
 
 @dataclass
 class Endpoint:
-    """One exported function: a functional network with named inputs and ordered named outputs.
+    """One exported function: a functional network with named inputs and ordered named outputs,
+    and what they mean.
 
-    The exporter turns each endpoint into a SavedModel signature AND an ONNX file; serving reads
-    ``inputs`` / ``outputs`` from the manifest (ONNX output names are generic, so the order here
-    is the contract).
+    The exporter turns each endpoint into a SavedModel signature AND an ONNX file, and writes its
+    ``task`` and the ``role`` of every input and output into the manifest
+    (:mod:`gen_keras.exported.roles`), which is all a consumer reads: ONNX output names are
+    generic, so the order of ``outputs`` is the contract. Tensors named by the exporter's
+    conventions (``z``, ``x``, ``label``, ``eps``, ``psi``, ``ws``; ``image``, ``mean``, ...) need no
+    ``roles`` entry; any other name must have one. Likewise ``task`` defaults to the conventional
+    task of ``name`` (``generate``, ``mapping`` → map, ``translate_a2b`` → translate, ...).
     """
     name: str  # generate | encode | reconstruct | translate | ...
     network: keras.Model
     outputs: list[str]
     aliases: list[str] = dataclasses.field(default_factory=list)  # extra SavedModel signature names
-    # [low, high] of image inputs / outputs by name, where the model promises one (the manifest
-    # records it beside each one's shape; a translation's input and output both need it).
+    # [low, high] of inputs / outputs by name, where the model promises one (images: the model's
+    # value_range unless given here; labels: 0..num_classes-1; a crossover's layers).
     value_ranges: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    task: str | None = None
+    roles: dict[str, str] = dataclasses.field(default_factory=dict)  # tensor name -> role
+    defaults: dict[str, float | int] = dataclasses.field(default_factory=dict)  # input name -> default
+    direction: str | None = None  # a translation's direction (a2b, b2a)
+
+    def resolved_task(self) -> str:
+        task = self.task or CONVENTIONAL_TASKS.get(self.name)
+        if task is None:
+            raise ValueError(f"endpoint {self.name!r}: declare its task (one of {list(TASKS)})")
+        return task
+
+    def role(self, tensor: str, output: bool = False) -> str:
+        """The role of an input (or output) tensor: declared, else by the naming convention."""
+        conventional = CONVENTIONAL_OUTPUTS if output else CONVENTIONAL_INPUTS
+        role = self.roles.get(tensor) or conventional.get(tensor)
+        if role is None:
+            raise ValueError(f"endpoint {self.name!r}: declare the role of its {'output' if output else 'input'} "
+                             f"{tensor!r} in Endpoint(roles=...)")
+        return role
 
 
 class GenerativeModel(keras.Model):
@@ -194,6 +219,11 @@ class GenerativeModel(keras.Model):
 
     def export_endpoints(self) -> list[Endpoint]:
         raise NotImplementedError
+
+    def export_facts(self) -> dict:
+        """Model-level facts the export's consumers need, written into the manifest's ``facts``
+        (a style-based model: its style layout). None by default."""
+        return {}
 
     def sample_latent(self, n: int, seed: int = 0) -> np.ndarray:
         """``n`` codes from the prior, drawn the one documented way (:func:`sample_prior`)."""

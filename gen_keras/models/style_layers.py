@@ -342,6 +342,27 @@ class TakeStyle(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="gen_keras")
+class MixStyles(layers.Layer):
+    """``[w1, w2, crossover]`` → :func:`mix_styles` ``(w1, w2, crossover, num_ws)``: per-layer
+    styles ``[N, num_ws, w_dim]`` taking w1 before each item's crossover layer, w2 from it on."""
+
+    def __init__(self, num_ws: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.num_ws = int(num_ws)
+
+    def call(self, inputs):
+        w1, w2, crossover = inputs
+        return mix_styles(w1, w2, crossover, self.num_ws)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.num_ws, input_shape[0][1])
+
+    def get_config(self):
+        return {**super().get_config(), "num_ws": self.num_ws}
+
+
+@keras.saving.register_keras_serializable(package="gen_keras")
 class MinibatchStddev(layers.Layer):
     """:func:`minibatch_stddev` as a layer (one more channel)."""
 

@@ -33,7 +33,10 @@ it is saved, checkpointed, averaged into the EMA generator's copy and exported.
 
 Export surface (``export_endpoints``): ``generate`` (z → image, psi = 1: what the evaluator,
 the latent tools and serving call), ``generate_truncated`` (z, psi ``[N]`` → image: the
-truncation trick with the tracked w_avg), ``mapping`` (z → w) and ``synthesis`` (ws → image).
+truncation trick with the tracked w_avg), ``mapping`` (z → w), ``synthesis`` (ws → image) and
+``mix`` (z, z_mix, crossover ``[N]`` → image: the styles of z before the crossover layer, those
+of z_mix from it on); the manifest's ``facts.style`` gives num_ws, w_dim and the default
+crossover, so no consumer works the layout out again.
 At generation time each layer's noise is a FIXED map stored with the layer (deterministic
 samples per z, ONNX parity); training draws fresh noise.
 """
@@ -325,7 +328,7 @@ class StyleGAN(AdversarialModel):
 
     def style_mix(self, z1, z2, crossover: int, psi=None):
         """Images whose layers before ``crossover`` (1..num_ws-1) take the style of z1, the rest
-        that of z2 (Karras et al. 2019, Fig. 3)."""
+        that of z2 (Karras et al. 2019, Fig. 3); exported as the ``mix`` operation."""
         if not 0 < int(crossover) < self.num_ws:
             raise ValueError(f"crossover={crossover} must be in 1..{self.num_ws - 1}")
         w1, w2 = self.mapping(z1), self.mapping(z2)
@@ -338,16 +341,32 @@ class StyleGAN(AdversarialModel):
     def w_avg(self) -> np.ndarray:
         return np.asarray(self._part(self.sampler, "truncation").w_avg)
 
+    @property
+    def default_crossover(self) -> int:
+        """The crossover layer a mixing grid uses unless told otherwise: half the styles coarse."""
+        return self.num_ws // 2
+
+    def export_facts(self) -> dict:
+        return {"style": {"num_ws": self.num_ws, "w_dim": int(self.config.w_dim),
+                          "default_crossover": self.default_crossover}}
+
     def export_endpoints(self):
         g = self.sampler
         mapping, synthesis = self._part(g, "mapping"), self._part(g, "synthesis")
         z = keras.Input((self.latent_dim,), name="z")
         ws = layers.RepeatVector(self.num_ws, name="broadcast_w")(mapping(z))
         untruncated = keras.Model(z, synthesis(ws), name="generate")
+        z_mix = keras.Input((self.latent_dim,), name="z_mix")
+        crossover = keras.Input((), dtype="int32", name="crossover")
+        mixed = sl.MixStyles(self.num_ws, name="mix_styles")([mapping(z), mapping(z_mix), crossover])
+        mix = keras.Model([z, z_mix, crossover], synthesis(mixed), name="mix")
         return [Endpoint("generate", untruncated, ["image"]),
-                Endpoint("generate_truncated", g, ["image"]),
+                Endpoint("generate_truncated", g, ["image"], value_ranges={"psi": [0.0, 1.0]},
+                         defaults={"psi": 1.0}),
                 Endpoint("mapping", mapping, ["w"]),
-                Endpoint("synthesis", synthesis, ["image"])]
+                Endpoint("synthesis", synthesis, ["image"]),
+                Endpoint("mix", mix, ["image"], value_ranges={"crossover": [1, self.num_ws - 1]},
+                         defaults={"crossover": self.default_crossover})]
 
 
 def check_psi(psi, n: int) -> tf.Tensor:

@@ -209,6 +209,13 @@ def _bad_request_examples(op: str, limits: Limits) -> tuple[str, ...]:
     }[op]
 
 
+def generator(model: dict) -> str | None:
+    """The operation ``serving_default`` runs on a described model: its generator with the fewest
+    inputs, or None."""
+    ops = [(len(ep["inputs"]), name) for name, ep in model["endpoints"].items() if ep.get("task") == "generate"]
+    return min(ops)[1] if ops else None
+
+
 def examples(op: str, served: list[dict]) -> dict:
     """Request examples: a key ``any``/``any-*`` works on every model that offers ``op``,
     ``conditional-*`` on conditional ones, ``<model name>`` on that model only."""
@@ -219,7 +226,7 @@ def examples(op: str, served: list[dict]) -> dict:
         if any(m["conditional"] for m in served):
             out["conditional-class"] = {"summary": "conditional models: 8 images of class 3, PNG",
                                         "value": {"n": 8, "seed": 7, "label": 3, "format": "png"}}
-        if any("generate_truncated" in m["endpoints"] for m in served):
+        if any(i.get("role") == "truncation" for m in served for ep in m["endpoints"].values() for i in ep["inputs"]):
             out["style-truncation"] = {"summary": "style-based models: 16 images truncated to psi 0.7, PNG",
                                        "value": {"n": 16, "seed": 7, "truncation": 0.7, "format": "png"}}
         return out
@@ -256,9 +263,10 @@ def examples(op: str, served: list[dict]) -> dict:
             fmt = {"format": "png"} if op == "reconstruct" else {}
             out[m["name"]] = {"summary": f"{m['name']}: one blank {h}x{w}x{c} image",
                               "value": {"images": [image], **label, **fmt}}
-        elif "generate" in m["endpoints"]:  # predict: one zero code through the generator
-            inputs = m["endpoints"]["generate"]["inputs"]
-            row = {i["name"]: 0 if i["dtype"].startswith("int") else [0.0] * i["shape"][1] for i in inputs}
+        elif generator(m) is not None:  # predict: one zero code through the generator
+            inputs = m["endpoints"][generator(m)]["inputs"]
+            row = {i["name"]: (i.get("value_range") or [0])[0] if i["dtype"].startswith("int") else
+                   [0.0] * i["shape"][1] for i in inputs}
             if m["latent_dim"] > MAX_EXAMPLE_VALUES:
                 continue
             value = {"instances": list(row.values()) if len(row) == 1 else [row]}

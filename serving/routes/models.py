@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from serving.errors import RequestError
 from serving.responses import json_response
-from serving.validation import RequestError
 
 router = APIRouter()
 

@@ -6,93 +6,58 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 from fastapi import APIRouter, Request
 
 from serving import validation as v
+from serving.errors import RequestError
 from serving.responses import array_list, finite, images_response, json_response
 from serving.routes.tfserving import predict
-from serving.validation import RequestError
 
 router = APIRouter()
 
 
 def generate(model, body: dict, accept, limits):
-    req = v.parse_generate(body, model.spec, model.name, limits, accept)
-    op = model.spec.operations["generate"]
-    feeds = v.feeds(op, z=req.z, y=req.labels)
-    if "truncation" in req.extra:  # the style model's truncated generator: z and psi [N]
-        op = model.spec.operations["generate_truncated"]
-        feeds = {"z": req.z, "psi": np.full((len(req.z),), req.extra["truncation"], np.float32)}
-
-    def job(token):
-        (images,) = finite(model.reader.run_feeds(op.name, feeds, token), "generate")
-        meta = {"n": len(images), "seed": req.seed, **req.extra}
-        if req.labels is not None:
-            meta["labels"] = req.labels.tolist()
-        return images_response(model, images, req.format, meta)
-    return job
+    return images_job(model, v.parse_generate(body, model.adapter, model.name, limits, accept), "generate")
 
 
 def interpolate(model, body: dict, accept, limits):
-    req = v.parse_interpolate(body, model.spec, model.name, limits, accept)
-    op = model.spec.operations["generate"]
-
-    def job(token):
-        (images,) = finite(model.reader.run_feeds("generate", v.feeds(op, z=req.z, y=req.labels), token), "interpolate")
-        meta = {**req.extra, "seeds": req.seeds}
-        if req.labels is not None:
-            meta["label"] = int(req.labels[0])
-        return images_response(model, images, req.format, meta, columns=len(images))
-    return job
+    return images_job(model, v.parse_interpolate(body, model.adapter, model.name, limits, accept), "interpolate")
 
 
 def mix(model, body: dict, accept, limits):
-    req = v.parse_mix(body, model.spec, model.name, limits, accept)
-    layer, num_ws, k = req.extra["layer"], req.extra["num_ws"], len(req.z)
-
-    def job(token):
-        (w,) = finite(model.reader.run_feeds("mapping", {"z": req.z}, token), "mix")
-        # Row i, column j: layers < layer take seeds[i]'s w, the rest seeds[j]'s.
-        coarse = np.repeat(w[:, None, None, :], k, axis=1)  # [i, j, 1, w_dim]
-        fine = np.repeat(w[None, :, None, :], k, axis=0)
-        ws = np.concatenate([np.repeat(coarse, layer, axis=2), np.repeat(fine, num_ws - layer, axis=2)], axis=2)
-        (images,) = finite(model.reader.run_feeds(
-            "synthesis", {"ws": ws.reshape(k * k, num_ws, -1).astype(np.float32)}, token), "mix")
-        meta = {"n": len(images), "seeds": req.seeds, "layer": layer, "num_ws": num_ws}
-        return images_response(model, images, req.format, meta, columns=k)
-    return job
-
-
-def encode(model, body: dict, accept, limits):
-    op = model.spec.operations["encode"]
-    req = v.parse_images(body, model.spec, model.name, limits, accept, "encode", op)
-
-    def job(token):
-        outputs = finite(model.reader.run_feeds("encode", v.feeds(op, x=req.x, y=req.labels), token), "encode")
-        return json_response({"model": model.name, **{n: array_list(o) for n, o in zip(op.outputs, outputs)}})
-    return job
+    return images_job(model, v.parse_mix(body, model.adapter, model.name, limits, accept), "mix")
 
 
 def reconstruct(model, body: dict, accept, limits):
-    op = model.spec.operations["reconstruct"]
-    req = v.parse_images(body, model.spec, model.name, limits, accept, "reconstruct", op)
-
-    def job(token):
-        (images,) = finite(model.reader.run_feeds("reconstruct", v.feeds(op, x=req.x, y=req.labels), token), "reconstruct")
-        return images_response(model, images, req.format, {"n": len(images)})
-    return job
+    return images_job(model, v.parse_images(body, model.adapter, model.name, limits, accept, "reconstruct"),
+                      "reconstruct")
 
 
 def translate(model, body: dict, accept, limits, upload: bytes | None = None):
-    req = v.parse_translate(body, model.spec, model.name, limits, accept, upload)
-    op = model.spec.operations[req.extra["operation"]]
-    out = op.output_specs[0] if op.output_specs else None
+    return images_job(model, v.parse_translate(body, model.adapter, model.name, limits, accept, upload), "translate")
+
+
+def encode(model, body: dict, accept, limits):
+    req = v.parse_images(body, model.adapter, model.name, limits, accept, "encode")
+    feeds = v.feeds_for(model.adapter, req)
 
     def job(token):
-        (images,) = finite(model.reader.run_feeds(op.name, {op.inputs[0].name: req.x}, token), "translate")
-        meta = {"n": len(images), **req.extra}
-        return images_response(model, images, req.format, meta,
+        outputs = finite(model.reader.run_feeds(req.op.name, feeds, token), "encode")
+        return json_response({"model": model.name, **{n: array_list(o) for n, o in zip(req.op.outputs, outputs)}})
+    return job
+
+
+def images_job(model, req: v.Parsed, what: str):
+    """The work of an operation that answers with images: its feeds are built now (on the
+    event loop, cheap); the job runs the model and encodes the images as JSON or a PNG grid in
+    the range the operation's image output declares."""
+    feeds = v.feeds_for(model.adapter, req)
+    k = req.op.output_index("image")
+    out = req.op.output_specs[k] if req.op.output_specs and k is not None else None
+
+    def job(token):
+        outputs = finite(model.reader.run_feeds(req.op.name, feeds, token), what)
+        return images_response(model, outputs[k or 0], req.format, req.meta, columns=req.columns,
                                value_range=out.value_range if out is not None else None)
     return job
 
@@ -114,11 +79,13 @@ async def operate(target: str, request: Request):
         raise RequestError(404, f"unknown operation {':' + op if op else '(none)'!r} on model "
                                 f"{name!r}; POST to :{', :'.join(model.operations)}")
     if op not in model.operations:
+        note = f"; {model.spec.note}" if model.spec.note and op == "mix" else ""
         raise RequestError(404, f"model {name!r} ({model.spec.kind}) has no {op} endpoint; it offers "
-                                f":{', :'.join(model.operations)}")
+                                f":{', :'.join(model.operations)}{note}")
     settings = server.settings
+    # The body first: a client trickling it holds its connection, never a slot of the work.
+    raw = await read_body(request, settings.limits.max_body_bytes, settings.body_timeout_s)
     with server.admit():
-        raw = await read_body(request, settings.limits.max_body_bytes, settings.body_timeout_s)
         content_type, accept = request.headers.get("content-type"), request.headers.get("accept")
         if op in UPLOADS and v.media_type(content_type) == "image/png":  # options in the query string
             query = dict(request.query_params)

@@ -8,7 +8,7 @@ from serving.responses import array_list, finite, json_response
 
 def predict(model, body: dict, accept, limits):
     """Validate now; return the work to run in the inference pool."""
-    op, feeds, rows = v.parse_predict(body, model.spec, limits)
+    op, feeds, rows = v.parse_predict(body, model.adapter, limits)
 
     def job(token):
         outputs = dict(zip(op.outputs, finite(model.reader.run_feeds(op.name, feeds, token), "predict")))

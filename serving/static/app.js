@@ -99,7 +99,14 @@ function readSeed(input, name) {
   return {seed: value};
 }
 
-function isStyle(model) { return Boolean(model.endpoints && model.endpoints.generate_truncated); }
+// What the export declares (GET /v1/models/{name}): each operation's task and each input's role, and
+// the model's facts (a style-based model's layout). Nothing here knows a model kind or a tensor name.
+function inputsWithRole(model, task, role) {
+  return Object.values(model.endpoints || {}).filter((ep) => ep.task === task)
+    .flatMap((ep) => ep.inputs.filter((i) => i.role === role));
+}
+function truncationInput(model) { return inputsWithRole(model, "generate", "truncation")[0] || null; }
+function isStyle(model) { return Boolean(truncationInput(model)); }
 function isTranslator(model) { return model.operations.includes("translate"); }
 
 // What the drawing area feeds: the translation picked (input shape and range), or the model's images.
@@ -621,11 +628,13 @@ function onModelChange() {
   const mixing = model.operations.includes("mix");
   $("mix-panel").hidden = !mixing;
   if (mixing) {
-    const numWs = model.endpoints.synthesis.inputs[0].shape[1];
+    const crossover = inputsWithRole(model, "mix", "crossover")[0];
+    const [first, last] = crossover.value_range;
     const layer = $("mix-layer");
-    const keep = Number(layer.value) || Math.floor(numWs / 2);
-    layer.replaceChildren(...Array.from({length: numWs - 1}, (_, k) => new Option(String(k + 1), String(k + 1))));
-    layer.value = String(Math.min(Math.max(keep, 1), numWs - 1));
+    const keep = Number(layer.value) || crossover.default;
+    layer.replaceChildren(...Array.from({length: last - first + 1}, (_, k) => new Option(String(first + k),
+      String(first + k))));
+    layer.value = String(Math.min(Math.max(keep, first), last));
   }
   generate();
   interpolate();
