@@ -7,6 +7,14 @@ training time (the curve of MIG against training minutes) and at the end.
     python bench/disentanglement.py --models beta_tcvae --seeds 0 --minutes 2
     python bench/disentanglement.py --smoke                # seconds: a check that everything runs
     python bench/disentanglement.py --plot-from OUT.jsonl  # the MIG curve PNG of a finished run's output
+    python bench/disentanglement.py --speed                # training images/s: today's recipe vs the new
+    python bench/disentanglement.py --models beta_tcvae --set model.beta=10 --minutes 5  # one sweep trial
+
+``--speed``: each recipe of :data:`SPEED_RECIPES` trains through ``gen_keras.training.train`` (the
+path a user runs) for ``--speed-seconds``, in its own process, recipes interleaved over
+``--rounds`` rounds; images/s = optimizer steps x batch / seconds after a ``--warmup`` (so graph
+tracing is not counted; epoch ends, validation, checkpoints and MLflow records are). One JSON
+line per (recipe, round), then per recipe the median and its ratio to ``today``.
 
 Output (stdout): one JSON line per point (model, seed, mark), one per run, then one summary line
 per model (mean and sd over seeds of the final MIG, DCI-D, FactorVAE score and reconstruction)
@@ -33,6 +41,32 @@ MODELS = {
     "beta_tcvae": ("beta_tcvae_dsprites.yaml", []),
     "factor_vae": ("factor_vae_dsprites.yaml", []),
 }
+# Training speed (--speed): the shipped dsprites recipes as they were before issue 26 ("today":
+# conv networks of 16 base filters, batch 64, the dsprites:20000 subset from its shards, the
+# precision `auto` picks), spelled out so they stay what they were, and the candidates.
+TODAY = ["model.encoder=conv", "model.decoder=conv", "model.filters=16", "model.hidden=256",
+         "data.dataset=dsprites:20000", "data.factor_stream=shards", "train.batch_size=64",
+         "train.steps_per_execution=8", "train.mixed_precision=auto"]
+MLP = ["model.encoder=mlp", "model.decoder=mlp", "data.dataset=dsprites", "data.factor_stream=render"]
+SPEED_RECIPES = {
+    "today_beta_tcvae": ("beta_tcvae_dsprites.yaml", TODAY),
+    "today_factor_vae": ("factor_vae_dsprites.yaml", TODAY),
+    "conv_render_b64": ("beta_tcvae_dsprites.yaml", [*TODAY, "data.dataset=dsprites", "data.factor_stream=render"]),
+    "chen_mlp_f32_b256": ("beta_tcvae_dsprites.yaml", [*MLP, "model.hidden=1200", "model.encoder_layers=2",
+                                                        "model.decoder_layers=3", "train.batch_size=256",
+                                                        "train.mixed_precision=none"]),
+    "chen_mlp_bf16_b256": ("beta_tcvae_dsprites.yaml", [*MLP, "model.hidden=1200", "model.encoder_layers=2",
+                                                         "model.decoder_layers=3", "train.batch_size=256",
+                                                         "train.mixed_precision=mixed_bfloat16"]),
+    "mlp512_f32_b256": ("beta_tcvae_dsprites.yaml", [*MLP, "model.hidden=512", "model.encoder_layers=2",
+                                                      "model.decoder_layers=2", "train.batch_size=256",
+                                                      "train.mixed_precision=none"]),
+    "mlp512_bf16_b256": ("beta_tcvae_dsprites.yaml", [*MLP, "model.hidden=512", "model.encoder_layers=2",
+                                                       "model.decoder_layers=2", "train.batch_size=256",
+                                                       "train.mixed_precision=mixed_bfloat16"]),
+    "new_beta_tcvae": ("beta_tcvae_dsprites.yaml", []),
+    "new_factor_vae": ("factor_vae_dsprites.yaml", []),
+}
 # Targets of the issue (beta-TCVAE and FactorVAE; each also above the plain VAE's).
 MIG_BAR, FACTORVAE_SCORE_BAR = 0.2, 0.7
 
@@ -43,11 +77,20 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget of each run (wall clock)")
     p.add_argument("--marks", default="", help="curve points in training minutes (default: 1, 2, 3, ..., --minutes)")
-    p.add_argument("--dataset", default="dsprites:100000", help="the factor set and subset size trained on")
+    p.add_argument("--dataset", default="", help="the factor set trained on (default: each config's own)")
     p.add_argument("--samples", type=int, default=5000, help="rendered images the MIG / DCI codes come from")
     p.add_argument("--smoke", action="store_true", help="tiny: 1 seed, 2 short marks, few samples")
     p.add_argument("--outputs", default=str(ROOT / "bench_outputs"))
     p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override on top of every model's config (a sweep trial); repeatable")
+    p.add_argument("--tag", default="", help="a label printed with every JSON line (the sweep trial)")
+    p.add_argument("--speed", action="store_true", help="only: training images/s of SPEED_RECIPES")
+    p.add_argument("--recipes", default="", help="--speed: comma-separated names (default: all)")
+    p.add_argument("--speed-seconds", type=float, default=60.0)
+    p.add_argument("--warmup", type=float, default=20.0, help="--speed: seconds not counted")
+    p.add_argument("--rounds", type=int, default=3, help="--speed: interleaved rounds")
+    p.add_argument("--speed-child", default="", help=argparse.SUPPRESS)
     p.add_argument("--plot-from", default=None, help="only draw mig_curve.png (in --outputs) from the JSON "
                                                      "lines a run printed")
     return p.parse_args(argv)
@@ -56,6 +99,11 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
+    if args.speed_child:
+        print(json.dumps(speed_child(args.speed_child, args)), flush=True)
+        return 0
+    if args.speed:
+        return speed(args)
     if args.plot_from:
         runs = [json.loads(line) for line in Path(args.plot_from).read_text().splitlines()
                 if line.startswith("{") and '"curve"' in line]
@@ -87,32 +135,38 @@ def main(argv=None) -> int:
     for model in models:
         config, extra = MODELS[model]
         for seed in seeds:
-            overrides = [*extra, f"data.dataset={dataset}", "train.epochs=100000", "train.progress=false",
+            overrides = [*extra, *([f"data.dataset={dataset}"] if dataset else []), *args.set,
+                         "train.epochs=100000", "train.progress=false", "data.limit_test=2048",
                          "train.evaluate_at_end=false", "train.export_at_end=false", f"train.seed={seed}",
-                         "train.batch_size=64", "tracking.experiment=gen-keras-bench",
+                         "tracking.experiment=gen-keras-bench",
                          f"tracking.run_name=bench-dis-{model}-s{seed}-{stamp}",
                          f"tracking.outputs_dir={args.outputs}"]
             if args.smoke:
                 overrides += ["data.limit_train=512", "data.limit_test=128"]
             cfg = load_config(CONFIGS / config, overrides)
+            data_name = cfg.data.dataset
 
             traced = {}  # one traced encoder per run: it reads the variables as they train
 
-            def measure(m, seed=seed, traced=traced):
+            def measure(m, seed=seed, traced=traced, data_name=data_name, cfg=cfg):
                 if "encode" not in traced:
                     traced["encode"] = compiled_encoder(m)
-                scores = dm.disentanglement_metrics(traced["encode"], dataset, num_samples=samples, seed=seed)
-                return {k: round(float(scores[k]), 4) for k in ("mig", "dci_disentanglement", "factorvae_score")}
+                scores = dm.disentanglement_metrics(traced["encode"], data_name, num_samples=samples, seed=seed)
+                images = int(m.optimizer.iterations.numpy()) * cfg.train.batch_size
+                return {"images": images, **{k: round(float(scores[k]), 4)
+                                             for k in ("mig", "dci_disentanglement", "factorvae_score")}}
 
             def report(point, model=model, seed=seed):
-                print(json.dumps({"model": model, "seed": seed, **point}), flush=True)
+                point["images_per_s"] = round(point["images"] / max(point["train_minutes"], 1e-9) / 60, 1)
+                print(json.dumps({"model": model, "seed": seed, "tag": args.tag, **point}), flush=True)
 
             clock = QualityClock(marks, measure, report)
             started = time.time()
             result = train(cfg, tracking_uri=uri, callbacks=[clock])
             final = {**clock.points[-1], "reconstruction": reconstruction(result.model, cfg)}
             finals[model].append(final)
-            runs.append({"model": model, "seed": seed, "run_id": result.run_id, "budget_minutes": minutes,
+            runs.append({"model": model, "seed": seed, "tag": args.tag, "settings": [*extra, *args.set],
+                         "run_id": result.run_id, "budget_minutes": minutes,
                          "wall_minutes": round((time.time() - started) / 60, 2),
                          "load_average": round(os.getloadavg()[0], 1), "final": final, "curve": clock.points})
             print(json.dumps(runs[-1]), flush=True)
@@ -123,6 +177,78 @@ def main(argv=None) -> int:
     print(table(summary, len(seeds), minutes))
     print(plot_curves(runs, Path(args.outputs)), file=sys.stderr)
     return 0
+
+
+def speed(args) -> int:
+    """Interleaved img/s of the recipes (module docstring); one process per measurement."""
+    import subprocess
+
+    names = [n for n in args.recipes.split(",") if n] or list(SPEED_RECIPES)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            cmd = [sys.executable, __file__, "--speed-child", name, "--speed-seconds", str(args.speed_seconds),
+                   "--warmup", str(args.warmup), "--outputs", args.outputs, *[a for o in args.set for a in ("--set", o)]]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                                  env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+            if proc.returncode or not lines:
+                sys.stderr.write(f"{name} failed:\n{proc.stderr[-3000:]}\n")
+                continue
+            point = {**json.loads(lines[-1]), "round": r}
+            rates[name].append(point["images_per_s"])
+            print(json.dumps(point), flush=True)
+    medians = {n: statistics.median(v) for n, v in rates.items() if v}
+    for n, m in medians.items():
+        base = medians.get("today_factor_vae" if "factor" in n else "today_beta_tcvae")
+        print(json.dumps({"recipe": n, "median_images_per_s": round(m, 1), "rounds": len(rates[n]),
+                          "vs_today": round(m / base, 2) if base else None}), flush=True)
+    return 0
+
+
+def speed_child(name: str, args) -> dict:
+    """Train recipe ``name`` for ``args.speed_seconds`` after ``args.warmup``; its img/s."""
+    import keras
+
+    from gen_keras.config import load_config
+    from gen_keras.training import train
+
+    config, extra = SPEED_RECIPES[name]
+    cfg = load_config(CONFIGS / config, [*extra, *args.set, "train.epochs=100000", "train.progress=false",
+                                         "train.evaluate_at_end=false", "train.export_at_end=false",
+                                         "data.limit_test=2048", "tracking.experiment=gen-keras-bench",
+                                         "tracking.log_model=false", f"tracking.outputs_dir={args.outputs}",
+                                         f"tracking.run_name=bench-speed-{name}-{time.strftime('%H%M%S')}"])
+
+    class Timer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.start = self.first = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            now, steps = time.perf_counter(), int(self.model.optimizer.iterations.numpy())
+            if self.start is None:
+                self.start = now
+            elif self.first is None and now - self.start >= args.warmup:
+                self.first = (now, steps)
+            elif self.first is not None and now - self.first[0] >= args.speed_seconds:
+                self.last = (now, steps)
+                self.model.stop_training = True
+
+    timer = Timer()
+    uri = default_tracking_uri_for(args)
+    result = train(cfg, tracking_uri=uri, callbacks=[timer])
+    (t0, s0), (t1, s1) = timer.first, timer.last
+    return {"recipe": name, "kind": cfg.model.kind, "precision": result.model.precision,
+            "batch_size": cfg.train.batch_size, "steps": s1 - s0, "seconds": round(t1 - t0, 1),
+            "images_per_s": round((s1 - s0) * cfg.train.batch_size / (t1 - t0), 1),
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+def default_tracking_uri_for(args) -> str:
+    from gen_keras.tracking import default_tracking_uri
+
+    return args.tracking_uri or default_tracking_uri(Path(args.outputs) / "mlflow")
 
 
 def mean_curves(runs: list[dict]) -> dict[str, list[dict]]:

@@ -86,6 +86,10 @@ class DataConfig:
     shuffle_buffer: int = 10_000
     prefetch: bool = True  # overlap input with training (tf.data AUTOTUNE)
     parallel_map: bool = True  # decode/scale images on several threads (tf.data AUTOTUNE)
+    # Factor sets only: "shards" reads the prepared TFRecord shards (prepared once, on first use);
+    # "render" draws every example with the set's renderer as it is read, in a fresh seeded order
+    # each epoch (no preparation, no PNG decoding; gen_keras/data/factor_render.py).
+    factor_stream: str = "shards"
     data_dir: str = ""  # TFDS data dir / cache for prepared data; "" = ~/.cache/gen_keras
     tfds_timeout_s: float = 5.0
 
@@ -99,6 +103,7 @@ class DataConfig:
         _non_negative(self.limit_test, f"{prefix}.limit_test")
         _positive(self.shuffle_buffer, f"{prefix}.shuffle_buffer")
         _non_negative(self.cache_budget_mb, f"{prefix}.cache_budget_mb")
+        _choice(self.factor_stream, ("shards", "render"), f"{prefix}.factor_stream")
 
 
 @dataclass

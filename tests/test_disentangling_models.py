@@ -225,7 +225,8 @@ def test_disentanglement_metrics_logged_at_the_end(runs):
         assert 0.0 <= metrics[f"eval/{name}"] <= 1.0, (name, metrics)
         assert result.final_metrics[name] == pytest.approx(metrics[f"eval/{name}"])
     logged = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(result.run_id, "eval/disentanglement")}
-    assert logged == {"mi_heatmap.png", *(f"traversal_z{j:02d}.png" for j in range(6))}
+    assert logged == {"mi_heatmap.png", "traversal.png", "code_factors.json",
+                      *(f"traversal_z{j:02d}.png" for j in range(6))}
     from PIL import Image
     grid = Image.open(result.samples_dir / "disentanglement" / "traversal_z00.png")
     assert grid.width > 9 * 64  # one row of 9 steps (scaled x2)

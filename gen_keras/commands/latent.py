@@ -106,6 +106,11 @@ def register(sub) -> None:
                         "high-dimensional latent the mean lies where the prior has almost no "
                         "mass, and a GAN decodes it as a faint blob")
     t.add_argument("--label", type=int, default=None, help="conditional models: the class")
+    t.add_argument("--factors", default="auto",
+                   help="a factor data set (dsprites, shapes3d): label each row with the factor its "
+                        "dimension moves most (by mutual information) and order the rows by factor; "
+                        "'auto': the run's data.dataset when --run-id names a run trained on one; "
+                        "'none': plain rows")
 
     t = tool("manifold", "decode an n x n grid over two latent dimensions (Gaussian quantiles)")
     t.add_argument("--n", type=int, default=15)
@@ -183,8 +188,19 @@ def _run(args) -> int:
                 base = m.encode(x[args.index:args.index + 1], [label] if m.conditional else None)
             elif args.prior_draw or not m.has_encoder:
                 base = np.random.default_rng(args.seed).standard_normal((1, m.latent_dim))
+            table = _code_factors(args, m)
+            if table is not None:
+                dims = table.order(dims)
             grid, ncols = latent.traversal_grid(m, base, dims, args.steps, args.span,
                                                 label if m.conditional else None)
+            if table is not None:
+                from gen_keras.eval.factor_codes import labelled_rows
+
+                grid = labelled_rows(image_grid(grid, ncols, m.value_range), [table.label(j) for j in dims])
+                save_png(grid, args.out, scale=args.scale)
+                print(f"wrote {args.out} (rows: {', '.join(table.label(j) for j in dims)})")
+                log_output(args, args.out, "latent")
+                return 0
         else:
             grid, ncols = latent.manifold_grid(m, args.n, args.dims,
                                                args.label if m.conditional else None)
@@ -192,6 +208,30 @@ def _run(args) -> int:
     print(f"wrote {args.out}")
     log_output(args, args.out, "latent")
     return 0
+
+
+def _code_factors(args, m):
+    """The factor of each code dimension (gen_keras.eval.factor_codes) when ``--factors`` names
+    a factor data set, or 'auto' finds one as the run's ``data.dataset``; else None."""
+    from gen_keras.data.factor_specs import is_factor_dataset
+
+    dataset = args.factors
+    if dataset == "auto":
+        dataset = None
+        if args.run_id:
+            from mlflow import MlflowClient
+
+            from gen_keras.tracking import default_tracking_uri
+
+            params = MlflowClient(args.tracking_uri or default_tracking_uri()).get_run(args.run_id).data.params
+            dataset = params.get("data.dataset")
+    if not dataset or dataset == "none" or not is_factor_dataset(dataset) or not m.has_encoder or m.conditional:
+        if args.factors not in ("auto", "none") and not is_factor_dataset(args.factors):
+            raise ValueError(f"--factors {args.factors!r} is not a factor data set (dsprites, shapes3d)")
+        return None
+    from gen_keras.eval.factor_codes import code_factors
+
+    return code_factors(m.encode, dataset, seed=args.seed, value_range=m.value_range)
 
 
 def _interpolate(args, m, rng, images):

@@ -75,7 +75,7 @@ def open_source(data_cfg, seed: int = 0):
     if name == "mnist10k":
         return _open_mnist10k(data_cfg)
     if is_factor_dataset(name):
-        return _open_factor_set(data_cfg)
+        return _open_factor_set(data_cfg, seed)
     scheme, _, rest = name.partition(":")
     if scheme == "tfds":
         return _open_tfds(rest, data_cfg, seed)
@@ -99,7 +99,17 @@ def _open_mnist10k(data_cfg):
     return splits, info
 
 
-def _open_factor_set(data_cfg):
+def _open_factor_set(data_cfg, seed: int = 0):
+    if data_cfg.factor_stream == "render":
+        from gen_keras.data.factor_render import RenderedFactorSet
+        from gen_keras.data.factor_specs import parse_factor_spec
+
+        rendered = RenderedFactorSet(parse_factor_spec(data_cfg.dataset), seed)
+        fs = rendered.factor_set
+        splits = {s: rendered.elements(s) for s in ("train", "test")}
+        return splits, SourceInfo(data_cfg.dataset, fs.num_classes, rendered.num_examples("train"),
+                                  rendered.num_examples("test"), source_uri=rendered.source_uri,
+                                  image_shape=fs.image_shape, factors=fs.factor_names)
     from gen_keras.data.factor_source import open_prepared
 
     prepared = open_prepared(data_cfg.dataset, default_data_dir(data_cfg.data_dir))

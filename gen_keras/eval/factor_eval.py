@@ -1,7 +1,10 @@
 """The disentanglement evaluation of a trained encoder on a factor data set, as the end of a
 training run does it: the metrics of :func:`gen_keras.eval.disentanglement.disentanglement_metrics`
 on the codes of freshly rendered images, the factor-by-code mutual-information heat map, and one
-latent traversal grid per code dimension (:func:`gen_keras.latent.traversal_grid`).
+latent traversal grid per code dimension (:func:`gen_keras.latent.traversal_grid`), and all of
+them in one grid (``traversal.png``) whose rows are labelled with the factor each dimension moves
+most and ordered by factor, those facts also in ``code_factors.json``
+(:mod:`gen_keras.eval.factor_codes`).
 
 Which models: every kind that maps an image alone to a code (``is_encoder``) — the VAE family
 (codes are posterior means) and the autoencoders (codes). Class-conditional encoders (the CVAE)
@@ -9,6 +12,7 @@ need the label beside the image and are left out.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,7 @@ def evaluate_disentanglement(model, dataset: str, *, num_samples: int = END_OF_T
     deviations of that dimension's codes for an autoencoder (which has no prior)."""
     from gen_keras.data import factor_sampler
     from gen_keras.eval import disentanglement as dm
+    from gen_keras.eval.factor_codes import code_factors, labelled_rows
     from gen_keras.images import image_grid, save_png
     from gen_keras.latent import traversal_grid
     from gen_keras.latent.loading import as_latent_model
@@ -62,10 +67,22 @@ def evaluate_disentanglement(model, dataset: str, *, num_samples: int = END_OF_T
     codes = represent(sampler.observations(sampler.sample_factors(256, np.random.default_rng(seed))))
     vae_family = hasattr(model, "log_likelihood")
     spans = np.full(latent.latent_dim, 3.0) if vae_family else np.maximum(3.0 * codes.std(0), 1e-3)
+    rows = []
     for j in range(latent.latent_dim):
         images, ncols = traversal_grid(latent, codes[0], dims=[j], steps=TRAVERSAL_STEPS, span=float(spans[j]))
+        rows.append(images)
         artifacts[f"traversal_z{j}"] = save_png(image_grid(images, ncols, value_range),
                                                 Path(artifacts_dir) / f"traversal_z{j:02d}.png")
+    # Every dimension in one grid, each row labelled with the factor it moves most and the rows
+    # ordered by factor; the same facts as JSON (gen_keras.eval.factor_codes).
+    table = code_factors(represent, dataset, num_samples=num_samples, seed=seed, value_range=value_range)
+    order = table.order()
+    grid = image_grid(np.concatenate([rows[j] for j in order]), TRAVERSAL_STEPS, value_range)
+    artifacts["traversal"] = save_png(labelled_rows(grid, [table.label(j) for j in order]),
+                                      Path(artifacts_dir) / "traversal.png", scale=1)
+    path = Path(artifacts_dir) / "code_factors.json"
+    path.write_text(json.dumps(table.as_dict(), indent=1))
+    artifacts["code_factors"] = path
     return metrics, artifacts
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 FEW_LABELS = (100, 1000)
+FEW_LABEL_DRAWS = 5
 
 
 def _standardize(train, test):
@@ -105,9 +106,12 @@ def pca_codes(train_pixels, test_pixels, width: int, seed: int = 0):
 
 
 def representation_report(train_codes, train_y, test_codes, test_y, train_pixels, test_pixels, *,
-                          few=FEW_LABELS, seed: int = 0) -> dict[str, float]:
+                          few=FEW_LABELS, seed: int = 0, draws: int = FEW_LABEL_DRAWS) -> dict[str, float]:
     """Every probe on the codes, on raw pixels and on PCA codes of the codes' width:
-    ``{"probe_linear_{codes|pixels|pca}", "probe_{n}_labels_{...}", "kmeans_{nmi|acc}_{...}"}``."""
+    ``{"probe_linear_{codes|pixels|pca}", "probe_{n}_labels_{...}", "kmeans_{nmi|acc}_{...}"}``.
+    A few-label figure is the mean over ``draws`` class-balanced draws (seeds ``seed`` ..
+    ``seed + draws - 1``, the same draws for codes, pixels and PCA): one draw of 100 labels swings
+    by a few points."""
     width = int(np.shape(train_codes)[1])
     pca_train, pca_test = pca_codes(train_pixels, test_pixels, width, seed)
     sources = {"codes": (train_codes, test_codes), "pixels": (train_pixels, test_pixels),
@@ -117,7 +121,8 @@ def representation_report(train_codes, train_y, test_codes, test_y, train_pixels
         out[f"probe_linear_{name}"] = linear_probe_accuracy(a, train_y, b, test_y)
         for n in few:
             if n <= len(train_y):
-                out[f"probe_{n}_labels_{name}"] = few_label_accuracy(a, train_y, b, test_y, n, seed)
+                out[f"probe_{n}_labels_{name}"] = float(np.mean(
+                    [few_label_accuracy(a, train_y, b, test_y, n, seed + d) for d in range(draws)]))
         scores = kmeans_scores(b, test_y, seed=seed)
         out[f"kmeans_nmi_{name}"], out[f"kmeans_acc_{name}"] = scores["nmi"], scores["acc"]
     return out

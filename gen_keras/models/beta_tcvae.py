@@ -28,6 +28,7 @@ import keras
 from gen_keras import disentanglement_losses as dl
 from gen_keras import losses
 from gen_keras.errors import ConfigError
+from gen_keras.models.beta_vae import kl_schedule
 from gen_keras.models.registry import register_model
 from gen_keras.models.vae import VAE, VAEConfig
 
@@ -43,12 +44,17 @@ class BetaTCVAEConfig(VAEConfig):
     # N of the minibatch weighted sampling estimator. 0 = filled by the training pipeline with
     # the number of training images; set it yourself when building the model outside it.
     dataset_size: int = 0
+    # > 0: the whole KL part (the three weighted terms) is multiplied by min(1, t / warmup_steps)
+    # at optimizer step t, the KL warm-up of Bowman et al. 2016 (as the beta_vae kind's).
+    warmup_steps: int = 0
 
     def validate(self, prefix="model"):
         super().validate(prefix)
         for name in ("alpha", "beta", "gamma"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{prefix}.{name}={getattr(self, name)} must be >= 0")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"{prefix}.warmup_steps={self.warmup_steps} must be >= 0")
         if self.dataset_size < 0:
             raise ConfigError(f"{prefix}.dataset_size={self.dataset_size} must be >= 0 "
                               "(0: the training pipeline fills in the number of training images)")
@@ -71,6 +77,13 @@ class BetaTCVAE(VAE):
                 "when it is 0; set model.dataset_size=N when building the model yourself")
         super().__init__(config, *args, **kwargs)
 
+    def warmup_weight(self):
+        """``min(1, t / warmup_steps)`` at the optimizer's step t (1 without an optimizer: a
+        model loaded for inference is at the end of its schedule)."""
+        optimizer = getattr(self, "optimizer", None)
+        step = self.config.warmup_steps if optimizer is None else optimizer.iterations
+        return kl_schedule(step, 1.0, self.config.warmup_steps)[0]
+
     def loss_terms(self, x, labels=None, training=False):
         """Per-example ``{"loss", "reconstruction", "kl", "mi", "tc", "dim_kl"}`` (nats)."""
         c = self.config
@@ -78,5 +91,8 @@ class BetaTCVAE(VAE):
         z = self.reparameterize(mean, log_var)
         reconstruction = -self.log_likelihood(x, self.decoder_output(z, labels, training))
         parts = dl.tc_decomposition(z, mean, log_var, c.dataset_size)
-        return {"loss": reconstruction + dl.beta_tcvae_penalty(parts, c.alpha, c.beta, c.gamma),
+        penalty = dl.beta_tcvae_penalty(parts, c.alpha, c.beta, c.gamma)
+        if c.warmup_steps:
+            penalty = self.warmup_weight() * penalty
+        return {"loss": reconstruction + penalty,
                 "reconstruction": reconstruction, "kl": losses.kl_divergence(mean, log_var), **parts}

@@ -1,4 +1,4 @@
-"""Convolutional encoder / decoder builders for 28x28, 32x32 and 64x64 images.
+"""Convolutional and dense (MLP) encoder / decoder builders for 28x28, 32x32 and 64x64 images.
 
 Each builder returns a functional ``keras.Model`` with named inputs, so the same network is
 trained inside a subclassed model, exported as a SavedModel signature and converted to ONNX.
@@ -39,6 +39,26 @@ def conv_encoder(image_shape, out_dims: list[int], *, filters: int = 32, hidden:
         inputs.append(y_in)
         h = layers.Concatenate()([h, OneHot(label_count, name="label_one_hot")(y_in)])
     h = layers.Dense(hidden, activation="relu", name="hidden")(h)
+    outs = [layers.Dense(d, dtype="float32", name=n)(h) for d, n in zip(out_dims, out_names)]
+    return keras.Model(inputs if len(inputs) > 1 else x_in, outs if len(outs) > 1 else outs[0],
+                       name=name)
+
+
+def mlp_encoder(image_shape, out_dims: list[int], *, hidden: int = 1200, num_layers: int = 2,
+                out_names: list[str], name: str = "encoder", label_count: int = 0) -> keras.Model:
+    """Image (and optional one-hot label) → flattened → ``num_layers`` dense ReLU layers of
+    ``hidden`` units → one or more dense heads: the dSprites encoder of Chen et al. 2018
+    (4096-1200-1200-z; appendix) with the defaults. A dense layer on 4,096 pixels is one large
+    matrix product, which a CPU runs near its matmul peak, unlike strided convolutions."""
+    x_in = keras.Input(tuple(image_shape), name="x")
+    inputs = [x_in]
+    h = layers.Flatten()(x_in)
+    if label_count:
+        y_in = keras.Input((), dtype="int32", name="label")
+        inputs.append(y_in)
+        h = layers.Concatenate()([h, OneHot(label_count, name="label_one_hot")(y_in)])
+    for i in range(num_layers):
+        h = layers.Dense(hidden, activation="relu", name=f"hidden{i}")(h)
     outs = [layers.Dense(d, dtype="float32", name=n)(h) for d, n in zip(out_dims, out_names)]
     return keras.Model(inputs if len(inputs) > 1 else x_in, outs if len(outs) > 1 else outs[0],
                        name=name)

@@ -12,7 +12,7 @@ from gen_keras import losses
 from gen_keras.config import ModelConfig
 from gen_keras.errors import ConfigError
 from gen_keras.models.base import Endpoint, GenerativeModel
-from gen_keras.models.networks import TensorFunction, conv_decoder, conv_encoder, mlp_decoder
+from gen_keras.models.networks import TensorFunction, conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
 from gen_keras.models.registry import register_model
 
 
@@ -30,13 +30,19 @@ class VAEConfig(ModelConfig):
     # ~50x cheaper per call, which makes the k = 5000 importance-sampled NLL affordable on a CPU.
     decoder: str = "conv"
     decoder_layers: int = 2
+    # "conv" (strided convolutions + one dense layer of `hidden`) | "mlp" (`encoder_layers` dense
+    # layers of `hidden` units on the flattened image; Chen et al. 2018's dSprites encoder is
+    # 4096-1200-1200-z): on a CPU a dense layer runs near the matmul peak, convolutions do not.
+    encoder: str = "conv"
+    encoder_layers: int = 2
 
     def validate(self, prefix="model"):
         super().validate(prefix)
-        if self.decoder not in ("conv", "mlp"):
-            raise ConfigError(f"{prefix}.decoder={self.decoder!r} is not one of ['conv', 'mlp']")
-        if self.decoder_layers < 1:
-            raise ConfigError(f"{prefix}.decoder_layers={self.decoder_layers} must be >= 1")
+        for part in ("encoder", "decoder"):
+            if getattr(self, part) not in ("conv", "mlp"):
+                raise ConfigError(f"{prefix}.{part}={getattr(self, part)!r} is not one of ['conv', 'mlp']")
+            if getattr(self, f"{part}_layers") < 1:
+                raise ConfigError(f"{prefix}.{part}_layers={getattr(self, f'{part}_layers')} must be >= 1")
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ConfigError(f"{prefix}.likelihood={self.likelihood!r} is not one of "
                               "['bernoulli', 'gaussian']")
@@ -64,6 +70,10 @@ class VAE(GenerativeModel):
 
     def build_encoder(self):
         c = self.config
+        if c.encoder == "mlp":
+            return mlp_encoder(c.image_shape, [c.latent_dim, c.latent_dim], hidden=c.hidden,
+                               num_layers=c.encoder_layers, out_names=["mean", "log_var"],
+                               label_count=self.label_count())
         return conv_encoder(c.image_shape, [c.latent_dim, c.latent_dim], filters=c.filters,
                             hidden=c.hidden, out_names=["mean", "log_var"],
                             label_count=self.label_count())

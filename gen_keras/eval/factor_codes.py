@@ -1,0 +1,95 @@
+"""Which factor each code dimension carries: per dimension, the factor it has the most mutual
+information with (normalized by the factor's entropy, the quantity MIG is built from), so a
+traversal can label its rows and order them by factor, and an export can say what each slider
+moves.
+
+:func:`code_factors` encodes freshly rendered images of a factor data set and returns a
+:class:`CodeFactors`: the ``[L, K]`` normalized MI matrix, each dimension's factor and MI, and a
+row order — dimensions grouped by factor in the set's factor order (shape, scale, orientation,
+x, y for dsprites), the most informative first within a factor, the dimensions that carry
+(almost) nothing last, labelled "-".
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+# Below this normalized MI with every factor a dimension is reported as carrying no factor: a
+# collapsed dimension (KL ~ 0) has ~0.01-0.03 from the plug-in estimator's bias at 3,000 codes.
+INACTIVE_MI = 0.05
+SAMPLES = 3000
+
+
+@dataclasses.dataclass
+class CodeFactors:
+    factor_names: tuple[str, ...]
+    mi: np.ndarray  # [L, K] normalized mutual information, code dimension x factor
+
+    @property
+    def factor_of(self) -> list[str | None]:
+        """Per dimension: the factor it moves most, or None below :data:`INACTIVE_MI`."""
+        best = self.mi.argmax(axis=1)
+        return [self.factor_names[k] if self.mi[j, k] >= INACTIVE_MI else None
+                for j, k in enumerate(best)]
+
+    @property
+    def best_mi(self) -> np.ndarray:
+        """Per dimension: its largest normalized MI with any factor."""
+        return self.mi.max(axis=1)
+
+    def order(self, dims: Sequence[int] | None = None) -> list[int]:
+        """``dims`` (default: all) sorted by their factor in the set's order, the strongest
+        dimension first within a factor; dimensions that carry no factor last."""
+        dims = range(self.mi.shape[0]) if dims is None else dims
+        factors = self.factor_of
+        best = self.mi.argmax(axis=1)
+
+        def key(j):
+            active = factors[j] is not None
+            return (not active, int(best[j]) if active else 0, -float(self.best_mi[j]), j)
+
+        return sorted((int(d) for d in dims), key=key)
+
+    def label(self, j: int) -> str:
+        name = self.factor_of[j]
+        return f"z{j}: {name} ({self.best_mi[j]:.2f})" if name else f"z{j}: -"
+
+    def as_dict(self) -> dict:
+        """Plain values (for JSON, a manifest): per dimension its factor, MI, and the MI row."""
+        return {"factors": list(self.factor_names),
+                "dimensions": [{"dim": j, "factor": self.factor_of[j],
+                                "mi": round(float(self.best_mi[j]), 4),
+                                "mi_per_factor": [round(float(v), 4) for v in self.mi[j]]}
+                               for j in range(self.mi.shape[0])]}
+
+
+def code_factors(encode: Callable[[np.ndarray], np.ndarray], dataset: str, *,
+                 num_samples: int = SAMPLES, seed: int = 0, value_range=(0.0, 1.0)) -> CodeFactors:
+    """The :class:`CodeFactors` of an encoder (``images -> codes [N, L]``) on ``num_samples``
+    rendered images of the factor data set ``dataset`` (factors drawn with ``seed``)."""
+    from gen_keras.data import factor_sampler
+    from gen_keras.eval.disentanglement import normalized_mi
+
+    sampler = factor_sampler(dataset, value_range)
+    factors = sampler.sample_factors(num_samples, np.random.default_rng(seed))
+    codes = np.concatenate([np.asarray(encode(sampler.observations(factors[i:i + 500])))
+                            for i in range(0, num_samples, 500)])
+    return CodeFactors(tuple(sampler.factor_set.factor_names), normalized_mi(codes, factors))
+
+
+def labelled_rows(grid: np.ndarray, labels: Sequence[str], width: int = 150) -> np.ndarray:
+    """A traversal grid (uint8 ``[H, W, C]``, one row of images per label) with each row's label
+    written in a white strip on its left."""
+    from PIL import Image, ImageDraw
+
+    h, w = grid.shape[:2]
+    rows = len(labels)
+    canvas = Image.new("RGB", (width + w, h), "white")
+    canvas.paste(Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).convert("RGB"), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(labels):
+        draw.text((4, (i + 0.5) * h / rows - 6), text, fill="black")
+    out = np.asarray(canvas)
+    return out[..., :1] if grid.shape[-1] == 1 else out
