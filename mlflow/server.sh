@@ -6,10 +6,15 @@
 #   MLFLOW_AUTH_ADMIN_PASSWORD=... bash mlflow/server.sh --app-name basic-auth \
 #        --artifacts-destination s3://team-bucket/mlflow --host 0.0.0.0 --allowed-hosts mlflow.internal
 #
-# A server reachable from other machines (--host other than loopback) must require a login
-# (--app-name basic-auth): without it anyone who reaches the port can register a model version
-# and move the `champion` alias that retrain publishes. The script refuses to start that way
-# unless you pass --insecure (a trusted, firewalled network only). A database password belongs in
+# A server reachable from other machines must require a login (--app-name basic-auth): without
+# it anyone who reaches the port can register a model version and move the `champion` alias that
+# retrain publishes. The script refuses to start that way unless you pass --insecure (a trusted,
+# firewalled network only). Which addresses the server would listen on is decided by reading the
+# final command line with mlflow's own parser and then the web server's (mlflow/bind_check.py:
+# the last --host, --host=X, -hX, MLFLOW_HOST, --uvicorn-opts/--gunicorn-opts/--waitress-opts and
+# their environment variables), and every host name is resolved: all its addresses must be
+# loopback. What cannot be known before the start (a socket passed by file descriptor, a gunicorn
+# configuration file, a name that does not resolve) counts as reachable. A database password belongs in
 # GEN_KERAS_MLFLOW_BACKEND (the environment), not on the command line, where `ps` shows it; the
 # script hands the URI to mlflow through the environment and prints it with the password masked.
 #
@@ -50,11 +55,20 @@ need() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --backend-store-uri) need "$@"; backend="$2"; shift 2 ;;
+    --backend-store-uri=*) backend="${1#*=}"; shift ;;
     --artifacts-destination) need "$@"; artifacts="$2"; shift 2 ;;
+    --artifacts-destination=*) artifacts="${1#*=}"; shift ;;
     --host|-h) need "$@"; host="$2"; shift 2 ;;
+    --host=*) host="${1#*=}"; shift ;;
+    -h?*) host="${1#-h}"; shift ;;
     --port|-p) need "$@"; port="$2"; shift 2 ;;
+    --port=*) port="${1#*=}"; shift ;;
+    -p?*) port="${1#-p}"; shift ;;
     --workers|-w) need "$@"; workers="$2"; shift 2 ;;
+    --workers=*) workers="${1#*=}"; shift ;;
+    -w?*) workers="${1#-w}"; shift ;;
     --app-name) need "$@"; app="$2"; shift 2 ;;
+    --app-name=*) app="${1#*=}"; shift ;;
     --insecure) insecure=1; shift ;;
     --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d'; exit 0 ;;
     *) extra+=("$1"); shift ;;
@@ -66,12 +80,6 @@ case "$backend" in
   *) die "--backend-store-uri '$backend' is not a database URI (sqlite:///path or postgresql://...)" ;;
 esac
 [[ "$port" =~ ^[0-9]+$ ]] || die "--port '$port' is not a number"
-case "$host" in
-  127.*|localhost|::1|"[::1]") ;;
-  *) if [ "$app" != "basic-auth" ] && [ "$insecure" != 1 ]; then
-       die "--host $host is reachable from other machines, and without --app-name basic-auth anyone who reaches it can register models and move the champion alias; add --app-name basic-auth (with MLFLOW_AUTH_ADMIN_PASSWORD), or --insecure on a trusted network; refusing to start"
-     fi ;;
-esac
 
 if [ -n "$app" ]; then
   [ "$app" = "basic-auth" ] || die "--app-name '$app' is unknown; the only choice is basic-auth"
@@ -82,6 +90,29 @@ if [ -n "$app" ]; then
   if [ "${MLFLOW_AUTH_ADMIN_PASSWORD}" = "password1234" ] || [ "${#MLFLOW_AUTH_ADMIN_PASSWORD}" -lt 12 ]; then
     die "MLFLOW_AUTH_ADMIN_PASSWORD is a known default or shorter than 12 characters; refusing to start"
   fi
+fi
+
+mlflow_bin="$(command -v mlflow || true)"
+[ -n "$mlflow_bin" ] || mlflow_bin="$(dirname "$(command -v python3)")/mlflow"
+[ -x "$mlflow_bin" ] || die "the mlflow command is not on PATH; activate the project's virtualenv"
+python_bin="$(dirname "$mlflow_bin")/python"
+[ -x "$python_bin" ] || python_bin="$(command -v python3)"
+
+# The exact command line mlflow gets; where it would listen is read from it by mlflow's own parser.
+args=(--artifacts-destination "$artifacts" --serve-artifacts --host "$host" --port "$port"
+      --workers "$workers" ${app:+--app-name "$app"} ${extra[@]+"${extra[@]}"})
+flags=()
+[ "$insecure" != 1 ] || flags=(--insecure)
+verdict=0
+listening="$(MLFLOW_BACKEND_STORE_URI="$backend" "$python_bin" "$here/bind_check.py" \
+  ${flags[@]+"${flags[@]}"} -- "${args[@]}")" || verdict=$?
+case "$verdict" in
+  0) ;;
+  3) die "$listening; add --app-name basic-auth (with MLFLOW_AUTH_ADMIN_PASSWORD), or --insecure on a trusted network; refusing to start" ;;
+  *) die "${listening:-cannot tell where the server would listen (mlflow/bind_check.py failed)}; refusing to start" ;;
+esac
+
+if [ -n "$app" ]; then
   export MLFLOW_AUTH_ADMIN_USERNAME="${MLFLOW_AUTH_ADMIN_USERNAME:-admin}"
   # The login forms' CSRF key. Several servers behind one address must share it: set it yourself;
   # otherwise a random one per start is fine (open forms just need a reload after a restart).
@@ -100,7 +131,6 @@ authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 auth_cache_ttl_seconds = ${GEN_KERAS_MLFLOW_AUTH_CACHE_TTL:-60}
 EOF
   export MLFLOW_AUTH_CONFIG_PATH="$auth_ini"
-  extra+=(--app-name basic-auth)
 fi
 
 case "$artifacts" in
@@ -111,14 +141,9 @@ case "$backend" in
   sqlite:///*) mkdir -p "$(dirname "${backend#sqlite:///}")" ;;
 esac
 
-mlflow_bin="$(command -v mlflow || true)"
-[ -n "$mlflow_bin" ] || mlflow_bin="$(dirname "$(command -v python3)")/mlflow"
-[ -x "$mlflow_bin" ] || die "the mlflow command is not on PATH; activate the project's virtualenv"
-
 # The store URI may hold a database password: mask it when printed, pass it in the environment.
 masked="$(printf '%s' "$backend" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
-echo "MLflow tracking server: http://$host:$port  (backend $masked, artifacts $artifacts${app:+, $app})" >&2
+echo "MLflow tracking server: http://$host:$port  (backend $masked, artifacts $artifacts${app:+, $app}; listening: $listening)" >&2
 echo "Point training and serving at it: export MLFLOW_TRACKING_URI=http://$host:$port" >&2
 export MLFLOW_BACKEND_STORE_URI="$backend"
-exec "$mlflow_bin" server --artifacts-destination "$artifacts" \
-  --serve-artifacts --host "$host" --port "$port" --workers "$workers" ${extra[@]+"${extra[@]}"}
+exec "$mlflow_bin" server "${args[@]}"
