@@ -27,8 +27,11 @@ from gen_keras.files import publish_folder, temporary_folder
 
 
 def export_model(model, target: str | Path, *, run_id: str | None = None, name: str | None = None,
-                 tolerance: float = 1e-4, overwrite: bool = False, _fail_after: str | None = None) -> Path:
-    """Write the export folder ``target`` atomically; returns it."""
+                 tolerance: float = 1e-4, overwrite: bool = False, facts: dict | None = None,
+                 _fail_after: str | None = None) -> Path:
+    """Write the export folder ``target`` atomically; returns it. ``facts`` adds model-level
+    facts that training measured (``factors``: per code dimension the factor it carries, from
+    :func:`gen_keras.eval.factor_codes.code_factors`) to the model's own (``export_facts``)."""
     from gen_keras.precision import float32_twin
 
     target = Path(target)
@@ -46,7 +49,7 @@ def export_model(model, target: str | Path, *, run_id: str | None = None, name: 
         M.write_manifest(
             tmp, name=name or target.name, kind=cfg.kind, latent_dim=model.latent_dim,
             image_shape=cfg.image_shape, value_range=type(cfg).value_range, num_classes=cfg.num_classes,
-            conditional=type(cfg).conditional, operations=operations, facts=model.export_facts(),
+            conditional=type(cfg).conditional, operations=operations, facts={**model.export_facts(), **(facts or {})},
             model_config=json.loads(json.dumps(model.get_config()["config"])), source_run_id=run_id,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), versions=_versions(),
             saved_model="saved_model")

@@ -61,8 +61,8 @@ def save_png(grid: np.ndarray, path: str | Path, scale: int = 2) -> Path:
 
 def grid_png(images: np.ndarray, value_range, columns: int | None = None, padding: int = 2) -> bytes:
     """One PNG of ``images`` [n, h, w, c] laid out row by row, ``padding`` black pixels apart
-    (also around the edge): what the server answers with."""
-    return png_bytes(image_grid(images, columns, value_range, padding, pad_value=0))
+    (also around the edge): what the server answers with. One image is itself, with no border."""
+    return png_bytes(image_grid(images, columns, value_range, padding if len(images) > 1 else 0, pad_value=0))
 
 
 def image_png(image: np.ndarray, value_range) -> bytes:
@@ -94,7 +94,7 @@ def decode_png(raw: bytes, shape, value_range) -> np.ndarray:
     if len(raw) < 33 or raw[12:16] != b"IHDR":
         raise PNGError("the PNG has no header chunk (IHDR) where it belongs")
     if raw[24] > 8:  # PIL reads 16-bit colour as 8-bit silently: refuse, as for 16-bit grey
-        raise PNGError(f"the PNG has {raw[24]}-bit samples; send 8 bits per channel")
+        raise PNGError(f"the PNG has 16-bit or wider samples ({raw[24]} bits); send 8 bits per channel")
     idat = raw.find(b"IDAT")
     if b"acTL" in (raw[:idat] if idat > 0 else raw):  # an animation control chunk comes before the data
         raise PNGError("the PNG is animated (APNG); send one still image")
@@ -103,7 +103,7 @@ def decode_png(raw: bytes, shape, value_range) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise PNGError(f"refused as a decompression bomb: {exc}") from None
     except Exception as exc:
-        raise PNGError(f"the PNG is corrupt ({type(exc).__name__}: {exc})") from None
+        raise PNGError(f"the PNG is truncated or corrupt ({type(exc).__name__}: {exc})") from None
     try:
         image = Image.open(io.BytesIO(raw), formats=["PNG"])
     except Image.DecompressionBombError as exc:

@@ -21,8 +21,8 @@ log = logging.getLogger("serving.registry")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # The HTTP operations and the export task each needs. A generator answers :generate,
-# :interpolate and :predict; the rest where the export has the task.
-FIRST = (("generate", "generate"), ("interpolate", "generate"))
+# :interpolate, :codes and :predict; the rest where the export has the task.
+FIRST = (("generate", "generate"), ("interpolate", "generate"), ("codes", "generate"))
 LATER = (("mix", "mix"), ("encode", "encode"), ("reconstruct", "reconstruct"), ("translate", "translate"))
 
 

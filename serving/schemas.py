@@ -57,6 +57,16 @@ class Encoding(BaseModel):
     log_var: list[list[float]] = Field(description="[n, latent_dim]")
 
 
+class Codes(BaseModel):
+    """The latent codes drawn from the seeds by the one rule (the codes :generate uses)."""
+    model: str
+    seeds: list[int] = Field(None, description="one code per seed, in order (when the request gave `seeds`)")
+    n: int = Field(None, description="codes drawn from one `seed` (when the request gave `n`/`seed`)")
+    seed: int = Field(None, description="that seed (the server picks one when the request has none)")
+    latent_dim: int = Field(description="the length of each code")
+    z: list[list[float]] = Field(description="the codes, [count, latent_dim] (6 decimals)")
+
+
 class Prediction(BaseModel):
     """TensorFlow Serving's answer: `predictions` for the row format (`instances`), `outputs`
     for the columnar one (`inputs`). A multi-output signature (encode) gives one object per row
@@ -68,9 +78,9 @@ class Prediction(BaseModel):
 def bodies(limits: Limits) -> dict[str, type[BaseModel]]:
     """The request models of the operations (with this server's limits) and the response
     models, by schema name."""
-    requests = [_generate_request(limits), _interpolate_request(limits), _mix_request(),
+    requests = [_generate_request(limits), _interpolate_request(limits), _codes_request(limits), _mix_request(),
                 *_image_requests(limits), _translate_request(limits), _predict_request(limits)]
-    return {m.__name__: m for m in (*requests, Images, Encoding, Prediction, Error)}
+    return {m.__name__: m for m in (*requests, Images, Encoding, Codes, Prediction, Error)}
 
 
 def _generate_request(limits: Limits):
@@ -107,6 +117,21 @@ def _interpolate_request(limits: Limits):
         label: int = Field(None, ge=0, description="the class of every frame (conditional models; default 0)")
         format: Literal["json", "png"] = Field(None, description=FORMAT + " (one row)")
     return InterpolateRequest
+
+
+def _codes_request(limits: Limits):
+    class CodesRequest(_Body):
+        """The latent codes the server draws from seeds (z ~ N(0, I), the rule training, :generate,
+        the pyfunc model and batch jobs share): one per seed of `seeds`, or `n` from one `seed` —
+        exactly the codes :generate uses for the same fields. To edit a code and send it back
+        through :generate (`z`)."""
+        seeds: list[int] = Field(None, min_length=1, max_length=limits.max_n,
+                                 description="one code per seed, each 0 .. 2^63 - 1; or give `n`/`seed`")
+        n: int = Field(1, ge=1, le=limits.max_n, description="how many codes to draw from `seed`")
+        seed: int = Field(None, ge=0, le=MAX_SEED, description="the seed of the draw; without it the server "
+                          "picks one and reports it")
+        format: Literal["json"] = Field(None, description="`json` (the only answer)")
+    return CodesRequest
 
 
 def _mix_request():

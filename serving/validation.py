@@ -295,6 +295,28 @@ def parse_generate(body: dict, adapter: Adapter, model: str, limits: Limits, acc
     return Parsed(adapter.for_task("generate", values), values, fmt, meta)
 
 
+def parse_codes(body: dict, adapter: Adapter, model: str, limits: Limits, accept: str | None) -> Parsed:
+    """``:codes``: the latent codes the one rule draws — one per seed of ``seeds``, or ``n``
+    from one ``seed`` (exactly the codes ``:generate`` with the same fields uses)."""
+    spec = adapter.spec
+    check_fields(body, {"seeds", "n", "seed", "format"}, "codes")
+    response_format(body, accept, ("json",))
+    if "seeds" in body:
+        if "n" in body or "seed" in body:
+            raise RequestError(400, "give either 'seeds' (one code each) or 'n'/'seed', not both")
+        seeds = body["seeds"]
+        if not isinstance(seeds, list) or not 1 <= len(seeds) <= limits.max_n:
+            raise RequestError(400, f"seeds must be a list of 1 to {limits.max_n} integer seeds, got {_short(seeds)}")
+        for i in range(len(seeds)):
+            integer({f"seeds[{i}]": seeds[i]}, f"seeds[{i}]", 0, 0, MAX_SEED)
+        values, meta = Values(seeds=seeds), {"seeds": seeds}
+    else:
+        n = integer(body, "n", 1, 1, limits.max_n, " codes per request")
+        seed = integer(body, "seed", 0, 0, MAX_SEED) if "seed" in body else secrets.randbelow(2**31)
+        values, meta = Values(codes=sample_prior(n, spec.latent_dim, seed)), {"n": n, "seed": seed}
+    return Parsed(adapter.for_task("generate"), values, "json", meta)
+
+
 MAX_MIX_SEEDS = 8
 
 

@@ -110,7 +110,7 @@ def test_serve_pyfunc_and_batch_give_the_same_images_and_scores(painter, tmp_pat
         name = export.name
         status, _, body = request(server.url, "GET", f"/v1/models/{name}")
         described = json.loads(body)
-        assert status == 200 and described["operations"] == ["generate", "interpolate", "predict", "encode"]
+        assert status == 200 and described["operations"] == ["generate", "interpolate", "codes", "predict", "encode"]
         by_server = []
         for seed in SEEDS:  # a seed alone means the same code as the seed of a batch item
             status, _, body = request(server.url, "POST", f"/v1/models/{name}:generate",
@@ -164,7 +164,7 @@ def page_shows_the_new_kind(server, name: str, tmp_path: Path) -> None:
                                      {"n": 16, "seed": 7, "format": "png"})
             assert status == 200 and np.array_equal(shown, np.asarray(Image.open(io.BytesIO(png))))
             assert page.is_hidden("#recon-panel") and page.is_hidden("#mix-panel")
-            assert page.is_disabled("#truncation")
+            assert page.is_hidden("#truncation-field")  # no truncation input in this export
             page.screenshot(path=str(tmp_path / "page_new_kind.png"), full_page=True)
         finally:
             browser.close()
@@ -199,3 +199,18 @@ def test_an_unknown_role_or_task_is_refused_with_the_reason(painter):
         target[path[-1]] = value
         with pytest.raises(ArtifactIntegrityError, match=message):
             parse_manifest(bad, "bad")
+
+
+def test_factor_facts_name_one_factor_per_code_dimension(painter):
+    from gen_keras.errors import ArtifactIntegrityError
+    from gen_keras.exported.manifest import parse_manifest
+
+    _, export = painter
+    manifest = json.loads((export / "manifest.json").read_text())
+    dims = [{"dim": j, "factor": "pos_x" if j == 2 else None, "mi": 0.4 if j == 2 else 0.01} for j in range(8)]
+    manifest["facts"] = {"factors": {"factors": ["shape", "pos_x"], "dimensions": dims}}
+    assert parse_manifest(manifest, "ok").facts["factors"]["dimensions"][2]["factor"] == "pos_x"
+    for bad in (dims[:7], [*dims[:7], {"dim": 7, "factor": "colour", "mi": 0.1}]):
+        manifest["facts"] = {"factors": {"factors": ["shape", "pos_x"], "dimensions": bad}}
+        with pytest.raises(ArtifactIntegrityError, match="facts.factors"):
+            parse_manifest(manifest, "bad")

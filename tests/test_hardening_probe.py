@@ -173,7 +173,7 @@ def test_pngs_that_lie_are_refused(client):
     frames = [Image.fromarray(np.full((7, 7), v, np.uint8)) for v in (0, 255)]
     apng = io.BytesIO()
     frames[0].save(apng, format="PNG", save_all=True, append_images=frames[1:])
-    for raw, reason in ((bytes(bad_crc), "corrupt"), (rgb16, "16-bit"), (apng.getvalue(), "animated")):
+    for raw, reason in ((bytes(bad_crc), "corrupt"), (rgb16, "16-bit or wider"), (apng.getvalue(), "animated")):
         r = upload(raw)
         assert r.status_code == 400 and reason in r.json()["error"], (reason, r.text)
 

@@ -66,7 +66,7 @@ def test_model_metadata_comes_from_the_manifest(client, serving_exports):
     meta = client.get("/v1/models/vae").json()
     for key in ("kind", "latent_dim", "image_shape", "value_range", "num_classes", "conditional"):
         assert meta[key] == manifest[key], key
-    assert meta["operations"] == ["generate", "interpolate", "predict", "encode", "reconstruct"]
+    assert meta["operations"] == ["generate", "interpolate", "codes", "predict", "encode", "reconstruct"]
     assert meta["endpoints"]["encode"]["outputs"] == ["mean", "log_var"]
     assert meta["source_run_id"] == manifest["source_run_id"] and meta["backend"] == "onnx"
     cond = client.get(f"/v1/models/{serving_exports.cond_kind}").json()

@@ -343,6 +343,59 @@ def test_drawing_or_uploading_a_digit_shows_its_reconstruction(page, server, ser
     assert page.is_hidden("#recon")
 
 
+# -- latent perturbation ----------------------------------------------------------------------------------
+def _latent_ready(not_code: str = "") -> str:
+    return ("() => { const i = document.getElementById('latent-image'); return !i.hidden && i.complete && "
+            f"i.naturalWidth > 0 && (i.dataset.code || '') !== '' && i.dataset.code !== {not_code!r} && "
+            "document.getElementById('status').dataset.state === 'ready'; }")
+
+
+def test_latent_sliders_move_one_code_and_show_the_servers_image(page, server, serving_exports, tmp_path):
+    """The Latent panel: one slider per code dimension, starting from a seed's code (the server's
+    :codes) or the drawing (encoded); moving one slider changes only that coordinate, and the picture
+    is the server's :generate answer for exactly that code."""
+    open_model(page, server, serving_exports.cond_kind)
+    if serving_exports.cond_kind == "cgan":
+        assert page.is_hidden("#latent-panel")  # no encoder, no latent panel
+    open_model(page, server, "vae")
+    assert page.is_visible("#latent-panel")
+    assert page.locator("#latent-sliders input[type=range]").count() == 16
+    page.wait_for_function(_latent_ready(), timeout=30_000)
+    start = json.loads(page.get_attribute("#latent-image", "data-code"))
+    status, _, body = request(server.url, "POST", "/v1/models/vae:codes", {"seeds": [7]})
+    assert status == 200 and np.allclose(start, json.loads(body)["z"][0], atol=1e-6)
+    assert np.array_equal(shown(page, "latent-image"), server_png(server, "vae", "generate", {"z": [start]}))
+    before = shown(page, "latent-image")
+
+    page.eval_on_selector("#latent-3", "(e) => { e.value = '2.5'; e.dispatchEvent(new Event('input')); }")
+    page.wait_for_function(_latent_ready(json.dumps(start, separators=(",", ":"))), timeout=30_000)
+    moved = json.loads(page.get_attribute("#latent-image", "data-code"))
+    assert moved[3] == 2.5 and [v for i, v in enumerate(moved) if i != 3] == [v for i, v in enumerate(start) if i != 3]
+    after = shown(page, "latent-image")
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, server_png(server, "vae", "generate", {"z": [moved]}))
+    assert "moved z3 to 2.50" in page.text_content("#latent-caption")
+    page.locator("#latent-panel").scroll_into_view_if_needed()
+    shot(page, tmp_path, "latent_panel", full_page=True)
+
+    # from the drawing: the code is the encoder's posterior mean of the image sent
+    canvas = page.locator("#draw")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + .3 * box["width"], box["y"] + .2 * box["width"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + .5 * box["width"], box["y"] + .8 * box["width"], steps=10)
+    page.mouse.up()
+    code_before = page.get_attribute("#latent-image", "data-code")
+    with page.expect_request(lambda r: "/v1/models/vae:encode" in r.url) as sent:
+        page.click("#latent-from-drawing")
+    page.wait_for_function(_latent_ready(code_before), timeout=30_000)
+    status, _, answer = request(server.url, "POST", "/v1/models/vae:encode", json.loads(sent.value.post_data))
+    drawn = json.loads(page.get_attribute("#latent-image", "data-code"))
+    assert status == 200 and np.allclose(drawn, json.loads(answer)["mean"][0], atol=1e-6)
+    assert "the drawing, encoded" in page.text_content("#latent-caption")
+
+
 # -- downloads -----------------------------------------------------------------------------------------
 def test_download_buttons_give_the_servers_pngs(page, server, tmp_path):
     open_model(page, server, "vae")
@@ -384,7 +437,7 @@ def test_truncation_slider_and_mixing_grid_show_the_servers_images(browser, styl
     watched.allowed.append("the server responded with a status of 400")
     page = watched.page
     open_model(page, style_server, "style")
-    assert page.is_enabled("#truncation") and page.is_visible("#mix-panel")
+    assert page.is_enabled("#truncation") and page.is_visible("#truncation-field") and page.is_visible("#mix-panel")
     plain = shown(page, "grid")
     assert np.array_equal(plain, server_png(style_server, "style", "generate", {"n": 16, "seed": 7, "truncation": 1}))
     # psi 0: every cell is the image of the average style
@@ -423,7 +476,7 @@ def test_truncation_slider_and_mixing_grid_show_the_servers_images(browser, styl
 
     # a model without styles: no mixing panel, the slider disabled, no truncation sent
     open_model(page, style_server, "dcgan")
-    assert page.is_hidden("#mix-panel") and page.is_disabled("#truncation")
+    assert page.is_hidden("#mix-panel") and page.is_hidden("#truncation-field")
     assert np.array_equal(shown(page, "grid"), server_png(style_server, "dcgan", "generate", {"n": 16, "seed": 7}))
     watched.close()
 
@@ -490,7 +543,7 @@ def test_translate_panel_sends_the_drawing_as_a_png_and_shows_the_translation(br
     assert sent.shape[:2] == (7, 7) and query == "format=png"
     grey = sent[..., 0] if sent.ndim == 3 else sent
     assert grey.max() > 60 and grey[:, 0].max() == 0  # a vertical stroke in the middle, black edges
-    assert picture.shape == (32, 32, 3)  # one 28x28 output in the grid's 2-pixel border
+    assert picture.shape == (28, 28, 3)  # one 28x28 output, no grid border
     assert page.text_content("#recon-caption") == "upscaler · 7×7×1 → 28×28×1"
     shot(page, tmp_path, "translate_upscaler", full_page=True)
 

@@ -76,7 +76,7 @@ def test_mix_grid_cells_are_the_row_and_column_styles(served):
 
 @pytest.mark.parametrize("target, body, status, message", [
     ("vae:generate", {"n": 2, "truncation": 0.5}, 400,
-     "truncation: model 'vae' (vae) has no truncation; only style-based generators (kind stylegan) have it"),
+     "truncation: model 'vae' (vae) has no truncation; only generators with a truncation input (style-based ones) have it"),
     ("style:generate", {"n": 2, "truncation": 1.5}, 400, "truncation=1.5 must be a number in [0, 1]"),
     ("style:generate", {"n": 2, "truncation": "x"}, 400, "truncation='x' must be a number in [0, 1]"),
     ("style:mix", {"seeds": [1, 2], "layer": 9}, 400,

@@ -23,12 +23,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from gen_keras.errors import ConfigError
 from gen_keras.exported.latents import draw_noise, sample_prior
 from gen_keras.exported.manifest import ExportSpec, InputSpec, OperationSpec
 
 
-class InputError(ValueError):
-    """Values an operation cannot take; the message names the value and what is wrong."""
+class InputError(ConfigError):
+    """Values an operation cannot take, or an operation the export lacks; the message names the
+    value and what is wrong (a ConfigError, so a ValueError too: exit 2 on the command line)."""
 
 
 @dataclasses.dataclass

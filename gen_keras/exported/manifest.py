@@ -4,7 +4,9 @@ The exporter (:mod:`gen_keras.export`) writes, beside the SavedModel and one ONN
 operation, a manifest (:func:`write_manifest`) that says what the export is and what its parts
 mean: the model kind, latent size (0 for a model without a latent code, a translator), image
 shape, value range and label count; the model-level ``facts`` consumers need (a style-based
-model's style layout: ``num_ws``, ``w_dim``, ``default_crossover``); per operation (``endpoints``)
+model's style layout: ``num_ws``, ``w_dim``, ``default_crossover``; for a model trained on a set
+with known factors, ``factors``: the factor names and, per code dimension, the factor it carries
+most and its normalized mutual information); per operation (``endpoints``)
 its ``task``, each input's ``role`` with its shape, dtype, range and default, each output's
 ``role``, shape and range (:mod:`gen_keras.exported.roles`); and the sha256 of every file.
 :func:`verify_export` checks all of it before any file reaches a runtime; a folder that fails is
@@ -229,20 +231,25 @@ def parse_manifest(manifest: dict, where: str) -> ExportSpec:
 def _operation(name: str, op, where: str) -> OperationSpec:
     if not isinstance(op, dict):
         raise ArtifactIntegrityError(f"{where} is {_brief(op)}, not a mapping")
-    try:
-        inputs = tuple(InputSpec(i["name"], _shape(i["shape"], where), i["dtype"], _value_range(i, f"{where} input"),
-                                 i.get("role"), i.get("default")) for i in _listed(op, "inputs", where))
-        outputs = tuple(OutputSpec(o["name"], _shape(o["shape"], where), o["dtype"],
-                                   _value_range(o, f"{where} output"), o.get("role"))
-                        for o in _listed(op, "output_specs", where, required=False))
-        names = tuple(_listed(op, "outputs", where))
-        spec = OperationSpec(name, op["onnx"], op.get("signature", name), tuple(op.get("aliases", [])), inputs,
-                             names, outputs, op.get("task", ""), tuple(op.get("output_roles") or
-                                                                      [o.role for o in outputs]),
-                             op.get("direction"))
-    except (KeyError, TypeError) as exc:
-        raise ArtifactIntegrityError(f"{where} lacks a field or has one of the wrong type ({type(exc).__name__}: "
-                                     f"{_brief(exc)})") from None
+    for key in ("onnx", "inputs", "outputs"):
+        if key not in op:
+            raise ArtifactIntegrityError(f"{where} has no {key!r}")
+    inputs = tuple(InputSpec(i["name"], _shape(i["shape"], where), i["dtype"], _value_range(i, f"{where} input"),
+                             i.get("role"), i.get("default"))
+                   for i in _entries(op, "inputs", ("name", "shape", "dtype"), where))
+    outputs = tuple(OutputSpec(o["name"], _shape(o["shape"], where), o["dtype"], _value_range(o, f"{where} output"),
+                               o.get("role"))
+                    for o in _entries(op, "output_specs", ("name", "shape", "dtype"), where, required=False))
+    names = tuple(_listed(op, "outputs", where))
+    if not all(isinstance(n, str) for n in names) or not isinstance(op["onnx"], str):
+        raise ArtifactIntegrityError(f"{where}: 'outputs' must list names and 'onnx' name a file")
+    aliases = tuple(_listed(op, "aliases", where, required=False))
+    roles = tuple(_listed(op, "output_roles", where, required=False) or [o.role for o in outputs])
+    spec = OperationSpec(name, op["onnx"], str(op.get("signature", name)), aliases, inputs, names, outputs,
+                         op.get("task", ""), roles, op.get("direction"))
+    for i in inputs:
+        if i.default is not None and (isinstance(i.default, bool) or not isinstance(i.default, (int, float))):
+            raise ArtifactIntegrityError(f"{where} input {i.name!r} has default {_brief(i.default)}, not a number")
     for i in (*inputs, *outputs):
         if i.dtype not in KNOWN_DTYPES:
             raise ArtifactIntegrityError(f"{where} input/output {i.name!r} has dtype {i.dtype!r}; readers "
@@ -292,6 +299,17 @@ def _check_agreement(spec: ExportSpec, where: str) -> None:
             if tuple(image.shape[1:]) != spec.image_shape:
                 raise ArtifactIntegrityError(f"{here} makes images of shape {list(image.shape[1:])}; the "
                                              f"manifest's image_shape is {list(spec.image_shape)}")
+    factors = spec.facts.get("factors")
+    if factors is not None:
+        names = factors.get("factors") if isinstance(factors, dict) else None
+        dims = factors.get("dimensions") if isinstance(factors, dict) else None
+        if (not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not isinstance(dims, list)
+                or len(dims) != spec.latent_dim or not all(
+                    isinstance(d, dict) and (d.get("factor") is None or d.get("factor") in names)
+                    and isinstance(d.get("mi"), (int, float)) for d in dims)):
+            raise ArtifactIntegrityError(f"{where}: facts.factors={_brief(factors)} needs 'factors' (names) and one "
+                                         f"'dimensions' entry per code dimension ({spec.latent_dim}), each with "
+                                         "'factor' (one of the names, or null) and 'mi'")
     style = spec.facts.get("style")
     if style is not None:
         if not isinstance(style, dict) or not all(isinstance(style.get(k), int) and not isinstance(style.get(k), bool)
@@ -303,6 +321,16 @@ def _check_agreement(spec: ExportSpec, where: str) -> None:
             if styles is not None and tuple(styles.shape[1:]) != (style["num_ws"], style["w_dim"]):
                 raise ArtifactIntegrityError(f"{where}: operation {op.name!r} takes styles {list(styles.shape)}; "
                                              f"facts.style says {style['num_ws']} x {style['w_dim']}")
+
+
+def _entries(op: dict, key: str, fields: tuple, where: str, required: bool = True) -> list[dict]:
+    """The list ``op[key]``, each entry an object with ``fields``."""
+    entries = _listed(op, key, where, required)
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or any(f not in entry for f in fields):
+            raise ArtifactIntegrityError(f"{where}: {key}[{k}]={_brief(entry)} is not an object with "
+                                         f"{', '.join(fields)}")
+    return entries
 
 
 def _listed(op: dict, key: str, where: str, required: bool = True) -> list:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from gen_keras.errors import ConfigError
-from gen_keras.exported.adapter import InputError, Values, codes_for_seeds
+from gen_keras.exported.adapter import Values, codes_for_seeds
 from gen_keras.exported.reader import ExportReader
 
 INPUT_COLUMNS = ("z", "seed", "label", "x", "z_mix", "seed_mix")
@@ -51,10 +51,7 @@ class ExportPyfunc:
         adapter = self.reader.adapter
         name = params.get("operation")
         op = adapter.operation(str(name)) if name else adapter.default_operation()
-        try:
-            outputs = self.reader.adapter.run(op, self.values(op, frame, params))
-        except InputError as exc:
-            raise ConfigError(f"operation {op.name!r}: {exc}") from None
+        outputs = adapter.run(op, self.values(op, frame, params))  # an InputError is a ConfigError
         return pd.DataFrame({name: [row.tolist() for row in value] for name, value in outputs.items()})
 
     def values(self, op, frame, params: dict) -> Values:

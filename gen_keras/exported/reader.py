@@ -110,11 +110,8 @@ class ExportReader(LatentModel):
         return sorted(self.spec.operations)
 
     def operation(self, name: str) -> OperationSpec:
-        op = self.spec.operation(name)
-        if op is None:
-            raise ConfigError(f"the {self.kind!r} export {self.export_dir} has no {name!r} operation "
-                              f"(it has {', '.join(self.operations)})")
-        return op
+        """The operation called ``name`` (or aliased so); an error listing the export's operations."""
+        return self.adapter.operation(name)
 
     # -- running -----------------------------------------------------------------------------------
     def run(self, operation: str, **inputs) -> dict[str, np.ndarray]:

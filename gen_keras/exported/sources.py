@@ -59,9 +59,9 @@ def client_for(tracking_uri: str | None):
     a store: a missing SQLite file is an error naming it."""
     from mlflow import MlflowClient
 
-    from gen_keras.stores import default_tracking_uri, require_existing_store
+    from gen_keras.stores import require_existing_store, tracking_uri as resolve_store
 
-    uri = tracking_uri or default_tracking_uri(create=False)
+    uri = resolve_store(tracking_uri)
     require_existing_store(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
 

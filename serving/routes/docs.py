@@ -23,6 +23,7 @@ ASSETS = "/docs-assets"
 OPERATIONS = {
     "generate": ("Generate images", "GenerateRequest", "Images"),
     "interpolate": ("Interpolate between two codes", "InterpolateRequest", "Images"),
+    "codes": ("The latent codes of seeds", "CodesRequest", "Codes"),
     "mix": ("Style mixing (style-based generators)", "MixRequest", "Images"),
     "encode": ("Encode images (posterior mean and log-variance)", "EncodeRequest", "Encoding"),
     "reconstruct": ("Reconstruct images", "ReconstructRequest", "Images"),
@@ -157,7 +158,7 @@ def _operation(op: str, models: dict, limits: Limits, served: list[dict]) -> dic
         "400": _error("a field is missing, unknown or out of range; the message names it",
                       *_bad_request_examples(op, limits)),
         "404": _error("no such model, or the model has no such operation",
-                      f"model 'dcgan' (dcgan) has no {op} endpoint; it offers :generate, :interpolate, :predict"
+                      f"model 'dcgan' (dcgan) has no {op} endpoint; it offers :generate, :interpolate, :codes, :predict"
                       if op in ("encode", "reconstruct", "mix", "translate") else "unknown model 'nope'; served models: vae"),
         "406": _error("the Accept header asks for a type this operation does not answer",
                       f"cannot answer Accept: 'text/html'; this operation answers {accepts} (set the Accept "
@@ -197,6 +198,7 @@ def _bad_request_examples(op: str, limits: Limits) -> tuple[str, ...]:
                      "seed=-1 is too small; it must be at least 0",
                      "unknown field 'sed' for :generate; the fields are format, label, labels, n, seed, z"),
         "mix": ("layer=9 is over the limit of 5 (the model has 6 style layers: 1 .. 5 swap)",),
+        "codes": ("give either 'seeds' (one code each) or 'n'/'seed', not both",),
         "interpolate": (f"steps={limits.max_steps + 1} is over the limit of {limits.max_steps} frames per request",
                         "give either 'seeds' ([seed_a, seed_b]) or 'z' ([z_a, z_b]), exactly one"),
         "encode": ("images must lie in the model's value range [0, 1]; found values from 0 to 255",),
@@ -230,6 +232,8 @@ def examples(op: str, served: list[dict]) -> dict:
             out["style-truncation"] = {"summary": "style-based models: 16 images truncated to psi 0.7, PNG",
                                        "value": {"n": 16, "seed": 7, "truncation": 0.7, "format": "png"}}
         return out
+    if op == "codes":
+        return {"any": {"summary": "the codes of seeds 7 and 8", "value": {"seeds": [7, 8]}}}
     if op == "mix":
         return {"any": {"summary": "the 4x4 mixing grid of seeds 1-4, styles swapped from layer 2 (PNG)",
                         "value": {"seeds": [1, 2, 3, 4], "layer": 2, "format": "png"}}}

@@ -1,4 +1,4 @@
-"""``POST /v1/models/{name}:{operation}``: generate, interpolate, mix, encode, reconstruct,
+"""``POST /v1/models/{name}:{operation}``: generate, interpolate, codes, mix, encode, reconstruct,
 translate (a JSON body, or one PNG uploaded as the body) (and
 ``:predict``, :mod:`serving.routes.tfserving`). Each handler validates the request on the event
 loop (cheap) and returns the work, which runs in the inference pool under the timeout."""
@@ -47,6 +47,17 @@ def encode(model, body: dict, accept, limits):
     return job
 
 
+def codes(model, body: dict, accept, limits):
+    """The codes the one rule draws for the seeds (no model runs): what the page's Latent panel
+    starts from."""
+    req = v.parse_codes(body, model.adapter, model.name, limits, accept)
+    z = v.feeds_for(model.adapter, req)[req.op.input_for("code").name]
+
+    def job(token):
+        return json_response({"model": model.name, **req.meta, "latent_dim": int(z.shape[1]), "z": array_list(z)})
+    return job
+
+
 def images_job(model, req: v.Parsed, what: str):
     """The work of an operation that answers with images: its feeds are built now (on the
     event loop, cheap); the job runs the model and encodes the images as JSON or a PNG grid in
@@ -62,7 +73,7 @@ def images_job(model, req: v.Parsed, what: str):
     return job
 
 
-HANDLERS = {"generate": generate, "interpolate": interpolate, "mix": mix, "encode": encode,
+HANDLERS = {"generate": generate, "interpolate": interpolate, "codes": codes, "mix": mix, "encode": encode,
             "reconstruct": reconstruct, "translate": translate, "predict": predict}
 UPLOADS = ("translate",)  # operations that also take one PNG as the body (Content-Type: image/png)
 

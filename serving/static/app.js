@@ -2,6 +2,8 @@
 // :generate); two seeds → all frames of :interpolate as a strip, one enlarged by the slider or the
 // play button; models with :reconstruct (VAE/AE) → draw or upload a digit and see it decoded;
 // style-based models → a truncation slider on the grid and the style-mixing grid (:mix);
+// models with an encoder (the VAE family) → one slider per latent dimension, the decoded image
+// following each move (:codes for a seed's code, :encode for the drawing, :generate with `z`);
 // image-to-image models (:translate) → the same drawing area, its image sent as a PNG at the
 // model's input size, and the translation shown (a direction to pick for CycleGAN models).
 //
@@ -336,6 +338,7 @@ async function mix() {
     img.dataset.seeds = seeds.join(",");
     img.dataset.layer = String(layer);
     img.hidden = false;
+    labelMixGrid(seeds);
     mixShown = true;
     $("mix-caption").textContent = `${model.name} · seeds ${seeds.join(", ")} · fine styles from layer ${layer}`;
     setStale("mix-figure", false);
@@ -344,6 +347,15 @@ async function mix() {
     setError(fieldOf(err.message, [[/^seeds\b/, "mix-seeds"], [/^layer\b/, "mix-layer"]], "mix"), "mix", err.message);
     setStale("mix-figure", mixShown);
   }
+}
+
+// Seed labels beside the grid: a row's coarse styles and a column's fine styles.
+function labelMixGrid(seeds) {
+  const label = (text, title) => Object.assign(document.createElement("span"), {textContent: text, title});
+  $("mix-cols").replaceChildren(...seeds.map((s) => label(String(s), `fine styles of seed ${s}`)));
+  $("mix-rows").replaceChildren(...seeds.map((s) => label(String(s), `coarse styles of seed ${s}`)));
+  $("mix-wrap").style.setProperty("--k", String(seeds.length));
+  $("mix-wrap").hidden = false;
 }
 
 // -- reconstruct (models with :reconstruct) ------------------------------------------------------------
@@ -360,6 +372,7 @@ function clearDrawing() {
   drawn = false;
   centre = true;
   uploaded = null;
+  $("draw-caption").textContent = "your drawing";
 }
 
 function setupDrawing() {
@@ -568,6 +581,7 @@ async function upload(file) {
   drawn = true;
   centre = false;
   uploaded = {bitmap, invert};
+  $("draw-caption").textContent = `your upload (${file.name})`;
   reconstruct();
 }
 
@@ -598,6 +612,126 @@ function lightBorder(bitmap) {
   return sum / count > 127;
 }
 
+// -- latent perturbation (models with :encode and :codes: the VAE family) ------------------------------
+const latentRequests = latest();
+const LATENT_SPAN = 3;     // sliders run over [-3, 3]: the prior's N(0, 1) almost entirely
+const MAX_SLIDERS = 64;
+let latentStart = null;    // {code, what}: where the sliders started
+let latentCode = null;     // the code the sliders show now
+let latentShown = false;
+
+function hasLatentPanel(model) {
+  return model.operations.includes("encode") && model.operations.includes("codes") &&
+    model.latent_dim <= MAX_SLIDERS;
+}
+
+// Per dimension, the factor it carries most, where the export knows its training data's factors.
+function dimensionNames(model) {
+  const dims = (model.facts && model.facts.factors && model.facts.factors.dimensions) || [];
+  return Array.from({length: model.latent_dim}, (_, i) => (dims[i] && dims[i].factor) || null);
+}
+
+function buildSliders(model) {
+  const names = dimensionNames(model);
+  $("latent-sliders").replaceChildren(...names.map((name, i) => {
+    const row = document.createElement("div");
+    row.className = "latent-dim";
+    const label = document.createElement("label");
+    label.htmlFor = `latent-${i}`;
+    label.textContent = name ? `z${i} · ${name}` : `z${i}`;
+    label.title = name ? `dimension ${i}: carries ${name} most (mutual information)` : `dimension ${i}`;
+    const input = document.createElement("input");
+    Object.assign(input, {type: "range", id: `latent-${i}`, min: String(-LATENT_SPAN), max: String(LATENT_SPAN),
+                          step: "0.05", value: "0"});
+    input.dataset.dim = String(i);
+    const out = document.createElement("output");
+    out.id = `latent-${i}-value`;
+    out.htmlFor = input.id;
+    input.addEventListener("input", () => {
+      latentCode[i] = Number(input.value);
+      out.textContent = latentCode[i].toFixed(2);
+      row.classList.toggle("moved", latentCode[i] !== latentStart.code[i]);
+      decodeLatentSoon();
+    });
+    row.append(label, input, out);
+    return row;
+  }));
+}
+
+function setLatent(code, what) {
+  latentStart = {code: code.slice(), what};
+  latentCode = code.slice();
+  code.forEach((v, i) => {
+    $(`latent-${i}`).value = String(v);  // the slider clamps; the code keeps its value
+    $(`latent-${i}-value`).textContent = v.toFixed(2);
+    $(`latent-${i}`).closest(".latent-dim").classList.remove("moved");
+  });
+  decodeLatent();
+}
+
+async function latentFromSeed() {
+  const model = current();
+  if (!model || !hasLatentPanel(model)) return;
+  clearErrors("latent");
+  const {seed, error} = readSeed($("latent-seed"), "the seed");
+  if (error) { setError("latent-seed", "latent", error); return; }
+  try {
+    const answer = await tracked(post(model.name, "codes", {seeds: [seed]}, "application/json").then((r) => r.json()));
+    if (current() !== model) return;
+    setLatent(answer.z[0], `seed ${seed}`);
+  } catch (err) {
+    setError(fieldOf(err.message, [[/^seeds?\b/, "latent-seed"]], "latent"), "latent", err.message);
+  }
+}
+
+async function latentFromDrawing() {
+  const model = current();
+  if (!model || !hasLatentPanel(model)) return;
+  clearErrors("latent");
+  if (!drawn) { setError("latent-drawing", "latent", "draw a digit (or upload a PNG) in the panel above first"); return; }
+  const {image} = padImage(model.image_shape, model.value_range);
+  const body = {images: [image]};
+  if (model.conditional) body.label = classOf(model) ?? 0;
+  try {
+    const answer = await tracked(post(model.name, "encode", body, "application/json").then((r) => r.json()));
+    if (current() !== model) return;
+    // The code is the encoder's output with role code_mean (the posterior mean) or code.
+    const encoder = Object.values(model.endpoints).find((ep) => ep.task === "encode");
+    const k = Math.max(encoder.output_roles.indexOf("code_mean"), encoder.output_roles.indexOf("code"));
+    setLatent(answer[encoder.outputs[k]][0], uploaded ? "the upload, encoded" : "the drawing, encoded");
+  } catch (err) {
+    setError("latent-drawing", "latent", err.message);
+  }
+}
+
+const decodeLatentSoon = debounce(() => decodeLatent(), 40);
+
+async function decodeLatent() {
+  const model = current();
+  if (!model || !latentCode) return;
+  const id = latentRequests.next();
+  const code = latentCode.slice();
+  const body = {z: [code], format: "png"};
+  if (model.conditional) body.label = classOf(model) ?? 0;
+  try {
+    const blob = await tracked(post(model.name, "generate", body, "image/png").then((r) => r.blob()));
+    if (!latentRequests.isCurrent(id)) return;
+    const img = showBlob($("latent-image"), blob);
+    img.dataset.code = JSON.stringify(code);
+    img.hidden = false;
+    latentShown = true;
+    const moved = code.map((v, i) => [i, v]).filter(([i, v]) => v !== latentStart.code[i]);
+    $("latent-caption").textContent = `${model.name} · from ${latentStart.what}` + (moved.length
+      ? ` · moved ${moved.map(([i, v]) => `z${i} to ${v.toFixed(2)}`).join(", ")}` : "");
+    clearErrors("latent-decode");
+    setStale("latent-figure", false);
+  } catch (err) {
+    if (!latentRequests.isCurrent(id)) return;
+    setError("latent", "latent-decode", err.message);
+    setStale("latent-figure", latentShown);
+  }
+}
+
 // -- the model ----------------------------------------------------------------------------------------
 function onModelChange() {
   const model = current();
@@ -624,7 +758,12 @@ function onModelChange() {
   if ([...select.options].some((o) => o.value === keep)) select.value = keep;
   select.disabled = !model.conditional;
   $("recon-panel").hidden = !(translator || model.operations.includes("reconstruct"));
+  $("truncation-field").hidden = !isStyle(model);  // only where the export has a truncation input
   $("truncation").disabled = !isStyle(model);
+  if (isStyle(model)) {
+    const t = truncationInput(model);
+    [$("truncation").min, $("truncation").max] = (t.value_range || [0, 1]).map(String);
+  }
   const mixing = model.operations.includes("mix");
   $("mix-panel").hidden = !mixing;
   if (mixing) {
@@ -636,10 +775,16 @@ function onModelChange() {
       String(first + k))));
     layer.value = String(Math.min(Math.max(keep, first), last));
   }
+  const latent = !translator && hasLatentPanel(model);
+  $("latent-panel").hidden = !latent;
+  latentCode = latentStart = null;
+  latentShown = false;
+  if (latent) buildSliders(model);
   generate();
   interpolate();
   reconstruct();
   mix();
+  if (latent) latentFromSeed();
 }
 
 function debounce(fn, ms) {
@@ -658,7 +803,9 @@ async function start() {
     }));
     if (!answer.models.length) throw new Error("the server has no model to serve");
     models = Object.fromEntries(answer.models.map((m) => [m.name, m]));
-    $("model").replaceChildren(...answer.models.map((m) => new Option(`${m.name} (${m.kind})`, m.name)));
+    // Names only (a run name is long; the kind is in the line under the controls), full name on hover.
+    $("model").replaceChildren(...answer.models.map((m) => Object.assign(new Option(m.name, m.name),
+                                                                          {title: `${m.name} (${m.kind})`})));
     onModelChange();
   } catch (err) {
     setError("model", "start", `could not list the models: ${err.message}`);
@@ -703,5 +850,9 @@ $("clear-drawing").addEventListener("click", () => {
     : "draw a digit to see its reconstruction";
 });
 $("direction").addEventListener("change", reconstruct);
+$("latent-from-seed").addEventListener("click", latentFromSeed);
+$("latent-seed").addEventListener("keydown", (e) => { if (e.key === "Enter") latentFromSeed(); });
+$("latent-from-drawing").addEventListener("click", latentFromDrawing);
+$("latent-reset").addEventListener("click", () => { if (latentStart) setLatent(latentStart.code, latentStart.what); });
 $("upload").addEventListener("change", (e) => { upload(e.target.files[0]); e.target.value = ""; });
 start();
