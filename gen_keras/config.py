@@ -92,6 +92,10 @@ class DataConfig:
     factor_stream: str = "shards"
     data_dir: str = ""  # TFDS data dir / cache for prepared data; "" = ~/.cache/gen_keras
     tfds_timeout_s: float = 5.0
+    # folder:<path> only: how each image is brought to model.image_shape — crop (shorter side to
+    # the target, centre crop) | pad (longer side to the target, centred on white) | stretch
+    # (both sides to the target); docs/data.md
+    resize: str = "crop"
 
     def validate(self, prefix: str = "data") -> None:
         from gen_keras.data.sources import check_dataset_name
@@ -104,6 +108,7 @@ class DataConfig:
         _positive(self.shuffle_buffer, f"{prefix}.shuffle_buffer")
         _non_negative(self.cache_budget_mb, f"{prefix}.cache_budget_mb")
         _choice(self.factor_stream, ("shards", "render"), f"{prefix}.factor_stream")
+        _choice(self.resize, ("crop", "pad", "stretch"), f"{prefix}.resize")
 
 
 @dataclass
