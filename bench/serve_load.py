@@ -310,7 +310,7 @@ def before_after_abuse(args, models: Path, model: str, sizes: list[int], log: Pa
                 run_load(server.port, model, n, args.format, 2, 1.0, 20)  # warm-up
                 quiet = run_load(server.port, model, n, args.format, args.clients, args.seconds, args.max_requests)
                 abused = run_abuse(server.port, model, n, args.format, args.clients, args.seconds,
-                                   args.max_requests)
+                                   args.max_requests, slow=args.slow_clients)
                 rows[f"n_{n}"] = {"quiet": quiet, "abuse": abused,
                                   "p99_abuse_over_quiet": round(abused["latency_ms"]["p99"]
                                                                 / quiet["latency_ms"]["p99"], 2)}
@@ -339,8 +339,10 @@ def main(argv=None) -> int:
                         "/tmp/old ffe5f26`), interleaved round by round with this one (onnx backend)")
     p.add_argument("--rounds", type=int, default=3, help="before/after rounds")
     p.add_argument("--abuse", action="store_true",
-                   help="also run the load while 20 slow clients and 2 streams of malformed requests "
-                        "run alongside; compare the good requests' p99 with the quiet run's")
+                   help="also run the load while --slow-clients slow clients and 2 streams of malformed "
+                        "requests run alongside; compare the good requests' p99 with the quiet run's")
+    p.add_argument("--slow-clients", type=int, default=20,
+                   help="--abuse: clients that announce a body and trickle it a byte a second (64: issue 27)")
     args = p.parse_args(argv)
     if args.smoke:
         args.clients, args.seconds, args.max_requests, args.reps = 8, 3.0, 400, 20

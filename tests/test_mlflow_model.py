@@ -105,7 +105,8 @@ def test_the_version_carries_its_signature(registered, tracking):
     assert {"image", "mean", "log_var", "score"} <= {c.name for c in info.signature.outputs.inputs}
     assert {p.name for p in info.signature.params.params} == {"operation", "seed", "truncation", "crossover"}
     ops = info.metadata["gen_keras.operations"]
-    assert ops["generate"]["inputs"] == [{"name": "z", "shape": [-1, 16], "dtype": "float32"}]
+    assert ops["generate"]["task"] == "generate" and ops["generate"]["inputs"] == [
+        {"name": "z", "role": "code", "shape": [-1, 16], "dtype": "float32"}]
     assert ops["encode"]["inputs"][0]["shape"] == [-1, 28, 28, 1]
 
 

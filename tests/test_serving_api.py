@@ -72,7 +72,7 @@ def test_model_metadata_comes_from_the_manifest(client, serving_exports):
     cond = client.get(f"/v1/models/{serving_exports.cond_kind}").json()
     assert cond["conditional"] is True and cond["num_classes"] == 10
     if serving_exports.cond_kind == "cgan":
-        assert cond["operations"] == ["generate", "interpolate", "predict"]  # a GAN has no encoder
+        assert cond["operations"] == ["generate", "interpolate", "codes", "predict"]  # a GAN has no encoder
         assert cond["value_range"] == [-1.0, 1.0]
 
 
