@@ -113,6 +113,18 @@ def num_workers(strategy) -> int:
     return max(1, len(spec.get("chief", [])) + len(spec.get("worker", [])))
 
 
+def layout(strategy, steps_per_execution: int = 1):
+    """What ``strategy`` offers a run, as the plain values :func:`gen_keras.plan.resolve_plan`
+    reads: its name, replicas in sync, worker processes, and the cap on steps per execution
+    (warned about here when it cuts the configured ``steps_per_execution``)."""
+    from gen_keras.plan import Layout
+
+    steps = int(steps_per_execution)
+    supported = supported_steps_per_execution(steps, strategy)
+    return Layout(type(strategy).__name__, int(strategy.num_replicas_in_sync), num_workers(strategy),
+                  supported if supported < steps else 0)
+
+
 def supported_steps_per_execution(steps: int, strategy) -> int:
     """``steps``, or 1 under (MultiWorker)MirroredStrategy, where Keras 3.15 / TF 2.21 cannot
     run several steps per call (keras-team/keras#19246); a warning says so."""

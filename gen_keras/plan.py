@@ -1,13 +1,15 @@
 """The run config resolved ONCE, for the machine and strategy it runs on.
 
 A :class:`RunPlan` is what the trainer, the model and the checkpoint read: the concrete
-precision (``auto`` resolved), how many replicas and worker processes take part, the steps per
-execution that this strategy supports, the per-replica batch and the learning-rate scaling.
-Nothing downstream resolves a field again or reads a Keras global back: the model gets its
-precision as a constructor argument and the rest through :meth:`GenerativeModel.compile_for_training`.
+precision (``auto`` resolved, or adopted from the checkpoint the run resumes), how many replicas
+and worker processes take part, the steps per execution that this strategy supports, the
+per-replica batch and the learning-rate scaling. Nothing downstream resolves a field again or
+reads a Keras global back: the model gets its precision as a constructor argument and the rest
+through :meth:`GenerativeModel.compile_for_training`.
 
-``resolve_plan(cfg, strategy)`` builds it (the strategy is the one object that knows the replica
-count); without a strategy, the plan is for one local device.
+``resolve_plan(cfg, layout, checkpoint=state)`` builds it. The :class:`Layout` (replicas, workers,
+what the strategy supports) comes from :func:`gen_keras.distribute.layout`, the one module that
+knows strategies; without one, the plan is for one local device.
 """
 from __future__ import annotations
 
@@ -16,6 +18,17 @@ import dataclasses
 from gen_keras import precision as _precision
 from gen_keras.config import RunConfig, TrainConfig
 from gen_keras.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What a distribution strategy offers a run, as plain values (see
+    :func:`gen_keras.distribute.layout`): its name, the replicas in sync (all workers), the worker
+    processes, and the most steps per execution it can run (0: no limit)."""
+    strategy_name: str = "default"
+    replicas: int = 1
+    workers: int = 1
+    max_steps_per_execution: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,21 +96,23 @@ def adopt_checkpoint_precision(plan: RunPlan, state: dict | None) -> RunPlan:
     return adopted if adopted.resumable() == state.get("config") else plan
 
 
-def resolve_plan(cfg: RunConfig, strategy=None, *, is_chief: bool = True) -> RunPlan:
-    """The plan for ``cfg`` under ``strategy`` (None: one local device). Raises ConfigError when
-    the global batch does not split over the replicas."""
-    name, replicas, workers, steps = "default", 1, 1, int(cfg.train.steps_per_execution)
-    if strategy is not None:
-        from gen_keras import distribute
-
-        name = type(strategy).__name__
-        replicas = int(strategy.num_replicas_in_sync)
-        workers = distribute.num_workers(strategy)
-        steps = distribute.supported_steps_per_execution(steps, strategy)
-    if cfg.train.batch_size % replicas:
+def resolve_plan(cfg: RunConfig, layout: Layout | None = None, *, is_chief: bool = True,
+                 checkpoint: dict | None = None) -> RunPlan:
+    """The plan for ``cfg`` on ``layout`` (None: one local device), resuming the checkpoint
+    state ``checkpoint`` when given (its precision is adopted under ``auto``, see
+    :func:`adopt_checkpoint_precision`). Raises ConfigError when the global batch does not split
+    over the replicas."""
+    layout = layout or Layout()
+    if not isinstance(layout, Layout):
+        raise TypeError(f"resolve_plan takes a plan.Layout (gen_keras.distribute.layout(strategy)), "
+                        f"not a {type(layout).__name__}")
+    if cfg.train.batch_size % layout.replicas:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be divisible by the "
-                          f"{replicas} replicas of distribute.strategy={cfg.distribute.strategy!r}")
+                          f"{layout.replicas} replicas of distribute.strategy={cfg.distribute.strategy!r}")
+    steps = int(cfg.train.steps_per_execution)
+    if layout.max_steps_per_execution:
+        steps = min(steps, layout.max_steps_per_execution)
     policy = _precision.keras_policy(_precision.resolve(cfg.train.mixed_precision,
                                                          cfg.distribute.strategy))
-    return RunPlan(cfg, policy, replicas, workers, name, steps, is_chief)
-
+    plan = RunPlan(cfg, policy, layout.replicas, layout.workers, layout.strategy_name, steps, is_chief)
+    return adopt_checkpoint_precision(plan, checkpoint)

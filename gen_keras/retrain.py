@@ -197,11 +197,12 @@ def job_lock(model_name: str, tracking_uri: str | None = None, wait_s: float = 0
     directory: two jobs for one model conflict wherever they were started. The lock file lives
     in ``$GEN_KERAS_CACHE/locks``; the kernel drops it when the holder dies (even by SIGKILL).
     ``flock`` holds on one machine; jobs on several machines sharing one registry are also caught
-    by the champion check-before-set below."""
+    by the champion check-before-set below. ``tracking_uri`` is resolved (and spelled one way)
+    by :func:`gen_keras.stores.tracking_uri`, so two spellings of one store are one lock."""
     from gen_keras.files import LockBusy, exclusive_lock
-    from gen_keras.tracking import default_tracking_uri
+    from gen_keras.stores import tracking_uri as resolve_store
 
-    uri = tracking_uri or default_tracking_uri(create=False)
+    uri = resolve_store(tracking_uri)
     path = job_lock_path(model_name, uri)
     try:
         with exclusive_lock(path, f"a retrain of {model_name!r} (registry {uri})", wait_s):
@@ -211,10 +212,12 @@ def job_lock(model_name: str, tracking_uri: str | None = None, wait_s: float = 0
 
 
 def job_lock_path(model_name: str, tracking_uri: str) -> Path:
-    """``$GEN_KERAS_CACHE/locks/retrain-<store hash>-<model name>.lock``."""
+    """``$GEN_KERAS_CACHE/locks/retrain-<store hash>-<model name>.lock``, the hash of the
+    store's one spelling (:func:`gen_keras.stores.normalize`)."""
     from gen_keras.exported.sources import default_cache_dir
+    from gen_keras.stores import normalize
 
-    key = hashlib.sha256(tracking_uri.encode()).hexdigest()[:12]
+    key = hashlib.sha256(normalize(tracking_uri).encode()).hexdigest()[:12]
     return default_cache_dir() / "locks" / f"retrain-{key}-{model_name}.lock"
 
 
@@ -259,6 +262,8 @@ def ensure_registered_model(client, name: str) -> None:
 
 def register_run(client, name: str, run_id: str):
     """The model version of ``run_id`` (created once: a re-run of the slot finds it)."""
+    from gen_keras.tracking import as_mlflow_default
+
     ensure_registered_model(client, name)
     existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if existing:
@@ -271,8 +276,9 @@ def register_run(client, name: str, run_id: str):
                            "same retrain command again")
     # The version is the MLflow Model (pyfunc flavor over the export), so mlflow.pyfunc,
     # `mlflow models serve` and the registry's schema view work on it.
-    return client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id,
-                                       model_id=model_id, description=f"run {run.info.run_name}")
+    with as_mlflow_default(client.tracking_uri):  # where MLflow resolves the source (see there)
+        return client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id,
+                                           model_id=model_id, description=f"run {run.info.run_name}")
 
 
 def _ver(model_version) -> str:
@@ -301,8 +307,7 @@ def publish_champion(client, model_name: str, version, serve_dir: str | Path, *,
     name>`` with ``os.replace`` (atomic on POSIX). A failure at any point before that leaves the
     previous export serving, untouched. The last ``keep`` version folders are kept for rollback.
     """
-    from gen_keras.exported.sources import export_folder_of
-    from gen_keras.exported.sources import download_verified, fetch_artifact
+    from gen_keras.exported.sources import download_verified, export_folder_of, fetch_artifact
     from gen_keras.files import fsync_dir
 
     serve_dir = Path(serve_dir)
@@ -368,7 +373,7 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
     """
     from mlflow import MlflowClient
 
-    from gen_keras.tracking import default_tracking_uri
+    from gen_keras.stores import tracking_uri as resolve_store
 
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
         raise ConfigError(f"--margin={margin!r} must be a finite number >= 0 (metric units)")
@@ -381,7 +386,7 @@ def retrain(run_config: RunConfig, model_name: str, *, slot: str | None = None,
         train=dataclasses.replace(run_config.train, export_at_end=True),  # the registry needs it
         tracking=dataclasses.replace(run_config.tracking, run_name=run_name)).validate()
     gate = GateSpec(resolve_metric(cfg.model, metric), num_samples, seed, float(margin))
-    uri = tracking_uri or cfg.tracking.tracking_uri or default_tracking_uri()
+    uri = resolve_store(tracking_uri, cfg.tracking.tracking_uri)
     serve_dir = Path(serve_dir).resolve()
 
     with job_lock(model_name, uri, lock_wait_s) if lock else contextlib.nullcontext():
@@ -451,6 +456,12 @@ def _tag_project_run(client, result: RetrainResult) -> None:
 
 
 def _check_reachable(client, uri: str) -> None:
+    from gen_keras.stores import ensure_store, server_problem
+
+    problem = server_problem(uri) if uri.startswith(("http://", "https://")) else None
+    if problem:
+        raise RetrainError(f"{problem}; nothing was trained; run the same command when it is back")
+    ensure_store(uri)
     try:
         client.search_experiments(max_results=1)
     except Exception as exc:
@@ -460,42 +471,28 @@ def _check_reachable(client, uri: str) -> None:
 
 
 def _train_or_resume(cfg: RunConfig, uri: str, verbose):
-    """Train the slot's challenger, resume it, or (training already finished) load it."""
-    from gen_keras.artifacts import load_model
-    from gen_keras.plan import adopt_checkpoint_precision, resolve_plan
+    """Train the slot's challenger, resume it, or (training already finished) load it: the
+    trainer decides which from the slot run's checkpoint, with the one plan it resolves."""
     from gen_keras.sync import PENDING, sync_pending
-    from gen_keras.tracking import RunContext
-    from gen_keras.training import checkpoint_dir, train
-    from gen_keras.training.checkpoint import read_state
+    from gen_keras.training import train
 
-    t = cfg.tracking
-    ctx = RunContext(uri, t.experiment, None, t.run_name, Path(t.outputs_dir).resolve())
-    ckpt = checkpoint_dir(cfg, ctx)
-    state = read_state(ckpt)
-    if state is not None and state.get("finished"):
-        if state.get("config") != adopt_checkpoint_precision(resolve_plan(cfg), state).resumable():
-            raise ConfigError(f"slot run {t.run_name!r} was trained with a different config; "
-                              "use the same config, or a new --slot")
-        log.info("slot %s finished training earlier (run %s); not retraining", t.run_name,
-                 state.get("run_id"))
-        run_id, model = state["run_id"], load_model(state["model_path"])
-    else:
-        try:
-            result = train(cfg, tracking_uri=uri, verbose=verbose)
-        except ConfigError:
-            raise
-        except Exception as exc:
-            raise RetrainError(f"training the challenger failed: {type(exc).__name__}: {exc}; "
-                               f"the last good checkpoint is in {ckpt}; the champion is "
-                               "unchanged") from exc
-        run_id, model = result.run_id, result.model
+    try:
+        result = train(cfg, tracking_uri=uri, verbose=verbose, finished="load")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise RetrainError(f"training the challenger failed: {type(exc).__name__}: {exc}; the last "
+                           "good checkpoint is kept (the same command resumes from it); the "
+                           "champion is unchanged") from exc
+    ckpt = result.checkpoint_dir
     if (ckpt / PENDING).exists():
         synced = sync_pending(ckpt, uri)
         if synced.remaining:
             raise RetrainError(f"MLflow did not receive {synced.remaining} record(s) of run "
-                               f"{run_id} (the model is saved; they are kept in {ckpt / PENDING}); "
-                               "run the same command again when the tracking server is back")
-    return run_id, model
+                               f"{result.run_id} (the model is saved; they are kept in "
+                               f"{ckpt / PENDING}); run the same command again when the tracking "
+                               "server is back")
+    return result.run_id, result.model
 
 
 def _gate(client, cfg, gate: GateSpec, name: str, run_id: str, version, model, champion, uri):

@@ -28,25 +28,30 @@ class SyncResult:
 def sync_pending(checkpoint_dir: str | Path, tracking_uri: str | None = None) -> SyncResult:
     """Send ``pending.json`` of the run whose checkpoints are in ``checkpoint_dir``.
 
-    The tracking URI is, in order: ``tracking_uri``, the run config's ``tracking.tracking_uri``
-    (from ``state.json``), ``$MLFLOW_TRACKING_URI``, the local SQLite store.
+    The tracking URI is, in order: ``tracking_uri``, the store the run recorded in ``state.json``
+    (the run config's ``tracking.tracking_uri`` for a checkpoint written before it recorded
+    one), then :func:`gen_keras.stores.tracking_uri`'s default.
     """
     from mlflow import MlflowClient
 
-    from gen_keras.tracking import TrackingSink, default_tracking_uri
-    from gen_keras.training.checkpoint import read_state
+    from gen_keras.checkpoint_state import read_state
+    from gen_keras.stores import server_problem
+    from gen_keras.stores import tracking_uri as resolve_store
+    from gen_keras.tracking import TrackingSink
 
     checkpoint_dir = Path(checkpoint_dir)
     state = read_state(checkpoint_dir)
     if state is None or not state.get("run_id"):
         raise ConfigError(f"{checkpoint_dir} holds no state.json with a run id: not the checkpoint "
                           "folder of a tracked run (see --run-name / --outputs-dir)")
-    uri = (tracking_uri or ((state.get("config") or {}).get("tracking") or {}).get("tracking_uri")
-           or default_tracking_uri())
+    uri = resolve_store(tracking_uri, state.get("tracking_uri"),
+                        ((state.get("config") or {}).get("tracking") or {}).get("tracking_uri"))
     sink = TrackingSink(MlflowClient(tracking_uri=uri), state["run_id"], checkpoint_dir / PENDING)
     sink.load_pending()
     before = len(sink.pending)
     finished, closed = bool(state.get("finished")), False
+    if uri.startswith(("http://", "https://")) and server_problem(uri):  # bounded, then try later
+        return SyncResult(sink.run_id, uri, 0, before, finished, False)
     if sink.flush() and finished:
         try:
             run = sink.client.get_run(sink.run_id)

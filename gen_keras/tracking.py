@@ -9,6 +9,7 @@ same run (or ``gen-keras sync``) delivers them.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,16 +19,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# (importing gen_keras.stores also bounds MLflow's HTTP retries: a dead server is an error in
+# seconds, and the sink below buffers what it could not send)
 from gen_keras.stores import default_artifact_location, default_tracking_uri, require_existing_store  # noqa: F401  (re-exported: the store helpers began here)
 
 log = logging.getLogger("gen_keras.tracking")
-
-# MLflow's HTTP client retries each request with exponential backoff for minutes by default;
-# a training loop must not stall on a dead server, so fail fast and let the sink buffer.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs
 
 
 # MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and files a run
@@ -87,19 +83,18 @@ def run_versions() -> dict[str, str]:
 
 @dataclass
 class RunContext:
-    """Where one run writes: tracking URI, run id, and its output folders."""
-    tracking_uri: str
+    """Where one run writes, decided once when it starts (``gen_keras.training.trainer.
+    run_context``): its tracking store, name, checkpoint folder and output folders; the MLflow
+    run id and sink once the run is open."""
+    tracking_uri: str  # resolved (gen_keras.stores.tracking_uri); "" on a non-chief worker
     experiment: str
-    run_id: str | None
     run_name: str
     outputs_dir: Path
+    checkpoint_dir: Path  # <train.checkpoint_dir or outputs/checkpoints>/<run name>
     is_chief: bool = True
+    run_id: str | None = None
     sink: "TrackingSink | None" = None
     experiment_id: str | None = None
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.outputs_dir / "checkpoints" / self.run_name
 
     @property
     def samples_dir(self) -> Path:
@@ -224,13 +219,20 @@ class TrackingSink:
 
 
 # -- opening a run, and what a run records at its start ------------------------------------------
-def open_tracking_run(ctx: RunContext, state: dict | None, checkpoint_dir: Path) -> None:
+def open_tracking_run(ctx: RunContext, state: dict | None) -> None:
     """Create the MLflow run (or reopen the unfinished one a checkpoint names) and attach a
-    :class:`TrackingSink` to ``ctx``, re-queuing records an earlier process could not deliver."""
+    :class:`TrackingSink` to ``ctx``, re-queuing records an earlier process could not deliver.
+    A server that does not answer within ``stores.SERVER_DEADLINE_S`` is a ConfigError saying so."""
     from mlflow import MlflowClient
 
     from gen_keras.errors import ConfigError
+    from gen_keras.stores import ensure_store, server_problem
 
+    if ctx.tracking_uri.startswith(("http://", "https://")):
+        problem = server_problem(ctx.tracking_uri)
+        if problem:
+            raise ConfigError(f"{problem}; nothing was trained")
+    ensure_store(ctx.tracking_uri)
     client = MlflowClient(tracking_uri=ctx.tracking_uri)
     try:
         exp_id = ctx.experiment_id = get_or_create_experiment(client, ctx.experiment, ctx.tracking_uri)
@@ -242,8 +244,32 @@ def open_tracking_run(ctx: RunContext, state: dict | None, checkpoint_dir: Path)
     except Exception as exc:
         raise ConfigError(f"cannot reach the MLflow tracking store at {ctx.tracking_uri}: "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
-    ctx.sink = TrackingSink(client, ctx.run_id, Path(checkpoint_dir) / "pending.json")
+    ctx.sink = TrackingSink(client, ctx.run_id, Path(ctx.checkpoint_dir) / "pending.json")
     ctx.sink.load_pending()
+
+
+@contextlib.contextmanager
+def as_mlflow_default(uri: str):
+    """Make ``uri`` MLflow's process-wide tracking store for the block (then restore what was
+    there, the environment variable included).
+
+    MLflow 3.17's SQL model registry resolves a ``models:/<model id>`` version source through
+    ``MlflowClient()`` -- the DEFAULT store, not the client's (its own TODO in
+    ``SqlAlchemyStore.create_model_version``). Without a server that default is
+    ``sqlite:///mlflow.db`` in the working folder: registration then fails with "Logged model
+    with ID 'm-...' not found" and leaves a stray ``./mlflow.db``."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
+    saved = tracking_utils._tracking_uri  # None when nothing was set in this process
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved)  # (None also clears the variable set_tracking_uri set)
+        if saved_env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def log_dataset(sink: TrackingSink, info, context: str = "train") -> None:

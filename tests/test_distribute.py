@@ -46,7 +46,7 @@ def kind_config(kind: str, overrides: list[str]):
 
 def build_in(strategy, cfg):
     keras.utils.set_random_seed(cfg.train.seed)
-    plan = resolve_plan(cfg, strategy)
+    plan = resolve_plan(cfg, distribute.layout(strategy))
     with strategy.scope():
         model = build_model(cfg.model, precision=plan.precision)
         model.compile_for_training(plan)
@@ -78,7 +78,7 @@ def test_a_built_model_skips_the_symbolic_build(data_cache):
     with strategy.scope():
         model = build_model(cfg.model)
         assert not model._fully_built()  # no optimizer yet: Keras' own build path still runs
-        model.compile_for_training(resolve_plan(cfg, strategy))
+        model.compile_for_training(resolve_plan(cfg, distribute.layout(strategy)))
     assert model._fully_built()
     # Called with no data at all: it must return before Keras would draw a batch.
     assert model._maybe_symbolic_build(iterator=None, data_batch=None) is None
@@ -408,6 +408,9 @@ def test_auto_resumes_a_checkpoint_in_the_precision_it_was_written_in():
         check_resumable(plan, "r", {})
     adopted = adopt_checkpoint_precision(plan, {"config": written})
     assert adopted.precision == keras_policy(other) and adopted.resumable() == written
+    # The one resolution the trainer makes adopts it the same way.
+    resumed = resolve_plan(plan.config, checkpoint={"config": written})
+    assert resumed.precision == keras_policy(other) and resumed.resumable() == written
     check_resumable(adopted, "r", {"config": written})
     assert adopt_checkpoint_precision(plan, None) is plan
     changed = {**written, "train": {**written["train"], "epochs": written["train"]["epochs"] + 1}}

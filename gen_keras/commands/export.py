@@ -31,9 +31,9 @@ def run(args) -> int:
         from mlflow import MlflowClient
 
         from gen_keras.exported.pyfunc import log_model
-        from gen_keras.tracking import default_tracking_uri
+        from gen_keras.stores import tracking_uri
 
-        client = MlflowClient(args.tracking_uri or default_tracking_uri(create=False))
+        client = MlflowClient(tracking_uri(args.tracking_uri))
         client.log_artifacts(args.run_id, str(out), "export")
         run = client.get_run(args.run_id)
         model_id = log_model(client, args.run_id, run.info.experiment_id, out)

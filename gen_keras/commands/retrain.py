@@ -39,14 +39,23 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from gen_keras.commands.train import sigterm_interrupts
     from gen_keras.config import load_config
-    from gen_keras.retrain import (EXIT_BUSY, EXIT_FAILED, RetrainBusy, RetrainError, check_name,
-                                   job_lock, retrain)
+    from gen_keras.retrain import (
+        EXIT_BUSY,
+        EXIT_FAILED,
+        RetrainBusy,
+        RetrainError,
+        check_name,
+        job_lock,
+        retrain,
+    )
 
     check_name(args.model_name, "--model-name")
     try:
         # The lock first: a job refused because another one runs exits before importing TF.
-        with job_lock(args.model_name, args.tracking_uri or _config_tracking_uri(args), args.lock_wait):
+        with job_lock(args.model_name, args.tracking_uri or _config_tracking_uri(args), args.lock_wait), \
+                sigterm_interrupts():
             cfg = load_config(args.config, args.overrides)
             r = retrain(cfg, args.model_name, slot=args.slot, margin=args.margin,
                         metric=args.metric, num_samples=args.num_samples, seed=args.gate_seed,

@@ -16,7 +16,8 @@ def register(sub) -> None:
                    help="the folder holding the run's checkpoint folder: train.checkpoint_dir "
                         "when the config set one (default <outputs-dir>/checkpoints)")
     p.add_argument("--tracking-uri", default=None,
-                   help="default: the run config's tracking_uri, $MLFLOW_TRACKING_URI, ./mlflow")
+                   help="default: the store the run recorded in its checkpoint state (else its "
+                        "config's tracking_uri, $MLFLOW_TRACKING_URI, ./mlflow/mlflow.db)")
     p.set_defaults(func=run)
 
 

@@ -1,5 +1,7 @@
-"""``gen-keras train --config CFG [--set section.field=value ...]``."""
+"""``gen-keras train --config CFG [--set section.field=value ...] [--resume [NAME] | --new-run]``."""
 from __future__ import annotations
+
+import contextlib
 
 
 def add_config_args(p) -> None:
@@ -11,8 +13,16 @@ def add_config_args(p) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model from a config, tracked in MLflow")
+    p = sub.add_parser("train", help="train a model from a config, tracked in MLflow",
+                       description="A run stopped by a kill or Ctrl-C is resumed by the same command "
+                       "(same config, same store): from its last epoch, in the same MLflow run.")
     add_config_args(p)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_NAME",
+                       help="resume the run RUN_NAME (printed when a run starts); without a name, "
+                            "require an unfinished run of this config to resume")
+    which.add_argument("--new-run", dest="resume", action="store_const", const=False,
+                       help="start a new run even if an unfinished run of this config could resume")
     p.set_defaults(func=run)
 
 
@@ -21,7 +31,9 @@ def run(args) -> int:
     from gen_keras.training import train
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg, tracking_uri=args.tracking_uri)
+    with sigterm_interrupts():
+        result = train(cfg, tracking_uri=args.tracking_uri, resume=args.resume,
+                       announce=lambda ctx, state: print(announcement(args, ctx, state), flush=True))
     print(f"\nrun {result.run_name} (MLflow run id {result.run_id}) finished in "
           f"{result.minutes:.1f} min")
     for k, v in sorted(result.final_metrics.items()):
@@ -33,6 +45,45 @@ def run(args) -> int:
         print(f"  export (SavedModel + ONNX + manifest.json): {result.export_dir}")
     print(f"  MLflow UI: {ui_hint(result.tracking_uri, result.experiment_id, result.run_id)}")
     return 0
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While training, SIGTERM (``kill``, a scheduler stopping the job) ends the run as Ctrl-C
+    does: the run is marked KILLED, its checkpoint kept, and the same command resumes it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def announcement(args, ctx, state) -> str:
+    """What a starting run prints: its name, MLflow run and store, where its checkpoints are, and
+    the exact command that resumes it."""
+    import shlex
+
+    resumed = (f"resumed from epoch {state.get('epochs_done', 0)}" if state is not None
+               else "new")
+    command = ["gen-keras", "train", "--config", args.config]
+    for item in args.overrides:
+        command += ["--set", item]
+    if args.tracking_uri:
+        command += ["--tracking-uri", args.tracking_uri]
+    command += ["--resume", ctx.run_name]
+    return (f"run {ctx.run_name} ({resumed}; MLflow run {ctx.run_id} in {ctx.tracking_uri})\n"
+            f"  checkpoints: {ctx.checkpoint_dir}\n"
+            f"  if it stops before the end, resume it with: {shlex.join(command)}")
 
 
 def ui_hint(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str:

@@ -51,8 +51,12 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
                    iwae_k: int = 100, likelihood: bool = True, sample_metrics: bool = True,
                    evaluator=None, disentanglement: bool = True,
                    factor_samples: int = END_OF_TRAINING_FACTOR_SAMPLES,
-                   artifacts_dir=None, representation: bool = True) -> Metrics:
+                   artifacts_dir=None, representation: bool = True, data=None) -> Metrics:
     """Every metric that fits the model kind, as ``{name: value}``.
+
+    ``data``: the :class:`gen_keras.data.Datasets` the run trained on; its test pipeline (the
+    test split, ``data.limit_test`` applied, in the model's range) is used instead of reading the
+    split again (the training pipeline passes it; ``gen-keras evaluate`` reads the split).
 
     Translation models: the metric family of their task (:func:`gen_keras.eval.translation.translation_metrics`).
     VAE family: ``test_neg_elbo_nats|bpd`` and ``test_nll_k{iwae_k}_nats|bpd`` on the test split
@@ -76,7 +80,7 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
     if is_translator(model):
         return _translation_metrics(model, run_config, seed, evaluator)
     if likelihood and is_vae_family(model):
-        images, labels = _test_split(run_config)
+        images, labels = _test_split(run_config, data)
         result = iwae_bounds(model, images, labels if type(model.config).conditional else None,
                              k=iwae_k, seed=seed, source=f"{run_config.data.dataset} test split")
         out.update(result.metrics("test"))
@@ -84,7 +88,7 @@ def evaluate_model(model, run_config, *, num_samples: int = 2000, seed: int = 0,
     if disentanglement and is_encoder(model) and is_factor_dataset(run_config.data.dataset):
         _add_disentanglement(out, model, run_config.data.dataset, seed, factor_samples, artifacts_dir)
     if representation and is_encoder(model):
-        _add_representation(out, model, run_config, seed)
+        _add_representation(out, model, run_config, seed, data)
     if sample_metrics and hasattr(model, "generate"):
         from gen_keras.eval.evaluator import get_evaluator
 
@@ -120,7 +124,7 @@ def _add_disentanglement(out: Metrics, model, dataset: str, seed: int, num_sampl
 PROBE_TRAIN_IMAGES, PROBE_TEST_IMAGES = 5000, 2000
 
 
-def _add_representation(out: Metrics, model, run_config, seed: int) -> None:
+def _add_representation(out: Metrics, model, run_config, seed: int, data=None) -> None:
     import numpy as np
 
     from gen_keras.data import load_split_arrays
@@ -130,7 +134,7 @@ def _add_representation(out: Metrics, model, run_config, seed: int) -> None:
     limit_train = min(x for x in (run_config.data.limit_train, PROBE_TRAIN_IMAGES) if x) or PROBE_TRAIN_IMAGES
     limit_test = min(x for x in (run_config.data.limit_test, PROBE_TEST_IMAGES) if x) or PROBE_TEST_IMAGES
     x_train, y_train = load_split_arrays(run_config, "train", limit=limit_train)
-    x_test, y_test = load_split_arrays(run_config, "test", limit=limit_test)
+    x_test, y_test = _test_split(run_config, data, limit=limit_test)
     if len(np.unique(y_train)) < 2 or len(np.unique(y_test)) < 2:
         out.notes["gen_keras.eval.representation"] = "skipped: fewer than two classes in a split"
         return
@@ -191,10 +195,22 @@ def gate_score(model, run_config, metric: str, num_samples: int, seed: int) -> f
     return float(quality[name])
 
 
-def _test_split(run_config):
+def _test_split(run_config, data=None, limit: int | None = None):
+    """The test split as numpy ``(images, labels)``, at most ``limit`` (default
+    ``data.limit_test``): from the run's own test pipeline ``data`` when given (the same
+    examples, prepared the same way), else read with :func:`gen_keras.data.load_split_arrays`."""
+    import numpy as np
+
     from gen_keras.data import load_split_arrays
 
-    return load_split_arrays(run_config, "test", limit=run_config.data.limit_test)
+    limit = run_config.data.limit_test if limit is None else limit
+    if data is None:
+        return load_split_arrays(run_config, "test", limit=limit)
+    test = data.test.unbatch()
+    if limit:
+        test = test.take(limit)
+    images, labels = zip(*((x.numpy(), y.numpy()) for x, y in test.batch(1000)))
+    return np.concatenate(images), np.concatenate(labels).astype(np.int32)
 
 
 __all__ = [

@@ -66,11 +66,11 @@ def load_for_eval(run_id: str | None = None, export_dir: str | Path | None = Non
     """
     from gen_keras.config import RunConfig
     from gen_keras.exported.reader import open_export
-    from gen_keras.tracking import default_tracking_uri
+    from gen_keras.stores import tracking_uri as resolve_store
 
     if (run_id is None) == (export_dir is None):
         raise ConfigError("give exactly one of --run-id or --export")
-    uri = tracking_uri or default_tracking_uri(create=False)
+    uri = resolve_store(tracking_uri)
     if run_id is not None:
         try:
             model, run_config = _from_run(run_id, uri)

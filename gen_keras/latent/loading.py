@@ -65,9 +65,9 @@ def log_to_run(run_id: str, path: str | Path, tracking_uri: str | None = None,
     """Attach a produced file (a PNG, a CSV) to the run it was made from."""
     from mlflow import MlflowClient
 
-    from gen_keras.tracking import default_tracking_uri
+    from gen_keras.stores import tracking_uri as resolve_store
 
-    MlflowClient(tracking_uri=tracking_uri or default_tracking_uri()).log_artifact(
+    MlflowClient(tracking_uri=resolve_store(tracking_uri)).log_artifact(
         run_id, str(path), artifact_path)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gen_keras.config import RunConfig
 from gen_keras.errors import ConfigError
-from gen_keras.plan import RunPlan, adopt_checkpoint_precision, resolve_plan
+from gen_keras.plan import RunPlan
 
 log = logging.getLogger("gen_keras.training")
 
@@ -38,12 +38,22 @@ class TrainResult:
     minutes: float
     tracking_uri: str = ""
     experiment_id: str | None = None
+    checkpoint_dir: Path | None = None
 
 
 def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None,
-          callbacks=()) -> TrainResult:
+          callbacks=(), *, resume: str | bool | None = None, finished: str = "refuse",
+          announce=None) -> TrainResult:
     """Train the configured model end to end (see the module docstring). ``callbacks``: extra
-    Keras callbacks after the run's own (e.g. bench/quality.py's wall-clock quality curve)."""
+    Keras callbacks after the run's own (e.g. bench/quality.py's wall-clock quality curve).
+
+    Which run: ``tracking.run_name`` when set; else an unfinished run of this same config that a
+    kill or an interrupt stopped is resumed (``resume=None``, the default: the same command
+    resumes), ``resume=False`` always starts a new dated run, ``resume=True`` requires one to
+    resume, ``resume="NAME"`` resumes the run NAME (see :mod:`gen_keras.training.resume`).
+    ``finished="load"``: a run that already finished is loaded and returned, not refused (the
+    retrain job's re-run of a slot). ``announce(ctx, state)``: called once the run is open (the
+    CLI prints the run and how to resume it)."""
     import keras
 
     from gen_keras import distribute
@@ -54,13 +64,16 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     distribute.configure_threads(cfg.train.intra_op_threads, cfg.train.inter_op_threads)
     keras.utils.set_random_seed(cfg.train.seed)
     strategy = distribute.make_strategy(cfg.distribute)
-    plan = resolve_plan(cfg, strategy, is_chief=distribute.is_chief())
+    layout = distribute.layout(strategy, cfg.train.steps_per_execution)
     data = make_datasets(cfg)  # a bad data config fails here, before any model is built
     cfg = fill_from_data(cfg, data)
-    plan = dataclasses.replace(plan, config=cfg)
-    ctx = run_context(plan, tracking_uri)
-    with checkpoint_lock(plan, ctx):  # one process per checkpoint folder
-        plan, state = start_run(plan, ctx)
+    ctx = run_context(cfg, layout, tracking_uri, resume)
+    with checkpoint_lock(ctx):  # one process per checkpoint folder
+        plan, state = start_run(cfg, layout, ctx, finished)
+        if state is not None and state.get("finished"):
+            return finished_result(ctx, state, started)
+        if announce is not None:
+            announce(ctx, state)
         try:
             model, checkpoint, initial_epoch = build_and_restore(plan, strategy, ctx, state)
             log_run_start(ctx.sink, plan, model, data.info, state, initial_epoch)
@@ -72,7 +85,7 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
     distribute.barrier(strategy)  # workers leave together, after the chief's save and export
     return TrainResult(ctx.run_id, ctx.run_name, model, history, model_path, export_dir,
                        ctx.samples_dir, final, (time.time() - started) / 60.0, ctx.tracking_uri,
-                       ctx.experiment_id)
+                       ctx.experiment_id, ctx.checkpoint_dir)
 
 
 def fill_from_data(run_config: RunConfig, data) -> RunConfig:
@@ -90,57 +103,99 @@ def fill_from_data(run_config: RunConfig, data) -> RunConfig:
 
 
 # -- the tracking run ----------------------------------------------------------------------------
-def run_context(plan: RunPlan, tracking_uri: str | None = None):
-    """Where the run writes: its tracking store, name and output folders."""
-    from gen_keras.tracking import RunContext, default_tracking_uri
+def run_context(cfg: RunConfig, layout, tracking_uri: str | None = None, resume=None):
+    """Where the run writes, decided here once: its tracking store (``--tracking-uri``, then
+    ``tracking.tracking_uri``, then the default; a non-chief worker never touches one), its name
+    (the configured one, a run of this config to resume, or a new dated one) and its folders."""
+    from gen_keras import distribute
+    from gen_keras.stores import tracking_uri as resolve_store
+    from gen_keras.tracking import RunContext
+    from gen_keras.training.resume import choose_run_name
 
-    t = plan.config.tracking
-    # A non-chief worker never touches the tracking store (not even to create a local one).
-    uri = tracking_uri or t.tracking_uri or (default_tracking_uri() if plan.is_chief else "")
-    run_name = t.run_name or f"{plan.config.model.kind}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    return RunContext(uri, t.experiment, None, run_name, Path(t.outputs_dir).resolve(), plan.is_chief)
+    t = cfg.tracking
+    if t.run_name and isinstance(resume, str) and resume != t.run_name:
+        raise ConfigError(f"--resume {resume} names another run than tracking.run_name={t.run_name!r}")
+    is_chief = distribute.is_chief()
+    uri = resolve_store(tracking_uri, t.tracking_uri) if is_chief else ""
+    checkpoints = checkpoint_root(cfg)
+    run_name = t.run_name
+    if is_chief and (resume or not run_name):
+        run_name = choose_run_name(cfg, layout, checkpoints, run_name or resume, uri) or run_name
+    run_name = run_name or f"{cfg.model.kind}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return RunContext(uri, t.experiment, run_name, Path(t.outputs_dir).resolve(),
+                      checkpoints / run_name, is_chief)
 
 
-def checkpoint_lock(plan: RunPlan, ctx):
+def checkpoint_root(cfg: RunConfig) -> Path:
+    """The folder holding every run's checkpoint folder: ``train.checkpoint_dir``, else
+    ``<outputs>/checkpoints``."""
+    if cfg.train.checkpoint_dir:
+        return Path(cfg.train.checkpoint_dir).resolve()
+    return Path(cfg.tracking.outputs_dir).resolve() / "checkpoints"
+
+
+def checkpoint_lock(ctx):
     """The chief holds an exclusive lock on the run's checkpoint folder for the whole run: a
     second ``gen-keras train`` (or retrain) of the same run exits at once instead of training
     into the same checkpoints."""
     import contextlib
 
     from gen_keras.files import exclusive_lock
+    from gen_keras.training.resume import lock_path
 
-    if not plan.is_chief:
+    if not ctx.is_chief:
         return contextlib.nullcontext()
-    folder = checkpoint_dir(plan.config, ctx)
-    return exclusive_lock(folder.parent / f".{folder.name}.lock", f"training run {ctx.run_name!r}")
+    return exclusive_lock(lock_path(ctx.checkpoint_dir), f"training run {ctx.run_name!r}")
 
 
-def start_run(plan: RunPlan, ctx):
-    """Read the checkpoint state (None for a fresh run) and, on the chief, create the MLflow run
-    (or reopen the unfinished one the checkpoint names). Returns the plan (with ``auto``, in the
-    checkpoint's precision) and the state."""
+def start_run(cfg: RunConfig, layout, ctx, finished: str = "refuse"):
+    """Read the checkpoint state (None for a fresh run), resolve THE plan with it (``auto``
+    precision adopted from the checkpoint) and check the run may resume; on the chief, mark dead
+    runs of the same store KILLED and create the MLflow run (or reopen the unfinished one the
+    checkpoint names). Returns ``(plan, state)``; a finished state only with ``finished="load"``."""
+    from gen_keras.checkpoint_state import read_state, update_state
+    from gen_keras.plan import resolve_plan
     from gen_keras.tracking import open_tracking_run
-    from gen_keras.training.checkpoint import read_state
+    from gen_keras.training.resume import mark_dead_runs
 
-    state = read_state(checkpoint_dir(plan.config, ctx))
+    state = read_state(ctx.checkpoint_dir)
+    plan = resolve_plan(cfg, layout, is_chief=ctx.is_chief, checkpoint=state)
     if state is not None:
-        plan = adopt_checkpoint_precision(plan, state)
-        check_resumable(plan, ctx.run_name, state)
+        check_resumable(plan, ctx.run_name, state, finished_ok=finished == "load")
+        if state.get("finished"):
+            return plan, state
     if plan.is_chief:
-        open_tracking_run(ctx, state, checkpoint_dir(plan.config, ctx))
+        open_tracking_run(ctx, state)
+        mark_dead_runs(ctx.checkpoint_dir.parent, ctx.sink.client, ctx.tracking_uri, skip=ctx.checkpoint_dir)
+        if state is not None and state.get("stopped"):
+            update_state(ctx.checkpoint_dir, stopped=None)  # running again
     return plan, state
 
 
-def check_resumable(plan: RunPlan, run_name: str, state: dict) -> None:
-    if state.get("finished"):
+def check_resumable(plan: RunPlan, run_name: str, state: dict, finished_ok: bool = False) -> None:
+    if state.get("finished") and not finished_ok:
         raise ConfigError(f"tracking.run_name={run_name!r} already finished (run "
                           f"{state.get('run_id')}); choose a new run name")
     if state.get("config") != plan.resumable():
         differ = _differences(state.get("config"), plan.resumable())
-        raise ConfigError(f"tracking.run_name={run_name!r} has an unfinished checkpoint made "
+        what = "a finished run" if state.get("finished") else "an unfinished checkpoint"
+        raise ConfigError(f"tracking.run_name={run_name!r} has {what} made "
                           f"with a different config ({'; '.join(differ[:5])}"
                           f"{'; ...' if len(differ) > 5 else ''}); use the same config to "
                           "resume or a new run name")
+
+
+def finished_result(ctx, state: dict, started: float) -> TrainResult:
+    """A run that finished earlier, as its result: the saved model loaded (sha256-checked)."""
+    from gen_keras.artifacts import load_model
+
+    log.info("run %s finished training earlier (run %s); not retraining", ctx.run_name,
+             state.get("run_id"))
+    export_dir = state.get("export_dir")
+    return TrainResult(state.get("run_id"), ctx.run_name, load_model(state["model_path"]), {},
+                       Path(state["model_path"]), Path(export_dir) if export_dir else None,
+                       ctx.samples_dir, {}, (time.time() - started) / 60.0, ctx.tracking_uri,
+                       None, ctx.checkpoint_dir)
 
 
 _ABSENT = object()
@@ -163,12 +218,6 @@ def _differences(stored, now, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')}: checkpoint {show(stored)}, now {show(now)}"]
 
 
-def checkpoint_dir(run_config: RunConfig, ctx) -> Path:
-    if run_config.train.checkpoint_dir:
-        return Path(run_config.train.checkpoint_dir).resolve() / ctx.run_name
-    return ctx.checkpoint_dir
-
-
 # -- the model -------------------------------------------------------------------------------------
 def build_and_restore(plan: RunPlan, strategy, ctx, state):
     """The model and its optimizers, built and compiled inside the strategy scope, restored from
@@ -180,7 +229,8 @@ def build_and_restore(plan: RunPlan, strategy, ctx, state):
     with strategy.scope():
         model = build_model(plan.config.model, precision=plan.precision)
         model.compile_for_training(plan)
-    checkpoint = EpochCheckpoint(checkpoint_dir(plan.config, ctx), model, ctx.run_id, plan.resumable())
+    checkpoint = EpochCheckpoint(ctx.checkpoint_dir, model, ctx.run_id, plan.resumable(),
+                                 tracking_uri=ctx.tracking_uri)
     initial_epoch = checkpoint.restore() if state is not None else 0
     # Only the chief keeps checkpoints: every worker resumes from the chief's weights/epoch.
     variables = [*model.variables, *(v for o in model.optimizers_to_track().values() for v in o.variables)]
@@ -260,17 +310,18 @@ def finish(model, data, plan: RunPlan, ctx):
     cfg, sink = plan.config, ctx.sink
     sink.log_metrics({f"test/{k}": v for k, v in final.items()}, step=cfg.train.epochs)
     if cfg.train.evaluate_at_end:
-        final.update(evaluate_at_end(model, cfg, sink, ctx.samples_dir / "disentanglement"))
+        final.update(evaluate_at_end(model, cfg, sink, ctx.samples_dir / "disentanglement", data))
     model_path = save_and_log_model(model, ctx)
     export_dir = export_and_log(model, ctx) if cfg.train.export_at_end else None
-    close_run(ctx, checkpoint_dir(cfg, ctx), model_path, export_dir)
+    close_run(ctx, model_path, export_dir)
     return final, model_path, export_dir
 
 
-def evaluate_at_end(model, run_config, sink, artifacts_dir: Path | None = None) -> dict:
+def evaluate_at_end(model, run_config, sink, artifacts_dir: Path | None = None, data=None) -> dict:
     """Quality metrics that fit the model kind (gen_keras.eval), logged to the run; the files
     the evaluation writes into ``artifacts_dir`` (an encoder's mutual-information heat map and
-    latent traversals on a factor data set) are logged under ``eval/``.
+    latent traversals on a factor data set) are logged under ``eval/``. ``data``: the run's own
+    data pipelines, whose test split the evaluation reads instead of reading it again.
 
     A modest IWAE k keeps this quick; ``gen-keras evaluate --run-id`` re-scores with more. An
     evaluation failure is logged as a tag and never costs the trained model (saved after this).
@@ -279,7 +330,7 @@ def evaluate_at_end(model, run_config, sink, artifacts_dir: Path | None = None) 
 
     try:
         metrics = evaluate_model(model, run_config, iwae_k=END_OF_TRAINING_IWAE_K, seed=run_config.train.seed,
-                                 artifacts_dir=artifacts_dir)
+                                 artifacts_dir=artifacts_dir, data=data)
     except Exception as exc:
         log.warning("end-of-training evaluation failed: %s: %s", type(exc).__name__, exc)
         if sink is not None:
@@ -313,16 +364,15 @@ def export_and_log(model, ctx) -> Path:
     return export_dir
 
 
-def close_run(ctx, ckpt_dir: Path, model_path: Path, export_dir: Path | None) -> None:
+def close_run(ctx, model_path: Path, export_dir: Path | None) -> None:
     """Deliver what is pending, mark the checkpoint state finished and the run FINISHED (or say
     how to deliver the records later when MLflow is still away)."""
-    from gen_keras.training.checkpoint import read_state, write_state
+    from gen_keras.checkpoint_state import update_state
 
-    sink = ctx.sink
+    sink, ckpt_dir = ctx.sink, ctx.checkpoint_dir
     delivered = sink.flush()
-    write_state(ckpt_dir, {**(read_state(ckpt_dir) or {}), "run_id": ctx.run_id, "finished": True,
-                           "model_path": str(model_path),
-                           "export_dir": str(export_dir) if export_dir else None})
+    update_state(ckpt_dir, run_id=ctx.run_id, tracking_uri=ctx.tracking_uri, finished=True,
+                 model_path=str(model_path), export_dir=str(export_dir) if export_dir else None)
     if delivered:
         sink.client.set_terminated(ctx.run_id, "FINISHED")
     else:
@@ -334,16 +384,26 @@ def close_run(ctx, ckpt_dir: Path, model_path: Path, export_dir: Path | None) ->
 
 
 def mark_failed(ctx, exc: BaseException) -> None:
-    """Record the error on the run and end it FAILED (KILLED for Ctrl-C); never raises."""
+    """Record the error on the run and end it FAILED (KILLED for Ctrl-C or SIGTERM), in MLflow and
+    in the checkpoint state (an interrupted run is resumed by the same command, a failed one is
+    not); never raises."""
+    from gen_keras.checkpoint_state import STATE, update_state
+
+    status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+    try:
+        if ctx.is_chief and (ctx.checkpoint_dir / STATE).exists():
+            update_state(ctx.checkpoint_dir, stopped=status)
+    except OSError as err:  # the run's own error is what the caller reports
+        log.warning("could not record %s in %s: %s", status, ctx.checkpoint_dir, err)
     sink = ctx.sink
     if sink is None:
         return
     try:
         sink.set_tag("gen_keras.error", f"{type(exc).__name__}: {exc}"[:5000])
         sink.flush()
-        sink.client.set_terminated(ctx.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        sink.client.set_terminated(ctx.run_id, status)
     except Exception:
         pass
 
 
-__all__ = ["TrainResult", "checkpoint_dir", "evaluate_at_end", "train"]
+__all__ = ["TrainResult", "checkpoint_root", "evaluate_at_end", "train"]
