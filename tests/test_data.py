@@ -131,3 +131,36 @@ def test_load_split_arrays_is_the_test_split(data_cache):
     x, y = load_split_arrays(cfg, "test")
     assert x.shape == (2000, 28, 28, 1)
     np.testing.assert_array_equal(y, mnist10k.split_arrays("test")[1])
+
+
+def test_folder_and_npz_sources_follow_the_one_readers_rules(tmp_path, data_cache):
+    """Training's folder: source skips what batch jobs skip, for the same reasons (issue #27, 8):
+    a decompression bomb and a FIFO named like an image (it must not hang the run); an npz of
+    random bytes says it is not an npz archive."""
+    import os
+    import threading
+
+    from PIL import Image
+
+    from test_image_files import png_claiming
+
+    x, _ = mnist10k.split_arrays("train")
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for i in range(40):
+        Image.fromarray(x[i, ..., 0]).save(folder / f"{i:02d}.png")
+    (folder / "bomb.PNG").write_bytes(png_claiming(20000, 20000))
+    os.mkfifo(folder / "x.png")
+    cfg = load_config(VAE, [f"data.dataset=folder:{folder}", "train.batch_size=8"])
+    out = {}
+    t = threading.Thread(target=lambda: out.update(ds=make_datasets(cfg)), daemon=True)
+    t.start()
+    t.join(300)
+    assert not t.is_alive(), "opening the folder source hung"
+    info = out["ds"].info
+    assert info.skipped == 2 and info.num_train + info.num_test == 40, info.skip_reasons
+    kinds = {os.path.basename(p): r.split(":")[0] for p, r in info.skip_reasons.items()}
+    assert kinds == {"bomb.PNG": "too_large", "x.png": "not_regular_file"}
+    (tmp_path / "random.npz").write_bytes(np.random.default_rng(0).bytes(2048))
+    with pytest.raises(ConfigError, match="not an npz archive"):
+        make_datasets(load_config(VAE, [f"data.dataset=npz:{tmp_path / 'random.npz'}"]))

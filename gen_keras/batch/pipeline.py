@@ -1,15 +1,14 @@
 """The Beam pipeline of a batch job: chunks → RunInference (the export) → rows → sharded
-Parquet files (written under temporary names and renamed when the job commits, so a failed or
-running job never shows a half-written shard under its final name)."""
+Parquet files, written into a temporary folder and published whole when the job has finished
+(:mod:`.output`), so a failed, killed or running job never shows a half-written shard under
+``--out``. :func:`run` is the list of steps."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
-import shutil
 import sys
 import uuid
-from pathlib import Path
 
 from gen_keras.batch.rows import JOBS, schema, to_table
 from gen_keras.errors import ConfigError
@@ -74,7 +73,7 @@ def plan_chunks(job: BatchJob, reader):
         raise ConfigError(f"batch job {job.job!r} is not one of {sorted(JOBS)}")
     task = JOBS[job.job][0]
     if not reader.adapter.has_task(task):
-        raise ConfigError(f"the {reader.kind!r} export has no {task} operation, so it cannot "
+        raise ConfigError(f"the {reader.kind!r} export has no {task!r} operation, so it cannot "
                           f"{job.job} (it has {', '.join(reader.operations)})")
     if job.job == "generate":
         return seed_chunks(job.count, job.seed, job.chunk_size)
@@ -102,68 +101,99 @@ def _progress(name: str, token: str, chunk, items: int) -> None:
 
 
 def run(job: BatchJob, beam_args: list[str] = ()) -> dict[str, int]:
-    """Run the job; returns its counters (items, skipped_unreadable, chunks, rows)."""
-    import apache_beam as beam
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.ml.inference.base import RunInference
-    from apache_beam.options.pipeline_options import PipelineOptions
+    """Run the job; returns its counters (items, rows, chunks, skipped_unreadable and one
+    skipped_<reason> per reason a file was skipped for)."""
+    from gen_keras.batch.output import prepare_output
 
-    from gen_keras.batch.handler import NAMESPACE, ExportModelHandler
-    from gen_keras.exported.reader import ExportReader
-    from gen_keras.exported.sources import resolve
-
-    # Resolved and verified here first: a bad source fails before the pipeline starts (and a
-    # registry download lands in the cache the local workers then find verified).
-    folder, described = resolve(job.export, tracking_uri=job.tracking_uri)
-    reader = ExportReader(folder)
+    source, described, reader = open_export(job)  # every check before anything is written
     chunks = plan_chunks(job, reader)
     args = default_runner_args(list(beam_args), job.job)
-    threads = job.threads or max(1, available_cores() // workers_of(args))
-    task, result = JOBS[job.job]
-    remote = "://" in job.out
-    if job.png_dir and "://" in job.png_dir:
-        raise ConfigError(f"--png-dir {job.png_dir}: PNG files are written to a local folder only "
-                          "(the Parquet rows carry every PNG)")
-    out = job.out.rstrip("/")
-    if FileSystems.match([f"{out}/*.parquet"])[0].metadata_list:
-        raise ConfigError(f"--out {out} already holds Parquet files; choose a new folder")
-    if not remote:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    # Workers open the registry source themselves (remote workers have no local copy).
-    source = job.export if job.export.startswith(("models:/", "runs:/")) else str(folder)
-    handler = ExportModelHandler(source, task, threads, job.seed, job.tracking_uri)
-    value_range, png_dir = reader.value_range, job.png_dir or None
+    check_png_dir(job)
+    output = prepare_output(job.out)
+    handler = make_handler(job, source, reader, args)
     log.info("batch %s: %d chunks of up to %d items through %s (%s)", job.job, len(chunks),
              job.chunk_size, described, " ".join(args))
     try:
-        with beam.Pipeline(options=PipelineOptions(args)) as p:
-            rows_counter = beam.metrics.Metrics.counter(NAMESPACE, "rows")
-
-            fail_at, token = job._fail_at_chunk, uuid.uuid4().hex
-
-            def table(prediction):
-                chunk = prediction.example
-                if chunk.index == fail_at:
-                    raise RuntimeError(f"planted failure at chunk {fail_at} (test fault injection)")
-                rows = to_table(prediction.inference, chunk, result, value_range, png_dir)
-                rows_counter.inc(rows.num_rows)
-                _progress(job.job, token, chunk, rows.num_rows)
-                return rows
-
-            _ = (p | "chunks" >> beam.Create(chunks)
-                   | "spread" >> beam.Reshuffle()
-                   | "infer" >> RunInference(handler)
-                   | "rows" >> beam.Map(table)
-                   | "parquet" >> beam.io.WriteToParquetBatched(f"{out}/part", schema(result),
-                                                                 file_name_suffix=".parquet",
-                                                                 num_shards=job.shards))
+        counters = run_pipeline(job, chunks, handler, reader, output.prefix, args)
+        output.publish({"job": job.job, "export": described, "counters": counters})
     except BaseException:
-        # Beam's file sink writes under <out>/beam-temp-* and renames only when every bundle is
-        # done: a failed job never shows a final shard; its temporary files go too.
-        if not remote:
-            for tmp in Path(out).glob("beam-temp-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
+        output.abandon()
         raise
-    counters = {c.key.metric.name: int(c.committed if c.committed is not None else c.attempted)
-                for c in p.result.metrics().query()["counters"] if c.key.metric.namespace == NAMESPACE}
     return counters
+
+
+def open_export(job: BatchJob):
+    """``(source for the workers, description, reader)``: the export resolved and verified here
+    first, so a bad source fails before the pipeline starts (and a registry download lands in the
+    cache the local workers then find verified)."""
+    from gen_keras.exported.reader import ExportReader
+    from gen_keras.exported.sources import resolve
+
+    folder, described = resolve(job.export, tracking_uri=job.tracking_uri)
+    # Workers open a registry source themselves (remote workers have no local copy).
+    source = job.export if job.export.startswith(("models:/", "runs:/")) else str(folder)
+    return source, described, ExportReader(folder)
+
+
+def check_png_dir(job: BatchJob) -> None:
+    if job.png_dir and "://" in job.png_dir:
+        raise ConfigError(f"--png-dir {job.png_dir}: PNG files are written to a local folder only "
+                          "(the Parquet rows carry every PNG)")
+
+
+def make_handler(job: BatchJob, source: str, reader, args: list[str]):
+    """The RunInference handler: ``job.threads`` onnxruntime threads per worker, or the cores
+    shared out between the workers."""
+    from gen_keras.batch.handler import ExportModelHandler
+
+    threads = job.threads or max(1, available_cores() // workers_of(args))
+    return ExportModelHandler(source, JOBS[job.job][0], threads, job.seed, job.tracking_uri)
+
+
+def run_pipeline(job: BatchJob, chunks, handler, reader, prefix: str, args: list[str]) -> dict[str, int]:
+    """Chunks → RunInference → rows → Parquet files ``<prefix>-SSSSS-of-NNNNN.parquet``; returns
+    the job's counters."""
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    with beam.Pipeline(options=PipelineOptions(args)) as p:
+        _ = (p | "chunks" >> beam.Create(chunks)
+               | "spread" >> beam.Reshuffle()
+               | "infer" >> RunInference(handler)
+               | "rows" >> beam.Map(_Table(job, reader.value_range))
+               | "parquet" >> beam.io.WriteToParquetBatched(prefix, schema(JOBS[job.job][1]),
+                                                            file_name_suffix=".parquet",
+                                                            num_shards=job.shards))
+    return job_counters(p.result)
+
+
+class _Table:
+    """One chunk's predictions → its rows (a pyarrow table), counted; the test fault injection
+    (``BatchJob._fail_at_chunk``) raises here."""
+
+    def __init__(self, job: BatchJob, value_range):
+        import apache_beam as beam
+
+        from gen_keras.batch.handler import NAMESPACE
+
+        self.name, self.result = job.job, JOBS[job.job][1]
+        self.value_range, self.png_dir = value_range, job.png_dir or None
+        self.fail_at, self.token = job._fail_at_chunk, uuid.uuid4().hex
+        self.rows = beam.metrics.Metrics.counter(NAMESPACE, "rows")
+
+    def __call__(self, prediction):
+        chunk = prediction.example
+        if chunk.index == self.fail_at:
+            raise RuntimeError(f"planted failure at chunk {self.fail_at} (test fault injection)")
+        table = to_table(prediction.inference, chunk, self.result, self.value_range, self.png_dir)
+        self.rows.inc(table.num_rows)
+        _progress(self.name, self.token, chunk, table.num_rows)
+        return table
+
+
+def job_counters(result) -> dict[str, int]:
+    from gen_keras.batch.handler import NAMESPACE
+
+    return {c.key.metric.name: int(c.committed if c.committed is not None else c.attempted)
+            for c in result.metrics().query()["counters"] if c.key.metric.namespace == NAMESPACE}

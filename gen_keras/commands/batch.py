@@ -17,7 +17,9 @@ def register(sub) -> None:
     p.add_argument("--export", required=True, metavar="DIR|models:/NAME@ALIAS",
                    help="an export folder, or a registered model (downloaded and verified first)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for models:/ URIs")
-    p.add_argument("--out", required=True, help="output folder for part-*.parquet (must hold none yet)")
+    p.add_argument("--out", required=True,
+                   help="output folder for part-*.parquet: new, empty, or a finished output of this "
+                        "command (replaced whole when the job has finished)")
     p.add_argument("--count", type=int, default=0, help="generate: how many images")
     p.add_argument("--seed", type=int, default=0,
                    help="generate: the first seed (item i uses seed + i); score: the noise seed")

@@ -11,17 +11,20 @@ all sources reach the model the same way. The factor data sets (``dsprites``, ``
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
 import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from gen_keras.data.factor_specs import FACTOR_SET_NAMES, is_factor_dataset, parse_factor_spec
+from gen_keras.data.image_files import IMAGE_SUFFIXES, Skip, is_image_name, read_image, read_npz
 from gen_keras.data.paths import default_data_dir
 from gen_keras.errors import ConfigError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+log = logging.getLogger("gen_keras.data")
 OFFLINE_ALTERNATIVES = (
     "offline alternatives: 'mnist10k' (bundled), 'npz:<path>' (arrays x[, y] in an .npz file), "
     "'folder:<path>' (a folder of images), or a TFDS data set already prepared in data.data_dir"
@@ -35,8 +38,9 @@ class SourceInfo:
     num_train: int
     num_test: int
     source_uri: str  # a path or URL MLflow can resolve, for mlflow.log_input
-    skipped: int = 0  # unreadable / corrupt files skipped (folder sources)
+    skipped: int = 0  # files skipped (folder sources; gen_keras.data.image_files's rules)
     skipped_files: list[str] = dataclasses.field(default_factory=list)
+    skip_reasons: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> why
     image_shape: tuple[int, int, int] | None = None  # native shape, when known
     factors: tuple[str, ...] = ()  # names of the ground-truth factors, when the source has them
 
@@ -80,12 +84,13 @@ def open_source(data_cfg, seed: int = 0):
     if scheme == "tfds":
         return _open_tfds(rest, data_cfg, seed)
     if scheme == "npz":
-        x, y = _read_npz(Path(rest).expanduser())
+        x, y = read_npz(Path(rest).expanduser(), f"data.dataset='npz:{rest}'")
         return _from_arrays(name, str(Path(rest).expanduser().resolve()), x, y, data_cfg, seed)
-    x, y, num_classes, skipped = read_folder(Path(rest).expanduser())
+    x, y, num_classes, skips = read_folder(Path(rest).expanduser())
     splits, info = _from_arrays(name, str(Path(rest).expanduser().resolve()), x, y, data_cfg, seed,
                                 num_classes=num_classes)
-    info.skipped, info.skipped_files = len(skipped), skipped
+    info.skipped, info.skipped_files = len(skips), [s.path for s in skips]
+    info.skip_reasons = {s.path: f"{s.kind}: {s.reason}" for s in skips}
     return splits, info
 
 
@@ -203,82 +208,41 @@ def _require_internet(what: str, timeout_s: float, host: str = "storage.googleap
         )
 
 
-def _read_npz(path: Path):
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f:
-                raise ConfigError(f"data.dataset='npz:{path}': the file has no array 'x' "
-                                  f"(arrays: {sorted(f.files)})")
-            x = f["x"]
-            y = f["y"] if "y" in f else None
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"data.dataset='npz:{path}': cannot read the file ({exc})") from None
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise ConfigError(f"data.dataset='npz:{path}': x has shape {x.shape}; expected "
-                          "[N, H, W] or [N, H, W, 1|3]")
-    if x.dtype != np.uint8:
-        xf = x.astype(np.float32)
-        if not np.isfinite(xf).all():
-            raise ConfigError(f"data.dataset='npz:{path}': x holds NaN or Inf")
-        lo, hi = float(xf.min()), float(xf.max())
-        if lo >= 0.0 and hi <= 1.0:
-            xf = xf * 255.0
-        elif lo < 0.0 or hi > 255.0:
-            raise ConfigError(f"data.dataset='npz:{path}': x values in [{lo}, {hi}]; expected "
-                              "uint8, [0, 1] or [0, 255]")
-        x = np.round(xf).astype(np.uint8)
-    if y is not None:
-        y = np.asarray(y)
-        if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-            raise ConfigError(f"data.dataset='npz:{path}': y must be non-negative integers, one "
-                              f"per image (x has {x.shape[0]}, y has shape {y.shape})")
-        y = y.astype(np.int64)
-    return x, y
-
-
 def read_folder(root: Path):
-    """Decode every image under ``root``; sub-folders are classes. Corrupt files are skipped.
+    """Decode every image under ``root``; sub-folders are classes. A file that is not used is
+    skipped and counted, never fatal (:func:`gen_keras.data.image_files.read_image`'s rules).
 
-    Returns ``(images uint8 [N,H,W,C], labels or None, num_classes, skipped paths)``. Images of
-    different sizes are brought to the size of the first readable one.
+    Returns ``(images uint8 [N,H,W,C], labels or None, num_classes, skips)``, ``skips`` a list of
+    :class:`~gen_keras.data.image_files.Skip`. The first readable image fixes the channels (grey
+    stays grey) and the size: the others are converted and resized to it.
     """
-    from PIL import Image, UnidentifiedImageError
-
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs:
         entries = [(f, i) for i, d in enumerate(subdirs) for f in sorted(d.rglob("*"))
-                   if f.suffix.lower() in IMAGE_SUFFIXES]
+                   if is_image_name(f) and not f.is_dir()]
     else:
-        entries = [(f, -1) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-    images, labels, skipped = [], [], []
-    size, mode = None, None
+        entries = [(f, -1) for f in sorted(root.iterdir()) if is_image_name(f) and not f.is_dir()]
+    images, labels, skips = [], [], []
+    channels, size = None, None
     for path, label in entries:
-        try:
-            with Image.open(path) as im:
-                im.load()
-                if mode is None:
-                    mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB"
-                im = im.convert(mode)
-                if size is None:
-                    size = im.size
-                elif im.size != size:
-                    im = im.resize(size)
-                arr = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            skipped.append(str(path))
+        pixels = read_image(path, channels, size, resize=True)
+        if isinstance(pixels, Skip):
+            skips.append(pixels)
             continue
-        images.append(arr[..., None] if arr.ndim == 2 else arr)
+        if channels is None:
+            channels, size = pixels.shape[-1], (pixels.shape[1], pixels.shape[0])
+        images.append(pixels)
         labels.append(label)
+    if skips:
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(Counter(s.kind for s in skips).items()))
+        log.warning("data.dataset='folder:%s': skipped %d file(s) (%s); the first: %s: %s", root,
+                    len(skips), kinds, skips[0].path, skips[0].reason)
     if not images:
         raise ConfigError(f"data.dataset='folder:{root}': no readable images "
-                          f"({len(skipped)} unreadable) among {sorted(IMAGE_SUFFIXES)}")
+                          f"({len(skips)} unreadable) among {sorted(IMAGE_SUFFIXES)}")
     x = np.stack(images)
     y = np.asarray(labels, np.int64) if subdirs else None
-    return x, y, (len(subdirs) if subdirs else 0), skipped
+    return x, y, (len(subdirs) if subdirs else 0), skips
 
 
 def _from_arrays(name, uri, x, y, data_cfg, seed, num_classes=None):
