@@ -26,20 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
+from gen_keras.models.classifier import FEATURE_DIM, FEATURE_LAYER, FILTERS, image_classifier
+
 log = logging.getLogger("gen_keras.eval")
 
-# Bump when the architecture or training recipe changes: old cached evaluators are then ignored.
+# Bump when the architecture (gen_keras/models/classifier.py) or the training recipe changes: old
+# cached evaluators are then ignored.
 RECIPE = "cnn16-32-d128-aug2px-v1"
-FEATURE_LAYER = "features"
 
 
 @dataclasses.dataclass
 class Recipe:
     epochs: int = 6
-    filters: tuple[int, ...] = (16, 32)
+    filters: tuple[int, ...] = FILTERS
     batch_size: int = 128
     learning_rate: float = 2e-3
-    feature_dim: int = 128
+    feature_dim: int = FEATURE_DIM
     shift_pixels: int = 2  # random translations: cheap augmentation, better test accuracy
     seed: int = 0
 
@@ -58,20 +60,8 @@ def to_unit_range(images, value_range) -> np.ndarray:
 
 
 def build_classifier(image_shape, num_classes: int, recipe: Recipe):
-    import keras
-    from keras import layers
-
-    x_in = keras.Input(tuple(image_shape), name="x", dtype="float32")
-    h = x_in
-    # float32 throughout: a caller may have set a mixed-precision global policy for training.
-    for i, f in enumerate(recipe.filters):
-        h = layers.Conv2D(f, 3, padding="same", activation="relu", dtype="float32", name=f"conv{i}")(h)
-        h = layers.MaxPooling2D(dtype="float32", name=f"pool{i}")(h)
-    h = layers.Flatten(dtype="float32")(h)
-    h = layers.Dense(recipe.feature_dim, activation="relu", dtype="float32", name=FEATURE_LAYER)(h)
-    h = layers.Dropout(0.3, dtype="float32")(h)
-    logits = layers.Dense(num_classes, dtype="float32", name="logits")(h)
-    return keras.Model(x_in, logits, name="evaluator")
+    """The evaluator network (:func:`gen_keras.models.classifier.image_classifier`) of ``recipe``."""
+    return image_classifier(image_shape, num_classes, recipe.filters, recipe.feature_dim)
 
 
 class Evaluator:

@@ -151,6 +151,18 @@ def digit_evaluator(run_config, image_shape):
         return pool.submit(get_evaluator, digits).result()
 
 
+def hand_in_pretrained(model, run_config) -> None:
+    """Give ``model`` the trained networks it declares (``model.pretrained_parts()``: SRGAN's
+    content network is the digit evaluator): training calls this after ``compile_for_training``
+    and before ``fit``. A model that declares none is left as it is."""
+    parts = getattr(model, "pretrained_parts", dict)()
+    for part, need in parts.items():
+        if need.get("network") != "digit_evaluator":
+            raise ValueError(f"{type(model).__name__} asks for a pretrained {need.get('network')!r} "
+                             f"network for {part!r}; only 'digit_evaluator' is provided")
+        model.load_pretrained(part, digit_evaluator(run_config, need["image_shape"]).classifier)
+
+
 # The colour evaluator's recipe: twice the digit evaluator's width and epochs. MNIST-M-like
 # digits are harder to read than grey ones: with the digit recipe it reached 96.5% on the colour
 # test digits, with this one 98.3% (8,000 colour train digits), about the digit evaluator's 98.5%.

@@ -6,13 +6,15 @@ Adversarial Network"): the ``sr_l1`` generator trained with a perceptual loss
 * ``l_content`` (eq. 5): the mean squared distance between FEATURE MAPS of a fixed classifier
   on the real and the super-resolved image. The paper uses VGG19 (ImageNet); no such weights can
   be downloaded here, and digits want a digit network anyway, so the classifier is the
-  project's own evaluator (:mod:`gen_keras.eval.evaluator`, trained on the mnist10k train split
-  at this image shape), frozen; its layer ``content_layer`` (default ``conv1``: the last conv
-  feature map, 14x14x32 at 28x28 — the analogue of the paper's VGG54, the last conv layer before
-  the classifier head) is the feature space. The weights are copied in from the cached evaluator
-  when training starts (``compile_for_training``) and saved with the model. Note that FID is
-  measured with the same network's dense ``features`` layer: the content loss does not optimize
-  FID's features directly, but the two are not independent (docs/translation.md).
+  project's own digit evaluator (its architecture: :mod:`gen_keras.models.classifier`; trained
+  on the mnist10k train split at this image shape by evaluation), frozen; its layer
+  ``content_layer`` (default ``conv1``: the last conv feature map, 14x14x32 at 28x28 — the
+  analogue of the paper's VGG54, the last conv layer before the classifier head) is the feature
+  space. The model only declares the trained network it needs (:meth:`SRGAN.pretrained_parts`);
+  training hands the weights in before fitting (:meth:`SRGAN.load_pretrained`, called by
+  :func:`gen_keras.eval.translation.hand_in_pretrained`), and they are saved with the model. Note
+  that FID is measured with the same network's dense ``features`` layer: the content loss does
+  not optimize FID's features directly, but the two are not independent (docs/translation.md).
 * ``l_L1``: mean |y - G(x)| (0 in the paper's pure setting; a small pixel term is the usual
   stabilizer, e.g. ESRGAN; configurable).
 * ``l_adv`` (eq. 6): the non-saturating ``-log D(G(x))``, weight 1e-3 as in the paper.
@@ -30,6 +32,7 @@ import tensorflow as tf
 
 from gen_keras import translation_losses as tl
 from gen_keras.errors import ConfigError
+from gen_keras.models.classifier import copy_weights_by_name, image_classifier
 from gen_keras.models.registry import register_model
 from gen_keras.models.sr_l1 import SRL1, SRL1Config
 from gen_keras.models.translation import check_non_negative, check_positive
@@ -63,11 +66,9 @@ class SRGANConfig(SRL1Config):
 
 
 def content_network(image_shape, layer: str) -> keras.Model:
-    """The evaluator's architecture (:func:`gen_keras.eval.evaluator.build_classifier`, float32)
-    up to ``layer``: the frozen feature map of the content loss, on images in [0, 1]."""
-    from gen_keras.eval.evaluator import Recipe, build_classifier
-
-    classifier = build_classifier(tuple(image_shape), 10, Recipe())
+    """The digit evaluator's architecture (:func:`gen_keras.models.classifier.image_classifier`,
+    float32) up to ``layer``: the frozen feature map of the content loss, on images in [0, 1]."""
+    classifier = image_classifier(tuple(image_shape), 10)
     network = keras.Model(classifier.input, classifier.get_layer(layer).output, name="content_network")
     network.trainable = False
     return network
@@ -93,19 +94,26 @@ class SRGAN(SRL1):
     def optimizer_variables(self, name):
         return (self.generator if name == "g_optimizer" else self.discriminator).trainable_variables
 
-    def compile_for_training(self, plan) -> None:
-        """The optimizers (see the base class), then the content network's weights from the
-        project's cached digit evaluator at this image shape (trained on first use)."""
-        from gen_keras.eval.translation import digit_evaluator
+    def pretrained_parts(self) -> dict[str, dict]:
+        """The trained networks training must hand in before fitting, as data: ``{part: what}``.
+        The content network is the digit evaluator at this image's side, grey."""
+        h, w = int(self.image_shape[0]), int(self.image_shape[1])
+        return {"content_network": {"network": "digit_evaluator", "image_shape": [h, w, 1]}}
 
-        super().compile_for_training(plan)
-        self.load_content_weights(digit_evaluator(plan.config, self.image_shape).classifier)
+    def load_pretrained(self, part: str, network) -> None:
+        """Take ``network``'s weights into ``part`` (layer by layer, by name)."""
+        if part != "content_network":
+            raise ValueError(f"SRGAN has no pretrained part {part!r} (it has {list(self.pretrained_parts())})")
+        copy_weights_by_name(self.content_network, network)
+        self._content_weights_in = True
 
-    def load_content_weights(self, classifier) -> None:
-        """Copy the evaluator classifier's weights into the content network, layer by layer."""
-        for layer in self.content_network.layers:
-            if layer.weights:
-                layer.set_weights(classifier.get_layer(layer.name).get_weights())
+    def fit(self, *args, **kwargs):
+        # Without the evaluator's weights the content loss would compare random features.
+        if not getattr(self, "_content_weights_in", False):
+            raise ConfigError("SRGAN's content network has no trained weights: training must hand "
+                              "them in first (gen_keras.eval.translation.hand_in_pretrained(model, "
+                              "run_config), after compile_for_training)")
+        return super().fit(*args, **kwargs)
 
     def features(self, images) -> tf.Tensor:
         """The content feature map of images in [-1, 1] (the evaluator takes [0, 1])."""
