@@ -7,16 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from gen_keras.config import load_config
 from gen_keras.errors import ConfigError
+
+from conftest import ROOT
 
 SMALL = ["model.g_filters=8", "model.residual_blocks=1", "model.d_filters=8", "model.d_dense=16",
          "train.batch_size=8"]
 
 
 def test_the_content_network_is_handed_in_and_trains(data_cache):
-    from gen_keras.eval.evaluator import build_classifier, Recipe
+    from gen_keras.eval.evaluator import Recipe, build_classifier
     from gen_keras.eval.translation import digit_evaluator, hand_in_pretrained
     from gen_keras.models import build_model
     from gen_keras.plan import resolve_plan
