@@ -17,8 +17,7 @@ from PIL import Image
 
 from gen_keras.data import resize
 from gen_keras.data.folder_decode import decode_png, prepare_file
-from gen_keras.data.folder_prepare import (PART_FILES, Settings, ensure_prepared, list_folder,
-                                           set_folder)
+from gen_keras.data.folder_prepare import PART_FILES, Settings, ensure_prepared, list_folder, set_folder
 from gen_keras.data.image_files import Skip
 from gen_keras.errors import ConfigError, DataIntegrityError
 
@@ -149,7 +148,7 @@ def test_prepared_once_streamed_and_summarised(tmp_path):
     listing = list_folder(folder)
     assert listing.ignored == {"beside the class sub-folders": 1, "hidden": 1}
 
-    threshold, n_train, n_test = prepared.split(0.2)
+    _, n_train, n_test = prepared.split(0.2)
     assert (n_train, n_test) == (20, 5)
     train = list(prepared.elements("train", test_fraction=0.2, seed=3))
     test = list(prepared.elements("test", test_fraction=0.2))
@@ -290,7 +289,7 @@ def test_beam_pipeline_writes_the_same_shards(tmp_path):
     beam = ensure_prepared(folder, settings, tmp_path / "b", progress=False, part_writer=beam_part_writer(
         ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
         shard_examples=8))
-    digest = lambda p: [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in p.shard_files()]  # noqa: E731
+    digest = lambda p: [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in p.shard_files()]
     assert len(digest(beam)) == 6 and digest(beam) == digest(local)
     assert beam.manifest["parts"][0]["kept"] == 40
     assert beam.summary()["skipped_by_kind"] == local.summary()["skipped_by_kind"] == {"not_an_image": 1}
@@ -317,7 +316,7 @@ def test_one_real_epoch_from_a_folder_records_the_skips(tmp_path, data_cache):
     record = run_record(data.info)
     assert record["metrics"]["data/skipped_files"] == 1
     assert "cats/broken.jpg\tcorrupt" in record["artifacts"]["data/skipped_files.tsv"]
-    images, labels = next(iter(data.train))
+    images, _ = next(iter(data.train))
     assert images.shape == (16, 32, 32, 3) and -1.0 <= float(images.numpy().min()) < 0 < float(images.numpy().max()) <= 1.0
     result = train(cfg, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", verbose=0)
     assert np.isfinite(result.final_metrics["g_loss"]) and os.path.isdir(result.samples_dir.parent)

@@ -27,7 +27,7 @@ def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
     model, data, train = run_config.model, run_config.data, run_config.train
     if is_translation_dataset(data.dataset) or is_translation_model(model):
         return _make_translation_datasets(run_config, prefetch)
-    splits, info = open_elements(data, tuple(model.image_shape), seed=train.seed)
+    splits, info = open_source(data, seed=train.seed, image_shape=tuple(model.image_shape))
     check_compatible(model, info)
     image_shape = tuple(model.image_shape)
     common = dict(image_shape=image_shape, value_range=type(model).value_range,
@@ -48,18 +48,6 @@ def make_datasets(run_config, *, prefetch: bool = True) -> Datasets:
                            **common),
         info=info,
     )
-
-
-def open_elements(data_cfg, image_shape, seed: int = 0):
-    """``(splits, info)`` of the configured source for a model of ``image_shape``: a
-    ``folder:`` is prepared at that shape (:mod:`gen_keras.data.folder_source`), every other
-    source is opened as it is (:func:`gen_keras.data.sources.open_source`)."""
-    if data_cfg.dataset.startswith("folder:"):
-        from gen_keras.data.folder_source import open_folder
-
-        check_dataset_name(data_cfg.dataset)
-        return open_folder(data_cfg, image_shape, seed)
-    return open_source(data_cfg, seed=seed)
 
 
 def is_translation_model(model_config) -> bool:
@@ -138,7 +126,7 @@ def load_split(data_cfg, split: str, image_shape, value_range, limit: int = 0, s
     if is_translation_dataset(data_cfg.dataset):
         raise ConfigError(f"data.dataset={data_cfg.dataset!r} is an image-to-image task: read it "
                           "with gen_keras.data.translation.load_translation_split")
-    splits, _ = open_elements(data_cfg, tuple(image_shape), seed=seed)
+    splits, _ = open_source(data_cfg, seed=seed, image_shape=tuple(image_shape))
     ds = make_pipeline(splits[split], image_shape=tuple(image_shape), value_range=tuple(value_range),
                        batch_size=1000, training=False, seed=0, cache=False, limit=limit)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])

@@ -30,8 +30,16 @@ import json
 import os
 from pathlib import Path
 
-from gen_keras.data.folder_prepare import (CHUNK_FILES, SHARD_EXAMPLES, FileEntry, ShardAccount,
-                                           encode_chunk, fingerprint, plan_shards, shard_name)
+from gen_keras.data.folder_prepare import (
+    CHUNK_FILES,
+    SHARD_EXAMPLES,
+    FileEntry,
+    ShardAccount,
+    encode_chunk,
+    fingerprint,
+    plan_shards,
+    shard_name,
+)
 
 NAMESPACE = "gen_keras.prepare"
 

@@ -31,13 +31,11 @@ preparation of large photos is fast.
 from __future__ import annotations
 
 import io
-import os
-import stat
 
 import numpy as np
 
 from gen_keras.data import resize
-from gen_keras.data.image_files import COLOUR_MODES, FORMATS, GREY_MODES, MAX_PIXELS, Skip, _file_type
+from gen_keras.data.image_files import COLOUR_MODES, GREY_MODES, Skip, open_picture, open_regular
 
 BACKGROUND = (255, 255, 255)
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
@@ -48,59 +46,25 @@ NOTES = ("exif_rotated", "palette", "cmyk", "alpha_on_background", "16_bit", "gr
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 
-def open_local(path: str):
-    """A local file opened for reading without following it into a FIFO or device: the file
-    object, or the Skip saying why not (image_files' ``cannot_open`` / ``not_regular_file``)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except OSError as exc:
-        return Skip(path, "cannot_open", f"cannot be opened ({exc.strerror or exc})")
-    f = os.fdopen(fd, "rb")
-    mode = os.fstat(f.fileno()).st_mode
-    if not stat.S_ISREG(mode):
-        f.close()
-        return Skip(path, "not_regular_file", f"not a regular file ({_file_type(mode)})")
-    return f
-
-
 def prepare_file(path: str, image_shape, rule: str, data: bytes | None = None):
     """``(PNG bytes of uint8 [h, w, c], notes)`` for the file at ``path`` (or its bytes ``data``,
-    read elsewhere: a Beam worker reading gs://), or a :class:`Skip`."""
-    if data is not None:
-        return _prepare(io.BytesIO(data), path, image_shape, rule)
-    f = open_local(path)
+    read elsewhere), or a :class:`Skip`."""
+    f = io.BytesIO(data) if data is not None else open_regular(path)
     if isinstance(f, Skip):
         return f
     with f:
-        return _prepare(f, path, image_shape, rule)
-
-
-def _prepare(f, name: str, image_shape, rule: str):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        im = Image.open(f, formats=FORMATS)
-        if im.format == "PNG":  # every chunk's CRC, as image_files does; then reopen
-            im.verify()
-            f.seek(0)
-            im = Image.open(f, formats=("PNG",))
-    except UnidentifiedImageError:
-        return Skip(name, "not_an_image", "not a PNG, JPEG, BMP, GIF or WebP image")
-    except Image.DecompressionBombError as exc:
-        return Skip(name, "too_large", f"more than {MAX_PIXELS:,} pixels ({exc})")
-    except Exception as exc:
-        return Skip(name, "corrupt", f"does not decode ({type(exc).__name__}: {exc})")
-    with im:
-        return _convert(im, name, image_shape, rule)
+        im = open_picture(f, path)
+        if isinstance(im, Skip):
+            return im
+        with im:
+            return _convert(im, path, image_shape, rule)
 
 
 def _convert(im, name: str, image_shape, rule: str):
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     h, w, c = (int(d) for d in image_shape)
     width, height = im.size
-    if width * height > MAX_PIXELS:
-        return Skip(name, "too_large", f"{width}x{height} is more than {MAX_PIXELS:,} pixels")
     if im.mode not in GREY_MODES | COLOUR_MODES | SIXTEEN_BIT_MODES:
         return Skip(name, "pixel_mode", f"pixel mode {im.mode} (32-bit or float pixels); save it "
                                         "with 8 or 16 bits per channel")

@@ -340,7 +340,7 @@ def part_files(entries: list[FileEntry], shards: list[dict], removed=()) -> dict
 # ----------------------------------------------------------------------------------------------
 def ensure_prepared(root, settings: Settings, data_dir, *, workers: int | None = None,
                     progress: bool = True, field: str = "data.dataset",
-                    part_writer=None) -> "PreparedFolder":
+                    part_writer=None) -> PreparedFolder:
     """The prepared, verified set of the folder ``root`` for ``settings``: prepared now if the
     cache lacks it, appended to if the folder has new files (module docstring). Refuses an
     empty folder, a folder where nothing was usable and an image shape no file reaches, each
@@ -583,16 +583,17 @@ class PreparedFolder:
     def split(self, test_fraction: float) -> tuple[int, int, int]:
         """``(threshold, n_train, n_test)``: test = split_key <= threshold."""
         n = self.num_kept
-        n_test = max(1, int(round(n * test_fraction)))
+        n_test = max(1, round(n * test_fraction))
         if n - n_test < 1:
             raise ConfigError(f"data.dataset='folder:{self.root}' has {n} usable image(s): too few "
                               f"to hold out data.test_fraction={test_fraction} and train on the rest")
         return int(self._keys[n_test - 1]), n - n_test, n_test
 
-    def elements(self, split: str, *, test_fraction: float, seed: int = 0):
-        """The split as a ``tf.data.Dataset`` of ``{"image", "label"}``; the training split
-        reads its shards in an order seeded by ``seed`` (the same every epoch: the shuffle buffer
-        reshuffles), the test split in the manifest's order."""
+    def elements(self, split: str, *, test_fraction: float, seed: int = 0, with_path: bool = False):
+        """The split as a ``tf.data.Dataset`` of ``{"image", "label"}`` (and the file's
+        relative ``path`` with ``with_path``); the training split reads its shards in an order
+        seeded by ``seed`` (the same every epoch: the shuffle buffer reshuffles), the test split
+        in the manifest's order."""
         import tensorflow as tf
 
         if split not in ("train", "test"):
@@ -604,6 +605,8 @@ class PreparedFolder:
         spec = {"image": tf.io.FixedLenFeature([], tf.string),
                 "class": tf.io.FixedLenFeature([], tf.string),
                 "split_key": tf.io.FixedLenFeature([], tf.int64)}
+        if with_path:
+            spec["path"] = tf.io.FixedLenFeature([], tf.string)
         auto = tf.data.AUTOTUNE
         ds = tf.data.Dataset.from_tensor_slices(files).interleave(
             tf.data.TFRecordDataset, cycle_length=min(self.CYCLE, len(files)),
@@ -619,11 +622,14 @@ class PreparedFolder:
                 tf.constant(self.classes), tf.range(len(self.classes), dtype=tf.int64)), -1)
             label_of = table.lookup
         else:
-            label_of = lambda name: tf.constant(-1, tf.int64)  # noqa: E731
+            label_of = lambda name: tf.constant(-1, tf.int64)
 
         def decode(ex):
             image = tf.ensure_shape(tf.io.decode_png(ex["image"], channels=channels), shape)
-            return {"image": image, "label": label_of(ex["class"])}
+            out = {"image": image, "label": label_of(ex["class"])}
+            if with_path:
+                out["path"] = ex["path"]
+            return out
 
         ds = ds.map(decode, num_parallel_calls=auto, deterministic=True)
         return ds.apply(tf.data.experimental.assert_cardinality(n_train if split == "train" else n_test))

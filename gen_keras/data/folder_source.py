@@ -26,7 +26,7 @@ def open_folder(data_cfg, image_shape, seed: int = 0, *, progress: bool = True):
     info.skipped = len(prepared.skips)
     info.skipped_files = [str(prepared.root / s.path) for s in prepared.skips]
     info.skip_reasons = {str(prepared.root / s.path): f"{s.kind}: {s.reason}" for s in prepared.skips}
-    info.folder_summary = prepared.summary()  # read by run_record
+    info.folder_summary = prepared.summary()
     return splits, info
 
 
@@ -38,7 +38,7 @@ def run_record(info) -> dict:
     Empty for other sources."""
     import json
 
-    summary = getattr(info, "folder_summary", None)
+    summary = info.folder_summary
     if not summary:
         return {"metrics": {}, "tags": {}, "artifacts": {}}
     lines = [f"{path}\t{why}" for path, why in sorted(info.skip_reasons.items())]

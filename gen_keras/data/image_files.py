@@ -19,6 +19,10 @@ one bad file must not stop a training run or a batch job. The rules, checked in 
 - ``corrupt``: the pixel data does not decode (truncated, damaged), or a PNG chunk's CRC is wrong;
 - ``size``: another width and height than the caller requires (when it requires one).
 
+:func:`open_regular` and :func:`open_picture` are the first steps alone (every rule up to
+``too_large``): :mod:`gen_keras.data.folder_decode` takes the image from there for the prepared
+``folder:`` data sets, where 16-bit grey, transparency and EXIF orientation are converted too.
+
 :func:`read_npz` reads an ``npz:`` archive (``x`` images, optional ``y`` labels), refusing with a
 :class:`~gen_keras.errors.ConfigError` that says what is wrong (not a zip archive, pickled
 objects, a shape that is no image stack, values out of range).
@@ -67,51 +71,79 @@ def read_image(path: str | Path, channels: int | None = None, size: tuple[int, i
     ``channels``: 1 (grey) or 3 (RGB) to convert to; ``None`` keeps grey images grey and makes
     everything else RGB. ``size`` ``(width, height)``: the size the caller needs; a file of
     another size is skipped, or resized to it with ``resize=True``."""
-    from PIL import Image, UnidentifiedImageError
+    f = open_regular(path)
+    if isinstance(f, Skip):
+        return f
+    with f:
+        im = open_picture(f, str(path), max_pixels)
+        if isinstance(im, Skip):
+            return im
+        with im:
+            return _pixels(im, str(path), channels, size, resize)
 
+
+def open_regular(path: str | Path):
+    """``path`` opened for reading (binary), or the Skip saying why not: ``cannot_open``,
+    ``not_regular_file`` (opened non-blocking and checked before anything is read, so a FIFO
+    never makes the reader wait)."""
     name = str(path)
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:  # gone, a dangling link, no permission
         return Skip(name, "cannot_open", f"cannot be opened ({exc.strerror or exc})")
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            return Skip(name, "not_regular_file", f"not a regular file ({_file_type(mode)})")
-        try:
-            # Pillow refuses twice its own pixel limit here (DecompressionBombError); anything
-            # above max_pixels is refused below, before a pixel is decoded.
-            im = Image.open(f, formats=FORMATS)
-            if im.format == "PNG":  # every chunk's CRC (decoding checks only some), then reopen
-                im.verify()
-                f.seek(0)
-                im = Image.open(f, formats=("PNG",))
-        except UnidentifiedImageError:
-            return Skip(name, "not_an_image", "not a PNG, JPEG, BMP, GIF or WebP image")
-        except Image.DecompressionBombError as exc:
-            return Skip(name, "too_large", f"more than {max_pixels:,} pixels ({exc})")
-        except Exception as exc:  # a header or CRC Pillow refuses: SyntaxError, struct.error, ...
-            return Skip(name, "corrupt", f"does not decode ({type(exc).__name__}: {exc})")
-        with im:
-            w, h = im.size
-            if w * h > max_pixels:
-                return Skip(name, "too_large", f"{w}x{h} is more than {max_pixels:,} pixels")
-            if im.mode not in GREY_MODES | COLOUR_MODES:
-                return Skip(name, "pixel_mode", f"pixel mode {im.mode} (16-bit, 32-bit or float "
-                                                "pixels); save it with 8 bits per channel")
-            try:
-                im.load()
-                target = ("L" if im.mode in GREY_MODES else "RGB") if channels is None else (
-                    "L" if channels == 1 else "RGB")
-                im = im.convert(target)
-            except Exception as exc:  # truncated or damaged data: OSError, ValueError, zlib.error, ...
-                return Skip(name, "corrupt", f"does not decode ({type(exc).__name__}: {exc})")
-            if size is not None and im.size != tuple(size):
-                if not resize:
-                    return Skip(name, "size", f"{im.size[0]}x{im.size[1]}, not the {size[0]}x{size[1]} "
-                                              "required")
-                im = im.resize(tuple(size))
-            pixels = np.asarray(im, dtype=np.uint8)
+    f = os.fdopen(fd, "rb")
+    mode = os.fstat(f.fileno()).st_mode
+    if not stat.S_ISREG(mode):
+        f.close()
+        return Skip(name, "not_regular_file", f"not a regular file ({_file_type(mode)})")
+    return f
+
+
+def open_picture(f, name: str, max_pixels: int = MAX_PIXELS):
+    """The Pillow image in the open binary file ``f`` (header read, pixels not decoded yet), or
+    the Skip saying why not: ``not_an_image``, ``too_large`` (from the header: a decompression
+    bomb is refused before a pixel is decoded), ``corrupt`` (a header or PNG chunk CRC Pillow
+    refuses). Only :data:`FORMATS`' decoders run."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        # Pillow refuses twice its own pixel limit here (DecompressionBombError); anything
+        # above max_pixels is refused below, before a pixel is decoded.
+        im = Image.open(f, formats=FORMATS)
+        if im.format == "PNG":  # every chunk's CRC (decoding checks only some), then reopen
+            im.verify()
+            f.seek(0)
+            im = Image.open(f, formats=("PNG",))
+    except UnidentifiedImageError:
+        return Skip(name, "not_an_image", "not a PNG, JPEG, BMP, GIF or WebP image")
+    except Image.DecompressionBombError as exc:
+        return Skip(name, "too_large", f"more than {max_pixels:,} pixels ({exc})")
+    except Exception as exc:  # a header or CRC Pillow refuses: SyntaxError, struct.error, ...
+        return Skip(name, "corrupt", f"does not decode ({type(exc).__name__}: {exc})")
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        return Skip(name, "too_large", f"{w}x{h} is more than {max_pixels:,} pixels")
+    return im
+
+
+def _pixels(im, name: str, channels, size, resize: bool) -> np.ndarray | Skip:
+    if im.mode not in GREY_MODES | COLOUR_MODES:
+        return Skip(name, "pixel_mode", f"pixel mode {im.mode} (16-bit, 32-bit or float "
+                                        "pixels); save it with 8 bits per channel")
+    try:
+        im.load()
+        target = ("L" if im.mode in GREY_MODES else "RGB") if channels is None else (
+            "L" if channels == 1 else "RGB")
+        im = im.convert(target)
+    except Exception as exc:  # truncated or damaged data: OSError, ValueError, zlib.error, ...
+        return Skip(name, "corrupt", f"does not decode ({type(exc).__name__}: {exc})")
+    if size is not None and im.size != tuple(size):
+        if not resize:
+            return Skip(name, "size", f"{im.size[0]}x{im.size[1]}, not the {size[0]}x{size[1]} "
+                                      "required")
+        im = im.resize(tuple(size))
+    pixels = np.asarray(im, dtype=np.uint8)
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 

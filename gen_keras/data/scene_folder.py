@@ -21,8 +21,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-import numpy as np
-
 NAME = re.compile(r"^(\d+)_f(\d)_w(\d)_o(\d)_s(\d)_r(\d+)\.png$")
 FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "orientation")
 

@@ -11,20 +11,17 @@ all sources reach the model the same way. The factor data sets (``dsprites``, ``
 from __future__ import annotations
 
 import dataclasses
-import logging
 import socket
 import threading
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from gen_keras.data.factor_specs import FACTOR_SET_NAMES, is_factor_dataset, parse_factor_spec
-from gen_keras.data.image_files import IMAGE_SUFFIXES, Skip, is_image_name, read_image, read_npz
+from gen_keras.data.image_files import read_npz
 from gen_keras.data.paths import default_data_dir
 from gen_keras.errors import ConfigError
 
-log = logging.getLogger("gen_keras.data")
 OFFLINE_ALTERNATIVES = (
     "offline alternatives: 'mnist10k' (bundled), 'npz:<path>' (arrays x[, y] in an .npz file), "
     "'folder:<path>' (a folder of images), or a TFDS data set already prepared in data.data_dir"
@@ -41,6 +38,8 @@ class SourceInfo:
     skipped: int = 0  # files skipped (folder sources; gen_keras.data.image_files's rules)
     skipped_files: list[str] = dataclasses.field(default_factory=list)
     skip_reasons: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> why
+    # folder sources: what the preparation did (gen_keras.data.folder_prepare.PreparedFolder.summary)
+    folder_summary: dict = dataclasses.field(default_factory=dict)
     image_shape: tuple[int, int, int] | None = None  # native shape, when known
     factors: tuple[str, ...] = ()  # names of the ground-truth factors, when the source has them
 
@@ -72,8 +71,11 @@ def check_dataset_name(name: str, field: str = "data.dataset") -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-def open_source(data_cfg, seed: int = 0):
-    """Return ``(splits, info)`` where ``splits`` maps 'train'/'test' to element datasets."""
+def open_source(data_cfg, seed: int = 0, image_shape=None):
+    """Return ``(splits, info)`` where ``splits`` maps 'train'/'test' to element datasets.
+
+    ``image_shape``: the model's; a ``folder:`` is prepared at it (once, then streamed:
+    :mod:`gen_keras.data.folder_source`), so it is required for a folder."""
     name = data_cfg.dataset
     check_dataset_name(name)
     if name == "mnist10k":
@@ -86,12 +88,12 @@ def open_source(data_cfg, seed: int = 0):
     if scheme == "npz":
         x, y = read_npz(Path(rest).expanduser(), f"data.dataset='npz:{rest}'")
         return _from_arrays(name, str(Path(rest).expanduser().resolve()), x, y, data_cfg, seed)
-    x, y, num_classes, skips = read_folder(Path(rest).expanduser())
-    splits, info = _from_arrays(name, str(Path(rest).expanduser().resolve()), x, y, data_cfg, seed,
-                                num_classes=num_classes)
-    info.skipped, info.skipped_files = len(skips), [s.path for s in skips]
-    info.skip_reasons = {s.path: f"{s.kind}: {s.reason}" for s in skips}
-    return splits, info
+    if image_shape is None:
+        raise ConfigError(f"data.dataset={name!r}: a folder is prepared at the model's image shape; "
+                          "pass image_shape (model.image_shape)")
+    from gen_keras.data.folder_source import open_folder
+
+    return open_folder(data_cfg, image_shape, seed)
 
 
 def _open_mnist10k(data_cfg):
@@ -206,43 +208,6 @@ def _require_internet(what: str, timeout_s: float, host: str = "storage.googleap
             f"data.dataset={what!r} must be downloaded, but the download server cannot be reached "
             f"({reason}); {OFFLINE_ALTERNATIVES}"
         )
-
-
-def read_folder(root: Path):
-    """Decode every image under ``root``; sub-folders are classes. A file that is not used is
-    skipped and counted, never fatal (:func:`gen_keras.data.image_files.read_image`'s rules).
-
-    Returns ``(images uint8 [N,H,W,C], labels or None, num_classes, skips)``, ``skips`` a list of
-    :class:`~gen_keras.data.image_files.Skip`. The first readable image fixes the channels (grey
-    stays grey) and the size: the others are converted and resized to it.
-    """
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if subdirs:
-        entries = [(f, i) for i, d in enumerate(subdirs) for f in sorted(d.rglob("*"))
-                   if is_image_name(f) and not f.is_dir()]
-    else:
-        entries = [(f, -1) for f in sorted(root.iterdir()) if is_image_name(f) and not f.is_dir()]
-    images, labels, skips = [], [], []
-    channels, size = None, None
-    for path, label in entries:
-        pixels = read_image(path, channels, size, resize=True)
-        if isinstance(pixels, Skip):
-            skips.append(pixels)
-            continue
-        if channels is None:
-            channels, size = pixels.shape[-1], (pixels.shape[1], pixels.shape[0])
-        images.append(pixels)
-        labels.append(label)
-    if skips:
-        kinds = ", ".join(f"{k} {n}" for k, n in sorted(Counter(s.kind for s in skips).items()))
-        log.warning("data.dataset='folder:%s': skipped %d file(s) (%s); the first: %s: %s", root,
-                    len(skips), kinds, skips[0].path, skips[0].reason)
-    if not images:
-        raise ConfigError(f"data.dataset='folder:{root}': no readable images "
-                          f"({len(skips)} unreadable) among {sorted(IMAGE_SUFFIXES)}")
-    x = np.stack(images)
-    y = np.asarray(labels, np.int64) if subdirs else None
-    return x, y, (len(subdirs) if subdirs else 0), skips
 
 
 def _from_arrays(name, uri, x, y, data_cfg, seed, num_classes=None):
