@@ -75,7 +75,7 @@ def open_source(data_cfg, seed: int = 0, image_shape=None):
     """Return ``(splits, info)`` where ``splits`` maps 'train'/'test' to element datasets.
 
     ``image_shape``: the model's; a ``folder:`` is prepared at it (once, then streamed:
-    :mod:`gen_keras.data.folder_source`), so it is required for a folder."""
+    :mod:`gen_keras.data.folder_prepare`), so it is required for a folder."""
     name = data_cfg.dataset
     check_dataset_name(name)
     if name == "mnist10k":
@@ -91,9 +91,26 @@ def open_source(data_cfg, seed: int = 0, image_shape=None):
     if image_shape is None:
         raise ConfigError(f"data.dataset={name!r}: a folder is prepared at the model's image shape; "
                           "pass image_shape (model.image_shape)")
-    from gen_keras.data.folder_source import open_folder
+    return _open_folder(data_cfg, image_shape, seed)
 
-    return open_folder(data_cfg, image_shape, seed)
+
+def _open_folder(data_cfg, image_shape, seed: int, *, progress: bool = True):
+    """``folder:<path>`` prepared for ``image_shape`` by ``data.resize`` (once; then streamed
+    from the shards: :mod:`gen_keras.data.folder_prepare`)."""
+    from gen_keras.data.folder_prepare import Settings, ensure_prepared
+
+    root = Path(data_cfg.dataset.partition(":")[2]).expanduser()
+    settings = Settings(tuple(int(d) for d in image_shape), data_cfg.resize)
+    prepared = ensure_prepared(root, settings, default_data_dir(data_cfg.data_dir), progress=progress)
+    _, n_train, n_test = prepared.split(data_cfg.test_fraction)
+    splits = {s: prepared.elements(s, test_fraction=data_cfg.test_fraction, seed=seed)
+              for s in ("train", "test")}
+    skipped = [(str(prepared.root / s.path), f"{s.kind}: {s.reason}") for s in prepared.skips]
+    info = SourceInfo(data_cfg.dataset, len(prepared.classes), n_train, n_test,
+                      source_uri=str(prepared.root), image_shape=tuple(prepared.image_shape),
+                      skipped=len(skipped), skipped_files=[p for p, _ in skipped],
+                      skip_reasons=dict(skipped), folder_summary=prepared.summary())
+    return splits, info
 
 
 def _open_mnist10k(data_cfg):
