@@ -61,6 +61,12 @@ def register(sub) -> None:
         t.set_defaults(func=run)
         return t
 
+    for add in (_interpolate_args, _arithmetic_args, _gan_arithmetic_args, _traverse_args, _manifold_args,
+                _scatter_args):
+        add(tool)
+
+
+def _interpolate_args(tool) -> None:
     t = tool("interpolate", "strips between pairs of encoded test images (or prior codes)")
     add_data_args(t)
     t.add_argument("--pairs", type=int, default=4)
@@ -73,6 +79,8 @@ def register(sub) -> None:
     t.add_argument("--space", choices=["z", "w"], default="z",
                    help="w: between the styles w of prior codes (style-based exports; linear by default)")
 
+
+def _arithmetic_args(tool) -> None:
     t = tool("arithmetic", "attribute vector mean(z|to) - mean(z|from) added to codes of 'from'")
     add_data_args(t)
     t.add_argument("--from-class", type=int, required=True)
@@ -81,6 +89,8 @@ def register(sub) -> None:
     t.add_argument("--scales", type=_floats, default=[0.0, 0.5, 1.0, 1.5, 2.0],
                    help="multiples of the vector, comma-separated")
 
+
+def _gan_arithmetic_args(tool) -> None:
     t = tool("gan-arithmetic", "generated samples labelled by the evaluator: code(onto) + s (mean code|plus - "
                                "mean code|minus), in w (style-based) or z")
     t.add_argument("--plus", type=int, required=True, help="class A of mean(code | A)")
@@ -93,6 +103,8 @@ def register(sub) -> None:
                    help="multiples of the vector, comma-separated")
     t.add_argument("--data", default="mnist10k", help="the data set whose evaluator labels the samples")
 
+
+def _traverse_args(tool) -> None:
     t = tool("traverse", "vary one latent dimension per row, the others fixed")
     add_data_args(t, limit=0)
     t.add_argument("--dims", default="all", help="comma-separated dimensions, or 'all'")
@@ -112,11 +124,15 @@ def register(sub) -> None:
                         "'auto': the run's data.dataset when --run-id names a run trained on one; "
                         "'none': plain rows")
 
+
+def _manifold_args(tool) -> None:
     t = tool("manifold", "decode an n x n grid over two latent dimensions (Gaussian quantiles)")
     t.add_argument("--n", type=int, default=15)
     t.add_argument("--dims", type=_ints, default=[0, 1])
     t.add_argument("--label", type=int, default=None, help="conditional models: the class")
 
+
+def _scatter_args(tool) -> None:
     t = tool("scatter", "encoded test images coloured by label (PCA for latent > 2)")
     add_data_args(t)
     t.add_argument("--size", type=int, default=640)
