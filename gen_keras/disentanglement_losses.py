@@ -80,6 +80,21 @@ def beta_tcvae_penalty(terms: dict[str, tf.Tensor], alpha: float, beta: float,
     return alpha * terms["mi"] + beta * terms["tc"] + gamma * terms["dim_kl"]
 
 
+def capacity_tc_penalty(tc: tf.Tensor, kl: tf.Tensor, beta: float, capacity,
+                        capacity_weight: float = 1.0) -> tf.Tensor:
+    """``(beta - 1) * tc + capacity_weight * |kl - capacity|`` per example: beta-TCVAE's extra
+    total-correlation weight on top of the capacity-controlled KL of Burgess et al. 2018
+    ("Understanding disentangling in beta-VAE", eq. 8). beta-TCVAE with alpha = gamma = 1 is
+    ``KL + (beta - 1) * TC``; capacity control replaces that KL by ``gamma_C * |KL - C|``, so the
+    code may keep C nats while its dimensions are pushed towards independence.
+
+    >>> capacity_tc_penalty([2.0], [10.0], beta=6.0, capacity=4.0, capacity_weight=3.0)  # 5*2 + 3*6 = [28]
+    """
+    tc = tf.cast(tf.convert_to_tensor(tc), tf.float32)
+    kl = tf.cast(tf.convert_to_tensor(kl), tf.float32)
+    return (beta - 1.0) * tc + capacity_weight * tf.abs(kl - tf.cast(capacity, tf.float32))
+
+
 # ----------------------------------------------------------------------------------------------
 # FactorVAE (Kim & Mnih 2018, "Disentangling by Factorising")
 # ----------------------------------------------------------------------------------------------

@@ -66,6 +66,32 @@ def test_beta_tcvae_warmup_scales_the_kl_part_by_hand():
         np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + weight * penalty, rtol=1e-5, atol=1e-4)
 
 
+def test_capacity_tc_penalty_by_hand():
+    from gen_keras import disentanglement_losses as dl
+
+    # (beta - 1) tc + w |kl - C|: 5 * 2 + 3 * |10 - 4| = 28; 5 * (-1) + 3 * |1 - 4| = 4
+    np.testing.assert_allclose(dl.capacity_tc_penalty([2.0, -1.0], [10.0, 1.0], 6.0, 4.0, 3.0), [28.0, 4.0])
+    # beta = 1, C = 0, weight 1: the KL itself
+    np.testing.assert_allclose(dl.capacity_tc_penalty([7.0], [3.5], 1.0, 0.0), [3.5])
+
+
+def test_beta_tcvae_capacity_schedule_by_hand():
+    """With capacity: loss = reconstruction + (beta - 1) tc + w |KL - C(t)|, C(t) = C_max min(1, t / T)."""
+    cfg = load_config(None, ["model.kind=beta_tcvae", "model.dataset_size=100", "model.beta=4",
+                             "model.capacity_max=20", "model.capacity_steps=10", "model.capacity_weight=2", *MLP])
+    m = build_model(cfg.model)
+    x = (np.random.default_rng(0).uniform(size=(6, 64, 64, 1)) > 0.9).astype("float32")
+    m.compile(optimizer="adam")
+    m.optimizer.build(m.trainable_variables)
+    for step, capacity in [(0, 0.0), (5, 10.0), (10, 20.0), (30, 20.0)]:
+        m.optimizer.iterations.assign(step)
+        t = m.loss_terms(x)
+        expected = t["reconstruction"] + 3.0 * t["tc"] + 2.0 * np.abs(t["kl"] - capacity)
+        np.testing.assert_allclose(t["loss"], expected, rtol=1e-5, atol=1e-3)
+    with pytest.raises(ConfigError, match="alpha and gamma"):
+        load_config(None, ["model.kind=beta_tcvae", "model.capacity_max=5", "model.gamma=2"])
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """beta-TCVAE with the MLP networks and warm-up, 2 short epochs on rendered dsprites."""

@@ -17,6 +17,13 @@ Under a distribution strategy each replica estimates q(z) from its own share of 
 (M = the per-replica batch): the objective then differs slightly from one device's on the same
 global batch, as it does for any change of batch size.
 
+Two schedules (both off by default; ``model.warmup_steps``, ``model.capacity_*``): a linear KL
+warm-up of the whole penalty (Bowman et al. 2016), and capacity control (Burgess et al. 2018):
+the penalty becomes ``(beta - 1) * tc + capacity_weight * |KL(q(z|x) || p(z)) - C(t)|`` with the
+closed-form KL and C(t) rising linearly to ``capacity_max`` nats
+(:func:`gen_keras.disentanglement_losses.capacity_tc_penalty`) — with ``capacity_weight = 1``
+and ``C = 0`` that is beta-TCVAE's own ``KL + (beta - 1) * TC`` (alpha = gamma = 1).
+
 Networks, likelihood (Bernoulli logits for binary sets) and everything else are the VAE's.
 """
 from __future__ import annotations
@@ -47,6 +54,12 @@ class BetaTCVAEConfig(VAEConfig):
     # > 0: the whole KL part (the three weighted terms) is multiplied by min(1, t / warmup_steps)
     # at optimizer step t, the KL warm-up of Bowman et al. 2016 (as the beta_vae kind's).
     warmup_steps: int = 0
+    # Capacity control (Burgess et al. 2018, eq. 8) on top of the TC penalty: with
+    # capacity_max > 0 the KL part becomes (beta - 1) * tc + capacity_weight * |KL - C(t)|, the
+    # target C(t) rising linearly 0 -> capacity_max nats over capacity_steps (alpha = gamma = 1).
+    capacity_max: float = 0.0
+    capacity_steps: int = 0
+    capacity_weight: float = 1.0
 
     def validate(self, prefix="model"):
         super().validate(prefix)
@@ -55,6 +68,14 @@ class BetaTCVAEConfig(VAEConfig):
                 raise ConfigError(f"{prefix}.{name}={getattr(self, name)} must be >= 0")
         if self.warmup_steps < 0:
             raise ConfigError(f"{prefix}.warmup_steps={self.warmup_steps} must be >= 0")
+        if not self.capacity_max >= 0 or self.capacity_steps < 0 or not self.capacity_weight > 0:
+            raise ConfigError(f"{prefix}.capacity_max={self.capacity_max}, capacity_steps="
+                              f"{self.capacity_steps}, capacity_weight={self.capacity_weight}: "
+                              "need capacity_max >= 0, capacity_steps >= 0, capacity_weight > 0")
+        if self.capacity_max > 0 and (self.alpha != 1.0 or self.gamma != 1.0):
+            raise ConfigError(f"{prefix}.capacity_max={self.capacity_max} replaces the mi and dim_kl "
+                              f"weights by the capacity term: leave alpha and gamma at 1 (got "
+                              f"{self.alpha}, {self.gamma})")
         if self.dataset_size < 0:
             raise ConfigError(f"{prefix}.dataset_size={self.dataset_size} must be >= 0 "
                               "(0: the training pipeline fills in the number of training images)")
@@ -77,12 +98,14 @@ class BetaTCVAE(VAE):
                 "when it is 0; set model.dataset_size=N when building the model yourself")
         super().__init__(config, *args, **kwargs)
 
-    def warmup_weight(self):
-        """``min(1, t / warmup_steps)`` at the optimizer's step t (1 without an optimizer: a
-        model loaded for inference is at the end of its schedule)."""
+    def schedule(self):
+        """``(w, C)`` at the optimizer's step t: the warm-up weight ``min(1, t / warmup_steps)``
+        and the capacity target C(t) (nats), by :func:`~gen_keras.models.beta_vae.kl_schedule`. A
+        model without an optimizer (loaded for inference) is at the end of its schedule."""
+        c = self.config
         optimizer = getattr(self, "optimizer", None)
-        step = self.config.warmup_steps if optimizer is None else optimizer.iterations
-        return kl_schedule(step, 1.0, self.config.warmup_steps)[0]
+        step = max(c.warmup_steps, c.capacity_steps) if optimizer is None else optimizer.iterations
+        return kl_schedule(step, 1.0, c.warmup_steps, c.capacity_max, c.capacity_steps)
 
     def loss_terms(self, x, labels=None, training=False):
         """Per-example ``{"loss", "reconstruction", "kl", "mi", "tc", "dim_kl"}`` (nats)."""
@@ -91,8 +114,10 @@ class BetaTCVAE(VAE):
         z = self.reparameterize(mean, log_var)
         reconstruction = -self.log_likelihood(x, self.decoder_output(z, labels, training))
         parts = dl.tc_decomposition(z, mean, log_var, c.dataset_size)
-        penalty = dl.beta_tcvae_penalty(parts, c.alpha, c.beta, c.gamma)
-        if c.warmup_steps:
-            penalty = self.warmup_weight() * penalty
-        return {"loss": reconstruction + penalty,
-                "reconstruction": reconstruction, "kl": losses.kl_divergence(mean, log_var), **parts}
+        kl = losses.kl_divergence(mean, log_var)
+        weight, capacity = self.schedule()
+        if c.capacity_max > 0:
+            penalty = dl.capacity_tc_penalty(parts["tc"], kl, c.beta, capacity, c.capacity_weight)
+        else:
+            penalty = dl.beta_tcvae_penalty(parts, c.alpha, c.beta, c.gamma)
+        return {"loss": reconstruction + weight * penalty, "reconstruction": reconstruction, "kl": kl, **parts}
