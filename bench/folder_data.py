@@ -52,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--pipeline-images", type=int, default=40_000)
     p.add_argument("--outputs", default=str(ROOT / "bench_outputs" / "folder_data"))
+    p.add_argument("--figure", default="", help="only draw the resize rules' figure into this PNG")
     return p.parse_args(argv)
 
 
@@ -298,9 +299,46 @@ def rss200k(folder: str, cache: str, outputs: str, workers: int) -> dict:
     return line
 
 
+def resize_figure(path: str) -> None:
+    """docs/images/resize_rules.png: one wide picture (a circle near the left edge, a square in
+    the middle) and what each rule makes of it at 64x64, shown at 2x."""
+    from PIL import Image, ImageDraw
+
+    from gen_keras.data.folder_decode import decode_png, prepare_file
+
+    w, h = 240, 120
+    sky = np.linspace(235, 150, h)[:, None, None] * np.ones((1, w, 1)) * np.array([0.6, 0.8, 1.0])
+    im = Image.fromarray(sky.astype(np.uint8))
+    d = ImageDraw.Draw(im)
+    d.rectangle([0, 85, w, h], fill=(110, 160, 80))
+    d.ellipse([12, 20, 52, 60], fill=(250, 200, 40))
+    d.rectangle([95, 45, 145, 95], fill=(180, 60, 60))
+    d.polygon([(90, 45), (120, 20), (150, 45)], fill=(120, 40, 40))
+    src = Path(path).with_suffix(".source.png")
+    im.save(src)
+    panels = [("original 240x120 (shown at 256x128)", im.resize((w * 128 // h, 128)))]
+    for rule in ("crop", "pad", "stretch"):
+        png, _ = prepare_file(str(src), (64, 64, 3), rule)
+        panels.append((f"{rule}: 64x64 (shown 2x)", Image.fromarray(decode_png(png)).resize((128, 128), Image.NEAREST)))
+    src.unlink()
+    gap, label = 12, 18
+    width = sum(p.width for _, p in panels) + gap * (len(panels) + 1)
+    out = Image.new("RGB", (width, 128 + label + 2 * gap), "white")
+    x, draw = gap, ImageDraw.Draw(out)
+    for text, panel in panels:
+        out.paste(panel, (x, gap))
+        draw.rectangle([x - 1, gap - 1, x + panel.width, gap + panel.height], outline=(150, 150, 150))
+        draw.text((x, gap + 132), text, fill="black")
+        x += panel.width + gap
+    out.save(path)
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
+    if args.figure:
+        resize_figure(args.figure)
+        return 0
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     Path(args.outputs).mkdir(parents=True, exist_ok=True)
     emit({"phase": "machine", "cores": len(os.sched_getaffinity(0)), "load": load()})

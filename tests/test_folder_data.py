@@ -320,3 +320,19 @@ def test_one_real_epoch_from_a_folder_records_the_skips(tmp_path, data_cache):
     assert images.shape == (16, 32, 32, 3) and -1.0 <= float(images.numpy().min()) < 0 < float(images.numpy().max()) <= 1.0
     result = train(cfg, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", verbose=0)
     assert np.isfinite(result.final_metrics["g_loss"]) and os.path.isdir(result.samples_dir.parent)
+
+
+def test_gen_keras_prepare_prints_the_summary(tmp_path, capsys):
+    from gen_keras.cli import main
+
+    folder = photo_folder(tmp_path / "photos", n_per_class=5)
+    (folder / "dogs" / "bad.gif").write_bytes(b"GIF89a broken")
+    args = ["prepare", "--config", str(ROOT / "pipelines/configs/dcgan_scenes64.yaml"), "--quiet",
+            "--set", f"data.dataset=folder:{folder}", "--set", f"data.data_dir={tmp_path / 'cache'}",
+            "--set", "model.image_shape=[32,32,3]", "--set", "data.resize=stretch"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["kept"], summary["train"], summary["test"]) == (10, 8, 2)
+    assert summary["skipped_by_kind"] == {"not_an_image": 1} and summary["settings"]["resize"] == "stretch"
+    assert main(args[:2] + [str(ROOT / "pipelines/configs/dcgan_shapes3d.yaml")]) == 2  # not a folder
+    assert "prepares folder:<path> data sets" in capsys.readouterr().err
