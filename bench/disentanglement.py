@@ -43,6 +43,9 @@ MODELS = {
     "beta_vae": ("beta_vae_mnist10k.yaml", [*ARCH, "model.beta=4.0", "model.warmup_steps=0"]),
     "beta_tcvae": ("beta_tcvae_dsprites.yaml", []),
     "factor_vae": ("factor_vae_dsprites.yaml", []),
+    # The colour scenes at 64x64x3 (issue 26, part 4: reported, no target).
+    "beta_tcvae_shapes3d": ("beta_tcvae_shapes3d.yaml", []),
+    "vae_shapes3d": ("vae_mnist10k.yaml", [*ARCH, "model.image_shape=[64,64,3]", "data.dataset=shapes3d"]),
 }
 # Training speed (--speed): the shipped dsprites recipes as they were before issue 26 ("today":
 # conv networks of 16 base filters, batch 64, the dsprites:20000 subset from its shards, the
@@ -52,8 +55,12 @@ TODAY = ["model.encoder=conv", "model.decoder=conv", "model.filters=16", "model.
          "train.steps_per_execution=8", "train.mixed_precision=auto"]
 MLP = ["model.encoder=mlp", "model.decoder=mlp", "data.dataset=dsprites", "data.factor_stream=render"]
 SPEED_RECIPES = {
-    "today_beta_tcvae": ("beta_tcvae_dsprites.yaml", TODAY),
+    "today_beta_tcvae": ("beta_tcvae_dsprites.yaml", [*TODAY, "model.beta=6", "model.gamma=1"]),
     "today_factor_vae": ("factor_vae_dsprites.yaml", TODAY),
+    # today's networks in float32: on some hosts bfloat16 is slower (docs/scaling.md)
+    "today_beta_tcvae_f32": ("beta_tcvae_dsprites.yaml", [*TODAY, "model.beta=6", "model.gamma=1",
+                                                          "train.mixed_precision=none"]),
+    "today_factor_vae_f32": ("factor_vae_dsprites.yaml", [*TODAY, "train.mixed_precision=none"]),
     "conv_render_b64": ("beta_tcvae_dsprites.yaml", [*TODAY, "data.dataset=dsprites", "data.factor_stream=render"]),
     "chen_mlp_f32_b256": ("beta_tcvae_dsprites.yaml", [*MLP, "model.hidden=1200", "model.encoder_layers=2",
                                                         "model.decoder_layers=3", "train.batch_size=256",
@@ -98,6 +105,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=20.0, help="--speed: seconds not counted")
     p.add_argument("--rounds", type=int, default=3, help="--speed: interleaved rounds")
     p.add_argument("--speed-child", default="", help=argparse.SUPPRESS)
+    p.add_argument("--table-from", default=None, help="only print the Markdown table of every trial "
+                                                       "(tag) in the JSON lines of earlier runs")
     p.add_argument("--plot-from", default=None, help="only draw mig_curve.png (in --outputs) from the JSON "
                                                      "lines a run printed")
     return p.parse_args(argv)
@@ -111,6 +120,10 @@ def main(argv=None) -> int:
         return 0
     if args.speed:
         return speed(args)
+    if args.table_from:
+        print(sweep_table([json.loads(line) for line in Path(args.table_from).read_text().splitlines()
+                           if line.startswith("{") and '"mark_minutes"' in line and '"curve"' not in line]))
+        return 0
     if args.plot_from:
         runs = [json.loads(line) for line in Path(args.plot_from).read_text().splitlines()
                 if line.startswith("{") and '"curve"' in line]
@@ -218,7 +231,8 @@ def speed(args) -> int:
             print(json.dumps(point), flush=True)
     medians = {n: statistics.median(v) for n, v in rates.items() if v}
     for n, m in medians.items():
-        base = medians.get("today_factor_vae" if "factor" in n else "today_beta_tcvae")
+        kind = "factor_vae" if "factor" in n else "beta_tcvae"
+        base = max((medians[k] for k in (f"today_{kind}", f"today_{kind}_f32") if k in medians), default=None)
         print(json.dumps({"recipe": n, "median_images_per_s": round(m, 1), "rounds": len(rates[n]),
                           "vs_today": round(m / base, 2) if base else None}), flush=True)
     return 0
@@ -269,6 +283,24 @@ def default_tracking_uri_for(args) -> str:
     return args.tracking_uri or default_tracking_uri(Path(args.outputs) / "mlflow")
 
 
+def sweep_table(points: list[dict]) -> str:
+    """One Markdown row per (trial tag, model, seed): MIG at each mark, then at the last mark the
+    per-factor gaps, DCI-D, FactorVAE score and training images/s."""
+    runs: dict[tuple, list[dict]] = {}
+    for p in points:
+        runs.setdefault((p.get("tag", ""), p["model"], p["seed"]), []).append(p)
+    rows = ["| trial | model | seed | MIG at minutes | last: gap shape / scale / orient. / x / y | DCI-D | "
+            "FactorVAE score | img/s |", "|---|---|---|---|---|---|---|---|"]
+    for (tag, model, seed), pts in runs.items():
+        pts = sorted(pts, key=lambda p: p["mark_minutes"])
+        last = pts[-1]
+        gaps = " / ".join(f"{v:.2f}" for v in last.get("gap_per_factor", {}).values()) or "-"
+        curve = ", ".join(f"{p['mark_minutes']:g}: {p['mig']:.3f}" for p in pts)
+        rows.append(f"| {tag} | {model} | {seed} | {curve} | {gaps} | {last['dci_disentanglement']:.3f} | "
+                    f"{last['factorvae_score']:.3f} | {last.get('images_per_s', 0):,.0f} |")
+    return "\n".join(rows)
+
+
 def mean_curves(runs: list[dict]) -> dict[str, list[dict]]:
     """Per model, the mean over seeds of MIG (and the training minutes) at each mark."""
     by_model: dict[str, dict[float, list[dict]]] = {}
@@ -312,7 +344,7 @@ def summarize(finals: list[dict]) -> dict:
 
 
 def targets(model: str, s: dict, summary: dict) -> dict:
-    if model not in ("beta_tcvae", "factor_vae"):
+    if model not in ("beta_tcvae", "factor_vae"):  # the targets are for dsprites
         return {}
     vae = summary.get("vae", {}).get("mig", {}).get("mean")
     mig, fvs = s["mig"]["mean"], s["factorvae_score"]["mean"]
