@@ -39,7 +39,7 @@ HUE_TRAIN_IMAGES = 8000  # a hue is easy to read: 8,000 scenes train each hue cl
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--step", choices=("evaluators", "curve"), required=True)
+    p.add_argument("--step", choices=("evaluators", "curve", "serve"), required=True)
     p.add_argument("--recipe", default="stylegan_scenes64", help="a config in pipelines/configs")
     p.add_argument("--folder", default="/work/h4data/scenes64", help="the scene folder (written "
                    "with --count scenes when missing)")
@@ -50,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--num-samples", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--outputs", default=str(ROOT / "bench_outputs" / "scenes"))
+    p.add_argument("--export", default="", help="serve: the export (default: the curve's)")
+    p.add_argument("--screenshot", default=str(ROOT / "docs" / "images" / "scenes64_page.png"))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     return p.parse_args(argv)
 
@@ -212,6 +214,8 @@ def step_curve(args) -> int:
                           "load_average": round(os.getloadavg()[0], 1)}), flush=True)
         return 0
     del keras
+    saved = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**saved, "export_dir": str(result.export_dir), "run_id": result.run_id}))
     print(json.dumps({"curve": args.recipe, "config": f"{args.recipe}.yaml", "run_id": result.run_id,
                       "export_dir": str(result.export_dir), "wall_minutes_last_slot":
                       round((time.time() - started) / 60, 2), "load_average": round(os.getloadavg()[0], 1),
@@ -272,10 +276,87 @@ class ResumableClock:
         return _Clock()
 
 
+PAGE_PIXELS = """() => {
+  const img = document.getElementById('grid');
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  return {w: c.width, h: c.height, rgba: Array.from(ctx.getImageData(0, 0, c.width, c.height).data)};
+}"""
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--disable-dev-shm-usage"]
+
+
+def step_serve(args) -> int:
+    """``gen-keras serve`` on the curve's export, its page in a real headless Chromium: the grid's
+    pixels read back from the page (colour, 64x64 tiles) and a screenshot into --screenshot."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    state = json.loads((Path(args.outputs) / f"clock_{args.recipe}.json").read_text())
+    export = Path(args.export or state.get("export_dir", ""))
+    if not (export / "manifest.json").is_file():
+        raise SystemExit(f"no export at {export!r}: finish the curve first or pass --export")
+    models = Path(args.outputs) / "served"
+    shutil.rmtree(models, ignore_errors=True)
+    models.mkdir(parents=True)
+    (models / args.recipe.replace("_", "-")).symlink_to(export.resolve())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(Path(args.outputs) / "serve.log", "wb")
+    server = subprocess.Popen([str(Path(sys.executable).with_name("gen-keras")), "serve", "--models",
+                               str(models), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise SystemExit(f"gen-keras serve did not start; see {log.name}") from None
+                time.sleep(1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                        args=BROWSER_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url + "/")
+            page.wait_for_function("() => { const i = document.getElementById('grid'); return i && !i.hidden"
+                                   " && i.complete && i.naturalWidth > 0 && document.getElementById('status')"
+                                   ".dataset.state === 'ready'; }", timeout=120_000)
+            px = page.evaluate(PAGE_PIXELS)
+            Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=args.screenshot, full_page=True)
+            caption = page.text_content("#grid-caption")
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    rgba = np.asarray(px["rgba"], np.float64).reshape(px["h"], px["w"], 4)
+    chroma = float(np.mean(np.abs(rgba[..., 0] - rgba[..., 1]) + np.abs(rgba[..., 1] - rgba[..., 2])))
+    manifest = json.loads((export / "manifest.json").read_text())
+    shape = next(o["shape"] for o in manifest["endpoints"]["generate"]["output_specs"] if o["role"] == "image")
+    print(json.dumps({"step": "serve", "export": str(export), "grid_png": [px["w"], px["h"]],
+                      "image_shape": shape[1:], "mean_chroma": round(chroma, 1), "colour": chroma > 10,
+                      "caption": caption, "screenshot": args.screenshot}), flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
-    return step_evaluators(args) if args.step == "evaluators" else step_curve(args)
+    steps = {"evaluators": step_evaluators, "curve": step_curve, "serve": step_serve}
+    return steps[args.step](args)
 
 
 if __name__ == "__main__":

@@ -136,15 +136,19 @@ def test_prepared_once_streamed_and_summarised(tmp_path):
     (folder / "notes.txt").write_text("beside the classes")
     (folder / "cats" / "._000.jpg").write_bytes(b"macOS metadata")
     Image.new("L", (64, 64), 128).save(folder / "dogs" / "grey.png")
+    from test_image_files import png_claiming
+
+    (folder / "dogs" / "bomb.png").write_bytes(png_claiming(20000, 20000))  # 140 bytes, 400 MP
     cache = tmp_path / "cache"
     settings = Settings((32, 32, 3), "crop")
 
     prepared = ensure_prepared(folder, settings, cache, progress=False)
     s = prepared.summary()
-    assert (s["files"], s["kept"], s["skipped"]) == (28, 25, 3)
-    assert s["skipped_by_kind"] == {"corrupt": 1, "not_an_image": 1, "too_small": 1}
+    assert (s["files"], s["kept"], s["skipped"]) == (29, 25, 4)
+    assert s["skipped_by_kind"] == {"corrupt": 1, "not_an_image": 1, "too_large": 1, "too_small": 1}
     assert s["converted"]["grey_to_rgb"] == 1 and s["classes"] == {"cats": 12, "dogs": 13}
-    assert {x.path for x in prepared.skips} == {"cats/garbage.png", "dogs/truncated.png", "dogs/tiny.png"}
+    assert {x.path for x in prepared.skips} == {"cats/garbage.png", "dogs/truncated.png", "dogs/tiny.png",
+                                                "dogs/bomb.png"}
     listing = list_folder(folder)
     assert listing.ignored == {"beside the class sub-folders": 1, "hidden": 1}
 
