@@ -2,6 +2,7 @@
 permutation, and a short real training of each kind at 64x64x1 on a dsprites subset through
 ``gen_keras.training.train`` — loss falling, save/load with both FactorVAE optimizers, and the
 disentanglement metrics, heat map and traversals logged at the end of the run."""
+import json
 import math
 
 import numpy as np
@@ -172,7 +173,7 @@ def runs(tmp_path_factory, data_cache):
             "data.limit_test=64", "train.epochs=2",
             "train.batch_size=64", "train.steps_per_execution=1", "train.progress=false",
             # One kind runs the end-of-training evaluation (the disentanglement metrics).
-            f"train.evaluate_at_end={kind == 'factor_vae'}", "train.export_at_end=false",
+            f"train.evaluate_at_end={kind == 'factor_vae'}", f"train.export_at_end={kind == 'factor_vae'}",
             f"tracking.run_name=dsprites-{kind}", f"tracking.outputs_dir={tmp / 'outputs'}",
             f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}"])
         out[kind] = train(cfg)
@@ -230,3 +231,9 @@ def test_disentanglement_metrics_logged_at_the_end(runs):
     from PIL import Image
     grid = Image.open(result.samples_dir / "disentanglement" / "traversal_z00.png")
     assert grid.width > 9 * 64  # one row of 9 steps (scaled x2)
+    # The export says which factor each code carries (the page's Latent panel names its sliders by it).
+    from gen_keras.exported.reader import ExportReader
+
+    facts = ExportReader(result.export_dir).spec.facts["factors"]
+    measured = json.loads((result.samples_dir / "disentanglement" / "code_factors.json").read_text())
+    assert facts == measured and len(facts["dimensions"]) == 6
