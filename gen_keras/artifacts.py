@@ -70,9 +70,12 @@ def load_model_from_run(run_id: str, tracking_uri: str | None = None):
 
 
 def run_params(run_id: str, tracking_uri: str | None = None) -> dict[str, str]:
-    """The params an MLflow run logged (its resolved config)."""
+    """How an MLflow run was made, ``section.field`` → text: its ``config.yaml`` (an older run:
+    its params; see :func:`gen_keras.tracking.logged_config`)."""
+    from gen_keras.tracking import logged_config
+
     client, _ = _run_client(run_id, tracking_uri)
-    return client.get_run(run_id).data.params
+    return logged_config(client, run_id)
 
 
 def _run_client(run_id: str, tracking_uri: str | None):

@@ -215,7 +215,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            raise ConfigError(f"config file not found: {path}{_shipped_configs_hint(path)}")
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
@@ -248,6 +248,20 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     raw = _with_default_dataset(raw, model_cls)
     sections["data"] = _build(DataConfig, raw.get("data") or {}, "data")
     return RunConfig(model=model, **sections).validate()
+
+
+def _shipped_configs_hint(path: Path) -> str:
+    """The configs shipped in the clone's ``pipelines/configs/`` (the closest name first), where
+    there is such a folder: the absolute path, so the hint works from any folder."""
+    import difflib
+
+    shipped = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
+    names = sorted(p.name for p in shipped.glob("*.yaml")) if shipped.is_dir() else []
+    if not names:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {shipped / close[0]}?" if close else ""
+    return f"{hint} The shipped configs, in {shipped}/: {', '.join(names)}"
 
 
 def _did_you_mean(given, known) -> str:

@@ -1,11 +1,13 @@
-"""TensorFlow's start-up notices off the terminal.
+"""The libraries' notices off the terminal (the CLI's default; ``--tf-logs`` or
+``GEN_KERAS_TF_LOGS=1`` shows everything).
 
 TensorFlow's C++ runtime writes INFO lines straight to file descriptor 2 when it loads and when
 it runs its first op ("oneDNN custom operations are on", "This TensorFlow binary is optimized
 ...", "All log messages before absl::InitializeLog() ..."), whatever ``TF_CPP_MIN_LOG_LEVEL``
 says. :func:`filter_native_stderr` puts a pipe in front of descriptor 2 and forwards every line
-except those notices; errors, warnings of the pipeline and Python tracebacks pass unchanged.
-The CLI turns it on unless ``--tf-logs`` (or ``GEN_KERAS_TF_LOGS=1``) asks for everything.
+except those notices and the few known-harmless lines below; errors, warnings of the pipeline
+and Python tracebacks pass unchanged. :func:`quiet_python_warnings` drops the Python warnings
+the libraries raise on every run that are not about anything the user did.
 """
 from __future__ import annotations
 
@@ -17,7 +19,33 @@ import sys
 import threading
 
 NOISE = re.compile(rb"^(?:[IW]\d{4} \d\d:\d\d:\d+\.\d+\s|WARNING: All log messages before absl::InitializeLog|"
-                   rb"To enable the following instructions: |Instructions for updating:)")
+                   rb"To enable the following instructions: |Instructions for updating:|"
+                   # Grappler's remapper skips fusing ops in a graph it cannot rewrite (the style-based
+                   # and progressive GANs' LeakyReluGrad + BiasAdd): logged at ERROR level, harmless.
+                   rb"E\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ meta_optimizer\.cc:\d+\] remapper failed: |"
+                   # Apache Beam without its GCP extras, at import, in the launcher and in every
+                   # DirectRunner worker (workers write to this process's descriptor 2).
+                   rb"WARNING:root:apitools not found, and bigquery client libraries are not available|"
+                   rb"INFO:__main__:Logging handler created\.$)")
+
+# (message regex, category) of Python warnings that say nothing about what the user did.
+PYTHON_WARNINGS = [
+    # Keras 3.15 on every ``fit`` of a tf.data pipeline (ours shuffle in tf.data).
+    (r"`shuffle=True` was passed, but will be ignored", UserWarning),
+    # Keras' tf2onnx patch probes ``hasattr(np, "object")``; numpy 2 warns on the probe itself.
+    (r"In the future `np\.object` will be defined", FutureWarning),
+]
+
+
+def quiet_python_warnings() -> None:
+    """Ignore :data:`PYTHON_WARNINGS` in this process, and MLflow's INFO lines ("Creating initial
+    MLflow database tables...", "Validating input example against model signature") in it and
+    the processes it starts (MLflow reads ``MLFLOW_LOGGING_LEVEL`` when it is imported)."""
+    import warnings
+
+    for message, category in PYTHON_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def filter_native_stderr() -> None:

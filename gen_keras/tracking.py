@@ -26,18 +26,24 @@ from gen_keras.stores import default_artifact_location, default_tracking_uri, re
 log = logging.getLogger("gen_keras.tracking")
 
 
-# MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and files a run
-# without traces under "Evaluation runs" of the GenAI view; with it the runs table opens.
+# The experiment's kind, as MLflow's own "set experiment type" action records it. MLflow 3.17's UI
+# uses it to skip its "which kind of experiment?" prompt; WHICH VIEW opens is its sidebar switch
+# ("GenAI" / "Model training", remembered per browser, GenAI by default) or ``?workflowType=`` in
+# the link -- the tag does not steer that (mlflow/mlflow issue 24498), hence :func:`run_url`.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# Kinds a UI or a client inferred or left open: ours are replaced by the real kind; a kind someone
+# chose is kept.
+_UNDECIDED_KINDS = ("", "no_inferred_type", "custom_model_development_inferred", "genai_development_inferred")
 
 
 def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
     """The experiment's id, creating it (marked as a model-training experiment) if needed; an
-    existing experiment without a kind gets the mark, one with a kind keeps it."""
+    existing experiment without a kind, or with an inferred one, gets the mark; a kind someone
+    chose is kept."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
-        if not any(k in exp.tags for k in EXPERIMENT_KIND):
-            for key, value in EXPERIMENT_KIND.items():
+        for key, value in EXPERIMENT_KIND.items():
+            if exp.tags.get(key, "") in _UNDECIDED_KINDS:
                 client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     try:
@@ -51,16 +57,19 @@ def get_or_create_experiment(client, name: str, tracking_uri: str) -> str:
 
 
 def metric_name(key: str) -> str:
-    """Keras log keys → MLflow names grouped by prefix (the MLflow chart view groups metrics by
-    the part before ``/``): ``loss`` → ``train/loss``, ``val_loss`` → ``val/loss`` (the
-    validation data is the test split). End-of-run figures use ``test/``, ``eval/``, ``gate/``;
-    health checks ``guard/``; the data set ``data/``."""
-    return f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+    """A Keras log key as the run's per-epoch metric: ``epoch/<the name Keras prints>``
+    (``loss`` → ``epoch/loss``, ``val_loss`` → ``epoch/val_loss``; the validation data is the
+    test split). MLflow's UI makes one chart section per prefix and lists the sections
+    alphabetically: ``epoch/`` (with the per-epoch image series, ``epoch/samples`` ...) comes
+    before the end-of-run figures ``eval/``, ``gate/``, ``test/`` and the GAN health checks
+    ``guard/`` (the data set's ``data/``, on folder sources only, comes first)."""
+    return f"epoch/{key}"
 
 
 def run_url(base: str, experiment_id: str | None, run_id: str | None) -> str:
     """The MLflow UI page of a run (or of its experiment), in the UI's "Model training" view:
-    MLflow 3's UI otherwise opens in its GenAI view (traces), whatever the experiment's kind."""
+    MLflow 3.17's UI otherwise opens in the view its sidebar switch last showed (GenAI in a
+    fresh browser), whatever the experiment's kind."""
     base = base.rstrip("/")
     if experiment_id is None:
         return f"{base}/#/experiments?workflowType=machine_learning"
@@ -69,7 +78,7 @@ def run_url(base: str, experiment_id: str | None, run_id: str | None) -> str:
 
 
 def run_versions() -> dict[str, str]:
-    """The versions a run was made with, as MLflow params."""
+    """The versions a run was made with (``version.*`` of the run's record)."""
     import keras
     import mlflow
     import tensorflow as tf
@@ -79,6 +88,65 @@ def run_versions() -> dict[str, str]:
     return {"version.gen_keras": gen_keras.__version__, "version.tensorflow": tf.__version__,
             "version.keras": keras.__version__, "version.mlflow": mlflow.__version__,
             "version.python": sys.version.split()[0]}
+
+
+# Why a run logs NO params: MLflow 3.17's run page prints every param of the run above each
+# picture of an image series (mlflow/mlflow issue 23512, a header added in 3.12.0; 3.17's fix is a
+# per-chart "Show run parameters" switch, on by default), in a card of fixed height whose picture
+# box is a square as wide as that header: 60 params pushed the sample grid out of its card, and
+# measured in Chromium one line of two short params still cut off the bottom of a square grid
+# (93% shown), eight params 43%; a wide header widens the box and pushes the picture down. So the run's
+# whole record -- the resolved config, what the plan derived, the versions -- is the artifact
+# config.yaml (read back by logged_config()), and the tags gen_keras.kind / gen_keras.dataset
+# are what the runs table can show and search.
+RUN_RECORD = "config.yaml"
+
+
+def run_record(config: dict, derived: dict, versions: dict) -> dict:
+    """One run's record, by section: the resolved config (``RunConfig.to_dict()``), then
+    ``derived`` (what the plan decided) and ``version`` (``derived.x`` / ``version.x`` keys or
+    bare names)."""
+    def section(values: dict, name: str) -> dict:
+        return {k.removeprefix(f"{name}."): v for k, v in values.items()}
+    return {**config, "derived": section(derived, "derived"), "version": section(versions, "version")}
+
+
+def flat_record(record: dict) -> dict[str, str]:
+    """``section.field`` → text, as a run's params used to be (lists as JSON, the rest ``str``)."""
+    return {f"{name}.{key}": json.dumps(value) if isinstance(value, list) else str(value)
+            for name, values in record.items() for key, value in values.items()}
+
+
+def log_run_record(sink: TrackingSink, record: dict, folder: Path) -> Path:
+    """``record`` (see :func:`run_record`) as ``config.yaml``, written into ``folder`` and logged
+    at the run's artifact root."""
+    import yaml
+
+    from gen_keras.files import atomic_write_text
+
+    path = Path(folder) / RUN_RECORD
+    atomic_write_text(path, yaml.safe_dump(record, sort_keys=False))
+    sink.log_artifact(path)
+    return path
+
+
+def logged_config(client, run_id: str) -> dict[str, str]:
+    """Everything a run recorded about how it was made, as ``section.field`` → text: its
+    ``config.yaml`` (see :func:`log_run_record`), over its params (a run logged before
+    config.yaml has them all there)."""
+    import tempfile
+
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    values = dict(client.get_run(run_id).data.params)
+    with tempfile.TemporaryDirectory(prefix="gen_keras_record_") as tmp:
+        try:
+            local = client.download_artifacts(run_id, RUN_RECORD, tmp)
+        except (MlflowException, OSError):  # no such artifact: an older run
+            return values
+        values.update(flat_record(yaml.safe_load(Path(local).read_text()) or {}))
+    return values
 
 
 @dataclass
@@ -294,7 +362,8 @@ def log_dataset(sink: TrackingSink, info, context: str = "train") -> None:
     if info.skipped:
         sink.log_metrics({"data/skipped_files": info.skipped}, step=0)
         sink.set_tag("gen_keras.data_skipped_files", info.skipped)
-        sink.log_params({"data.skipped_examples": ", ".join(info.skipped_files[:20])})
+        # a tag, not a param: a run's params are printed above its sample grids in the UI
+        sink.set_tag("gen_keras.data_skipped_examples", ", ".join(info.skipped_files[:20]))
 
 
 def send_missing_epoch(sink: TrackingSink, state: dict, epochs_done: int) -> None:

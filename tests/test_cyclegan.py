@@ -45,10 +45,10 @@ def test_trains_through_the_pipeline_with_four_optimizers_and_two_pools(run, mlf
         assert int(getattr(model, name).iterations) == 64 // 16, name
     for pool in (model.pool_a, model.pool_b):  # 64 fakes went through a pool of 8
         assert int(pool.count.numpy()) == 8 and np.abs(pool.images.numpy()).sum(axis=(1, 2, 3)).min() > 0
-    # a | G(a) | F(G(a)) | b | F(b) | G(F(b)) for 8 test pairs.
+    # rows a / G(a) / F(G(a)) / b / F(b) / G(F(b)), 10 test pairs in columns.
     from PIL import Image
 
-    assert Image.open(run.samples_dir / "translations" / "epoch_001.png").size == ((6 * 30 + 2) * 2, (8 * 30 + 2) * 2)
+    assert Image.open(run.samples_dir / "translations" / "epoch_001.png").size == ((10 * 30 + 2) * 2, (6 * 30 + 2) * 2)
     logged = MlflowClient(mlflow_server.uri).get_run(run.run_id).data.metrics
     metrics = {k.split("/", 1)[1] if k.startswith("eval/") else k.replace("/", "_", 1): v
                for k, v in logged.items()}  # eval/fid_a_48 -> fid_a_48, train/cycle_a -> train_cycle_a

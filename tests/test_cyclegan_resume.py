@@ -45,5 +45,5 @@ def test_sigkill_mid_training_resumes_with_all_four_optimizers(mlflow_server, tm
     client = MlflowClient(mlflow_server.uri)
     run = the_run(client, name)
     assert run.info.status == "FINISHED" and run.data.tags["gen_keras.resumed_from_epoch"] == "1"
-    for metric in ("train/g_loss", "train/d_a_loss", "val/cycle_a"):
+    for metric in ("epoch/g_loss", "epoch/d_a_loss", "epoch/val_cycle_a"):
         assert epochs_logged(client, run.info.run_id, metric) == [1, 2, 3], metric

@@ -223,7 +223,7 @@ def test_sigkill_mid_epoch_resumes_same_run_with_both_optimizers(server, tmp_pat
     run = the_run(client, name)
     assert run.info.run_id == killed["run_id"] and run.info.status == "FINISHED"
     assert run.data.tags["gen_keras.resumed_from_epoch"] == "1"
-    for metric in ("train/d_loss", "train/g_loss", "val/d_loss"):
+    for metric in ("epoch/d_loss", "epoch/g_loss", "epoch/val_d_loss"):
         assert epochs_logged(client, run.info.run_id, metric) == [1, 2, 3], metric
 
 
@@ -275,9 +275,9 @@ def test_corrupt_folder_images_are_skipped_counted_and_reported(server, tmp_path
     run = client.get_run(result.run_id)
     assert run.data.tags["gen_keras.data_skipped_files"] == "3"
     assert run.data.metrics["data/skipped_files"] == 3
-    assert {Path(p).name for p in run.data.params["data.skipped_examples"].split(", ")} == bad
+    assert {Path(p).name for p in run.data.tags["gen_keras.data_skipped_examples"].split(", ")} == bad
     # The readable 120 images were used: 96 train + 24 test (test_fraction 0.2), one epoch.
-    steps = [m.step for m in client.get_metric_history(result.run_id, "train/loss")]
+    steps = [m.step for m in client.get_metric_history(result.run_id, "epoch/loss")]
     assert steps == [1] and np.isfinite(result.final_metrics["loss"])
 
 
@@ -321,14 +321,14 @@ def test_mlflow_outage_buffers_then_sync_delivers(server, tmp_path, data_cache, 
     assert model.config.kind == "gan"
 
     client = MlflowClient(server.uri)
-    assert epochs_logged(client, state["run_id"], "train/d_loss") in ([], [1])  # before the stop
+    assert epochs_logged(client, state["run_id"], "epoch/d_loss") in ([], [1])  # before the stop
     assert client.get_run(state["run_id"]).info.status == "RUNNING"
 
     assert cli(sync) == 0
     assert not (ckpt_dir / "pending.json").exists()
     run = client.get_run(state["run_id"])
     assert run.info.status == "FINISHED"
-    for metric in ("train/d_loss", "train/g_loss", "val/d_loss"):
+    for metric in ("epoch/d_loss", "epoch/g_loss", "epoch/val_d_loss"):
         assert epochs_logged(client, run.info.run_id, metric) == [1, 2, 3], metric
     assert "test/d_loss" in run.data.metrics
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
@@ -400,7 +400,7 @@ def test_mlflow_outage_during_training_is_retried_at_epoch_end(server, tmp_path,
     client = MlflowClient(server.uri)
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    for metric in ("train/d_loss", "train/g_loss", "val/d_loss"):
+    for metric in ("epoch/d_loss", "epoch/g_loss", "epoch/val_d_loss"):
         assert epochs_logged(client, run.info.run_id, metric) == [1, 2, 3], metric
     assert {"samples/epoch_001.png", "samples/epoch_002.png", "samples/epoch_003.png"} <= {
         a.path for a in client.list_artifacts(run.info.run_id, "samples")}

@@ -142,12 +142,13 @@ def test_runs_are_grouped_and_images_step_through_epochs(mlflow_server, ui_run):
     exp = client.get_experiment(run.info.experiment_id)
     assert exp.tags.get("mlflow.experimentKind") == "custom_model_development"
     prefixes = {name.split("/")[0] for name in run.data.metrics}
-    assert {"train", "val", "test"} <= prefixes and all("/" in n for n in run.data.metrics), run.data.metrics
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
+    assert {"epoch", "test"} <= prefixes and all("/" in n for n in run.data.metrics), run.data.metrics
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/loss")] == [1, 2]
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
-    assert sum("samples" in p for p in images) >= 2, images  # one image per epoch in the series
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "samples")} == {"samples/epoch_001.png",
-                                                                                  "samples/epoch_002.png"}
+    # the series from epoch 0 (the untrained model); each step a PNG and its thumbnail
+    assert sum("epoch~samples+step+" in p and p.endswith(".png") for p in images) == 3, images
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "samples")} == {
+        "samples/epoch_000.png", "samples/epoch_001.png", "samples/epoch_002.png"}
 
 
 def test_the_mlflow_ui_opens_on_the_runs_table(mlflow_server, ui_run, tmp_path):
@@ -171,7 +172,7 @@ def test_the_mlflow_ui_opens_on_the_runs_table(mlflow_server, ui_run, tmp_path):
             assert "Run Name" in body and "Evaluation runs" not in body, body[:2000]
             page.goto(run_url(mlflow_server.uri, exp_id, ui_run.run_id).replace(
                 "?workflowType", "/model-metrics?workflowType"))
-            page.get_by_text("train/loss").first.wait_for(timeout=60_000)
+            page.get_by_text("epoch/loss").first.wait_for(timeout=60_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(shots / "mlflow_run_metrics.png"))
         finally:

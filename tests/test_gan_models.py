@@ -66,7 +66,7 @@ def test_each_kind_trains_one_epoch_through_the_pipeline(kind, runs, mlflow_serv
     if kind != "wgan_gp":  # probabilities for the cross-entropy game
         assert 0.0 < result.history["d_real"][0] < 1.0 and 0.0 < result.history["d_fake"][0] < 1.0
     run = MlflowClient(mlflow_server.uri).get_run(result.run_id)
-    assert {"train/d_loss", "train/g_loss", "guard/sample_diversity"} <= set(run.data.metrics)
+    assert {"epoch/d_loss", "epoch/g_loss", "guard/sample_diversity"} <= set(run.data.metrics)
     assert (result.samples_dir / "samples" / "epoch_001.png").is_file()
     # The pipeline scaled the data to the tanh range: samples live in [-1, 1].
     samples = np.asarray(model.generate(model.sample_latent(8),

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gen_keras.tracking import logged_config
+
 from conftest import PYTHON, ROOT, free_port
 
 VAE = ROOT / "pipelines" / "configs" / "vae_mnist10k.yaml"
@@ -144,12 +146,12 @@ def test_two_workers_log_one_run_and_match_a_single_process(tmp_path, mlflow_ser
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
-    params = run.data.params
+    params = logged_config(client, run.info.run_id)  # the run's config.yaml
     assert (params["derived.workers"], params["derived.replicas"],
             params["derived.per_replica_batch"]) == ("2", "2", "32")
     # tf.distribute.MultiWorkerMirroredStrategy is an alias of this class.
     assert params["derived.strategy"] == "CollectiveAllReduceStrategy"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/loss")] == [1, 2]
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model", "export"}
 
     # Only the chief wrote anything, and the other worker never talked to the tracking server.
@@ -171,5 +173,5 @@ def test_two_workers_log_one_run_and_match_a_single_process(tmp_path, mlflow_ser
     moved = max(float(np.abs(a - b).max()) for a, b in zip(chief.get_weights(), initial))
     assert moved > 1e-4  # 8 SGD steps changed the weights, far beyond the 1e-6 tolerance below
     assert diff <= 1e-6, f"multi-worker weights differ from the single-process run by {diff}"
-    assert run.data.metrics["train/loss"] == pytest.approx(
+    assert run.data.metrics["epoch/loss"] == pytest.approx(
         single.history["loss"][-1], rel=1e-4)

@@ -185,7 +185,7 @@ def test_sigkill_mid_fade_resumes_with_the_level_and_both_optimizers(mlflow_serv
                                                                      "g_optimizer": 3 * steps}
     client = MlflowClient(mlflow_server.uri)
     run = the_run(client, name)
-    history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/growth_level"))
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "epoch/growth_level"))
     assert [s for s, _ in history] == [1, 2, 3]
     assert [v for _, v in history] == pytest.approx(expected)
     assert run.data.tags["gen_keras.resumed_from_epoch"] == "1"

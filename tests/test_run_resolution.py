@@ -227,7 +227,7 @@ def test_a_killed_train_is_resumed_by_the_same_command_and_a_dead_run_is_marked_
     assert "Epoch 1/2" not in out and "Epoch 2/2" in out
     resumed = client.get_run(killed_id)
     assert resumed.info.status == "FINISHED" and resumed.data.tags["gen_keras.resumed_from_epoch"] == "1"
-    assert sorted(m.step for m in client.get_metric_history(killed_id, "train/loss")) == [1, 2]
+    assert sorted(m.step for m in client.get_metric_history(killed_id, "epoch/loss")) == [1, 2]
     runs = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
 

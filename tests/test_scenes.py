@@ -130,9 +130,9 @@ def test_pix2pix_trains_on_scenes_and_logs_the_fcn_score(tmp_path, data_cache, m
     assert metrics["real_fcn_pixel_accuracy"] > metrics["mismatched_real_fcn_pixel_accuracy"]
     assert metrics["real_fcn_pixel_accuracy"] > metrics["fcn_pixel_accuracy"]
     assert "scene segmenter" in run.data.tags["gen_keras.eval.translation"]
-    # input | output | target, 8 test scenes of 64 px (pad 2, scale 2).
+    # input / output / target rows, 10 test scenes of 64 px in columns (pad 2, scale 2).
     grid = Image.open(result.samples_dir / "translations" / "epoch_001.png")
-    assert grid.size == ((3 * 66 + 2) * 2, (8 * 66 + 2) * 2) and grid.mode == "RGB"
+    assert grid.size == ((10 * 66 + 2) * 2, (3 * 66 + 2) * 2) and grid.mode == "RGB"
     # The export translates a palette image in [-1, 1] to a scene in [-1, 1].
     reader = ExportReader(result.export_dir)
     op = reader.operation("translate")

@@ -17,6 +17,7 @@ from gen_keras.config import load_config
 from gen_keras.data.translation import load_translation_split
 from gen_keras.exported.reader import ExportReader
 from gen_keras.precision import float32_twin
+from gen_keras.tracking import logged_config
 from gen_keras.training import train
 
 from conftest import ROOT
@@ -55,12 +56,12 @@ def test_each_kind_trains_through_the_pipeline_and_shows_its_translations(kind, 
         assert np.all(np.isfinite(values)), (key, values)
     for name, optimizer in model.optimizers_to_track().items():
         assert int(optimizer.iterations) == STEPS, name
-    # input | output | target, 8 test examples: 3 columns of 28-pixel cells (pad 2, scale 2).
+    # input / output / target rows, 10 test examples in columns: 28-pixel cells (pad 2, scale 2).
     grid = Image.open(result.samples_dir / "translations" / "epoch_001.png")
-    assert grid.size == ((3 * 30 + 2) * 2, (8 * 30 + 2) * 2)
+    assert grid.size == ((10 * 30 + 2) * 2, (3 * 30 + 2) * 2)
     run = MlflowClient(mlflow_server.uri).get_run(result.run_id)
-    assert {f"train/{n}" for n in model.tracker_names} <= set(run.data.metrics)
-    assert run.data.params["data.dataset"] in ("pairs:inpaint", "pairs:sr4")
+    assert {f"epoch/{n}" for n in model.tracker_names} <= set(run.data.metrics)
+    assert logged_config(MlflowClient(mlflow_server.uri), result.run_id)["data.dataset"] in ("pairs:inpaint", "pairs:sr4")
 
 
 def eval_metrics(run) -> dict:

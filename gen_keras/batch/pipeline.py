@@ -90,13 +90,17 @@ def _progress(name: str, token: str, chunk, items: int) -> None:
     relayed twice by the DirectRunner, and chatty)."""
     import time
 
-    done = _DONE.setdefault(token, {"chunks": 0, "items": 0, "start": time.monotonic()})
+    # The clock starts when this worker finishes its first chunk (its start-up and the first
+    # chunk's time are unknown here): the rate counts the items since, over at least a second.
+    now = time.monotonic()
+    done = _DONE.setdefault(token, {"chunks": 0, "items": 0, "start": now, "first": items})
     done["chunks"] += 1
     done["items"] += items
     if done["chunks"] % max(1, chunk.total // 20) == 0:
-        rate = done["items"] / max(time.monotonic() - done["start"], 1e-6)
+        elapsed = now - done["start"]
+        rate = f" ({(done['items'] - done['first']) / elapsed:,.0f}/s)" if elapsed >= 1.0 else ""
         print(f"gen-keras batch {name}: worker {os.getpid()} done {done['chunks']} chunks, "
-              f"{done['items']:,} items ({rate:,.0f}/s); the job has {chunk.total} chunks",
+              f"{done['items']:,} items{rate}; the job has {chunk.total} chunks",
               file=sys.stderr, flush=True)
 
 

@@ -41,7 +41,8 @@ def run(args) -> int:
     from gen_keras.errors import ConfigError
 
     if importlib.util.find_spec("apache_beam") is None:
-        raise ConfigError("gen-keras batch needs Apache Beam: pip install 'gen-keras[batch]'")
+        raise ConfigError("gen-keras batch needs Apache Beam, the package's 'batch' extra: "
+                          + install_batch_hint())
     if args.chunk_size < 1 or args.shards < 0 or args.limit < 0:
         raise ConfigError("--chunk-size must be >= 1, --shards and --limit >= 0")
     import logging
@@ -58,5 +59,21 @@ def run(args) -> int:
     counters = run_job(job, args.passthrough)
     print(f"batch {args.job} from {args.export}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counters.items())))
-    print(f"  output: {args.out}/part-*.parquet")
+    print(f"  output: {args.out.rstrip('/')}/part-*.parquet")
     return 0
+
+
+def install_batch_hint() -> str:
+    """The command that adds the extra where this gen-keras came from: a clone (an editable
+    install of the folder holding pyproject.toml) or a package."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    import gen_keras
+
+    pip = shlex.quote(str(Path(sys.executable).with_name("pip")))
+    source = Path(gen_keras.__file__).resolve().parents[1]
+    if (source / "pyproject.toml").is_file():
+        return f"{pip} install -e {shlex.quote(str(source) + '[batch]')}"
+    return f"{pip} install 'gen-keras[batch]'"

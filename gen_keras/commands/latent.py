@@ -237,10 +237,10 @@ def _code_factors(args, m):
         if args.run_id:
             from mlflow import MlflowClient
 
-            from gen_keras.tracking import default_tracking_uri
+            from gen_keras.tracking import default_tracking_uri, logged_config
 
-            params = MlflowClient(args.tracking_uri or default_tracking_uri()).get_run(args.run_id).data.params
-            dataset = params.get("data.dataset")
+            client = MlflowClient(args.tracking_uri or default_tracking_uri())
+            dataset = logged_config(client, args.run_id).get("data.dataset")  # its config.yaml
     if not dataset or dataset == "none" or not is_factor_dataset(dataset) or not m.has_encoder or m.conditional:
         if args.factors not in ("auto", "none") and not is_factor_dataset(args.factors):
             raise ValueError(f"--factors {args.factors!r} is not a factor data set (dsprites, shapes3d)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 
 def add_config_args(p) -> None:
@@ -36,15 +37,49 @@ def run(args) -> int:
                        announce=lambda ctx, state: print(announcement(args, ctx, state), flush=True))
     print(f"\nrun {result.run_name} (MLflow run id {result.run_id}) finished in "
           f"{result.minutes:.1f} min")
-    for k, v in sorted(result.final_metrics.items()):
-        print(f"  test {k}: {v:.4f}")
+    # TEMPORARY until the trainer's TrainResult.logged_metrics lands (helper-5, issue 28 item 4)
+    logged = getattr(result, "logged_metrics", None) or {f"test/{k}": v for k, v in result.final_metrics.items()}
+    for name, value in sorted(logged.items()):  # by the names MLflow stores
+        print(f"  {name}: {value:.6g}")
     print(f"  samples per epoch: {result.samples_dir}")
     if result.model_path:
         print(f"  model: {result.model_path}")
     if result.export_dir:
         print(f"  export (SavedModel + ONNX + manifest.json): {result.export_dir}")
+        print(serve_hint(Path(result.export_dir)))
     print(f"  MLflow UI: {ui_hint(result.tracking_uri, result.experiment_id, result.run_id)}")
     return 0
+
+
+def serve_hint(export_dir: Path, port: int = 8000) -> str:
+    """Commands to paste that serve THIS export and ask it for pictures: the server starts in the
+    background, the request waits (at most 2 minutes) until ``/readyz`` answers, and ``curl -f``
+    fails on an error instead of saving the error as the picture."""
+    import json
+    import shlex
+    import sys
+
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    name = manifest.get("name") or export_dir.name
+    endpoints = manifest.get("endpoints", {})
+    tasks = {spec.get("task", op) for op, spec in endpoints.items()}
+    base = f"http://127.0.0.1:{port}"
+    gen_keras = Path(sys.executable).with_name("gen-keras")
+    out = shlex.quote(f"{name}.png")
+    if "generate" in tasks:
+        ask = (f"curl -f -X POST {base}/v1/models/{name}:generate -H 'Content-Type: application/json' "
+               f"-H 'Accept: image/png' -d '{{\"n\": 16, \"seed\": 7}}' -o {out}")
+    else:  # an image-to-image model: one PNG of its input size in, its translation out
+        inputs = next((spec.get("inputs") or [] for spec in endpoints.values()
+                       if spec.get("task") == "translate"), [])
+        h, w = (inputs[0]["shape"][1:3] if inputs else ["H", "W"])
+        ask = (f"curl -f -X POST '{base}/v1/models/{name}:translate?format=png' "
+               f"-H 'Content-Type: image/png' --data-binary @input.png -o {out}  # input.png: {w}x{h}")
+    serve = f"{shlex.quote(str(gen_keras))} serve --models {shlex.quote(str(export_dir))} --port {port}"
+    return (f"  serve it and ask it for pictures (paste as a block):\n"
+            f"    {serve} &\n"
+            f"    timeout 120 sh -c 'until curl -sf {base}/readyz >/dev/null; do sleep 1; done' &&\n"
+            f"    {ask}")
 
 
 @contextlib.contextmanager

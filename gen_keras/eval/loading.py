@@ -92,13 +92,14 @@ def _source_run(model: ExportedGenerator, uri: str):
     """The export's source run and its config, when the tracking store holds it (an export alone
     never creates a store)."""
     from gen_keras.exported.sources import client_for
+    from gen_keras.tracking import logged_config
 
     run_id = model.reader.spec.source_run_id
     if not run_id or (uri.startswith("sqlite:///") and not os.path.isfile(uri[len("sqlite:///"):])):
         return None, None
     try:
         client, _ = client_for(uri)
-        return run_id, run_config_from_params(client.get_run(run_id).data.params, model.config)
+        return run_id, run_config_from_params(logged_config(client, run_id), model.config)
     except Exception:  # the store is unreachable or the run lives elsewhere
         return None, None
 
