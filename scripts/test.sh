@@ -10,4 +10,12 @@ if [ "${CI:-}" = "true" ]; then
   # In CI the browser test must run, never skip.
   export GEN_KERAS_REQUIRE_BROWSER=1
 fi
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# One pytest worker per available core (pytest-xdist), whole test files per worker (their
+# module fixtures train once); what several files share is made once per run (tests/conftest.py).
+# GEN_KERAS_TEST_WORKERS=0 runs everything in this one process; a -n in "$@" wins over this one.
+workers="${GEN_KERAS_TEST_WORKERS:-$(.venv/bin/python -c 'import os; print(min(len(os.sched_getaffinity(0)), 4))')}"
+parallel=()
+if [ "$workers" -gt 1 ]; then
+  parallel=(-n "$workers" --dist loadfile)
+fi
+.venv/bin/python -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"

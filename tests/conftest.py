@@ -90,10 +90,43 @@ def mlflow_server(tmp_path_factory):
     server.stop()
 
 
+# -- one test run, several xdist workers ----------------------------------------------------------------
+# scripts/test.sh runs the suite on every core (pytest-xdist, whole modules per worker: --dist
+# loadfile). What costs a training is made once per RUN, not once per worker: in a folder all the
+# workers share (the controller's base temp folder, the parent of each worker's), under a lock.
+def shared_dir(tmp_path_factory, name: str) -> Path:
+    """``name`` in the folder every worker of this test run shares (the session's own base temp
+    folder when pytest runs without workers)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = root / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def made_once(tmp_path_factory, name: str, make):
+    """``make(folder)``'s result, computed by the first worker that asks and read back (pickled) by
+    the others, which wait on the lock meanwhile. ``make`` writes what it keeps into ``folder``."""
+    import fcntl
+    import pickle
+
+    folder = shared_dir(tmp_path_factory, name)
+    done = folder / "made.pickle"
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        result = make(folder)
+        done.write_bytes(pickle.dumps(result))
+        return result
+
+
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory):
-    """One prepared TFDS cache for the whole session (mnist10k is prepared once into it)."""
-    path = tmp_path_factory.mktemp("tfds_cache")
+    """One prepared TFDS cache for the whole test run (mnist10k is prepared once into it, the
+    evaluators trained once), shared by the xdist workers: preparation and training under
+    GEN_KERAS_CACHE hold their own file locks."""
+    path = shared_dir(tmp_path_factory, "tfds_cache")
     os.environ["GEN_KERAS_CACHE"] = str(path)
     return path
 

@@ -2,8 +2,9 @@
 ``gen-keras serve`` process on a free loopback port.
 
 Test modules import the fixtures from here (``from serving_fixtures import ...``). pytest makes
-one fixture definition per importing module, so the trainings are cached in this module: the
-whole session trains each model once.
+one fixture definition per importing module, so the trainings are cached in this module, and
+across xdist workers in a folder they share (conftest.made_once): the whole test run trains each
+model once.
 """
 from __future__ import annotations
 
@@ -51,9 +52,11 @@ def serving_exports(tmp_path_factory, data_cache) -> ServingExports:
     """A VAE (every endpoint) and a conditional model, each trained for one epoch on 1,024
     mnist10k digits and exported by the real exporter. The conditional model is the CGAN
     (generate only, like every GAN export) when registered, else the conditional VAE."""
+    from conftest import made_once
+
     with _LOCK:
-        if "exports" not in _CACHE:
-            _CACHE["exports"] = _make_exports(tmp_path_factory.mktemp("serving_exports"))
+        if "exports" not in _CACHE:  # once per test run, whatever the number of xdist workers
+            _CACHE["exports"] = made_once(tmp_path_factory, "serving_exports", _make_exports)
     return _CACHE["exports"]
 
 
