@@ -121,6 +121,33 @@ def made_once(tmp_path_factory, name: str, make):
         return result
 
 
+# Seconds each file takes on its own (setup included; a 2-core host, serial run). Under xdist the
+# files are handed out heaviest first (collection order; xdist's own reorder by test count is
+# off), so that no long file starts last while the other workers idle. A file not listed counts
+# as 10 s; a stale figure only costs balance, never a test.
+FILE_SECONDS = {
+    "test_eval_cli.py": 100, "test_distribute.py": 70, "test_walkthrough.py": 60, "test_cyclegan.py": 60,
+    "test_disentangling_models.py": 60, "test_eval_sanity.py": 50, "test_serving_load.py": 40,
+    "test_colour.py": 40, "test_ae_family.py": 40, "test_stylegan.py": 40, "test_faults.py": 40,
+    "test_gan_models.py": 40, "test_serving_browser.py": 40, "test_hardening.py": 35,
+    "test_eval_bench.py": 35, "test_first_hour.py": 30, "test_retrain.py": 30, "test_progressive.py": 30,
+    "test_translation_models.py": 30, "test_batch.py": 30, "test_cyclegan_resume.py": 26,
+    "test_scenes.py": 25, "test_representation.py": 23, "test_anomaly.py": 20, "test_folder_data.py": 20,
+    "test_latent.py": 20, "test_mlflow_model.py": 20, "test_export_contract.py": 20,
+    "test_serving_api.py": 20, "test_multiworker.py": 19, "test_tracking.py": 16,
+}
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike (a stable sort)
+        items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 10))
+
+
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory):
     """One prepared TFDS cache for the whole test run (mnist10k is prepared once into it, the
