@@ -105,31 +105,54 @@ def require_existing_store(uri: str, deadline_s: float = SERVER_DEADLINE_S) -> N
 
 def server_problem(uri: str, deadline_s: float = SERVER_DEADLINE_S) -> str | None:
     """None when the MLflow server at ``uri`` answers ``GET /health`` within ``deadline_s``; else
-    why not, in words that name the server and the bound. A server that accepts connections but
-    does not answer (hung, overloaded, starting) is asked again until the deadline; a refused
+    why not, in words that name the server and the bound. Asked the way MLflow's client asks (its
+    credentials, TLS settings and headers from the environment). A server that accepts connections
+    but does not answer (hung, overloaded, starting) is asked again until the deadline; a refused
     connection or a name that does not resolve is final at once (nothing is there to wait for)."""
-    import urllib.error
-    import urllib.request
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
 
     start = time.monotonic()
     last = "no answer"
     while (left := deadline_s - (time.monotonic() - start)) > 0:
         try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=min(5.0, max(left, 0.1))):
+            response = http_request(get_default_host_creds(uri), "/health", "GET", max_retries=0,
+                                    timeout=min(5.0, max(left, 0.1)), raise_on_status=False)
+            if response.status_code < 500:  # it answers (a login-protected /health is fine)
                 return None
-        except urllib.error.HTTPError as exc:  # it answers (a login-protected /health is fine)
-            if exc.code < 500:
-                return None
-            last = f"HTTP {exc.code}"
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            last = reason if isinstance(reason, str) else f"{type(reason).__name__}: {reason}"
-            if isinstance(reason, (ConnectionRefusedError, socket.gaierror)):
-                break
+            last = f"HTTP {response.status_code}"
+        except Exception as exc:  # noqa: BLE001  (every way a request fails is a reason to report)
+            last = _reason(exc)
+            if last in ("connection refused", "its host name does not resolve"):
+                break  # nothing is there to wait for
         time.sleep(min(1.0, max(0.0, deadline_s - (time.monotonic() - start))))
     return (f"the MLflow tracking server at {uri} did not answer ({last}; a command waits at most "
             f"{deadline_s:.0f} s for it); start it, or pass --tracking-uri / MLFLOW_TRACKING_URI "
             "for a store that is up")
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a request failed, in a few words (MLflow wraps requests wraps urllib3 wraps socket)."""
+    text = " ".join(str(e) for e in _chain(exc))
+    if any(isinstance(e, ConnectionRefusedError) for e in _chain(exc)) or "Connection refused" in text:
+        return "connection refused"
+    if any(isinstance(e, socket.gaierror) for e in _chain(exc)) or "Failed to resolve" in text \
+            or "Name or service not known" in text:
+        return "its host name does not resolve"
+    if "timed out" in text.lower():
+        return "no answer"
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    found = []
+    while exc is not None and len(found) < 10:
+        found.append(exc)
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "reason", None)
+        if not isinstance(exc, BaseException):
+            break
+    return found
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:

@@ -45,11 +45,16 @@ def kind_config(kind: str, overrides: list[str]):
 
 
 def build_in(strategy, cfg):
+    """The model as the trainer builds it: in the strategy scope, compiled for the plan, given the
+    trained networks it declares (SRGAN's content network)."""
+    from gen_keras.eval.translation import hand_in_pretrained
+
     keras.utils.set_random_seed(cfg.train.seed)
     plan = resolve_plan(cfg, distribute.layout(strategy))
     with strategy.scope():
         model = build_model(cfg.model, precision=plan.precision)
         model.compile_for_training(plan)
+    hand_in_pretrained(model, cfg)
     return model
 
 

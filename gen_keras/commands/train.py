@@ -37,9 +37,7 @@ def run(args) -> int:
                        announce=lambda ctx, state: print(announcement(args, ctx, state), flush=True))
     print(f"\nrun {result.run_name} (MLflow run id {result.run_id}) finished in "
           f"{result.minutes:.1f} min")
-    # TEMPORARY until the trainer's TrainResult.logged_metrics lands (helper-5, issue 28 item 4)
-    logged = getattr(result, "logged_metrics", None) or {f"test/{k}": v for k, v in result.final_metrics.items()}
-    for name, value in sorted(logged.items()):  # by the names MLflow stores
+    for name, value in sorted(result.logged_metrics.items()):  # by the names MLflow stores
         print(f"  {name}: {value:.6g}")
     print(f"  samples per epoch: {result.samples_dir}")
     if result.model_path:

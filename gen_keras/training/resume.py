@@ -9,6 +9,9 @@
 - A run whose process died without a word (SIGKILL, OOM, a lost machine) stays RUNNING in MLflow
   forever. The next start in the same checkpoint folder finds it (unfinished, its lock free) and
   marks it KILLED, with the tag ``gen_keras.stopped``; resuming it later sets it RUNNING again.
+
+Under multi-worker training only the chief chooses (it alone keeps checkpoints); the other workers
+take its weights and epoch when the model is restored (``distribute.sync_from_chief``).
 """
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """The one training path every model rides, step by step:
 
-    plan (config resolved for this machine and strategy) → data → tracking run → model (built
-    and compiled in the strategy scope, restored from the last checkpoint) → fit with callbacks
-    → evaluate → save → export → final state,
+    strategy → data → the run (its store, name and checkpoint folder, decided once: the run
+    context) → plan (the config resolved once for this machine, strategy and checkpoint) →
+    tracking run → model (built and compiled in the strategy scope, restored from the last
+    checkpoint) → fit with callbacks → evaluate (on the run's own test split) → save → export →
+    final state,
 
 tracked in MLflow and resumable after a kill. Each step is one function below, in that order;
 side effects during training live in callbacks (``callbacks.py``, ``guards.py``,
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
 import sys
 import time
@@ -39,6 +40,8 @@ class TrainResult:
     tracking_uri: str = ""
     experiment_id: str | None = None
     checkpoint_dir: Path | None = None
+    logged_metrics: dict = dataclasses.field(default_factory=dict)  # the end-of-run figures, by
+    # the names MLflow stores them under (test/..., eval/...)
 
 
 def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int | None = None,
@@ -76,16 +79,16 @@ def train(run_config: RunConfig, tracking_uri: str | None = None, verbose: int |
             announce(ctx, state)
         try:
             model, checkpoint, initial_epoch = build_and_restore(plan, strategy, ctx, state)
-            log_run_start(ctx.sink, plan, model, data.info, state, initial_epoch)
+            log_run_start(ctx.sink, plan, model, data.info, state, initial_epoch, ctx.checkpoint_dir)
             history = fit(model, data, plan, ctx, checkpoint, initial_epoch, verbose, callbacks)
-            final, model_path, export_dir = finish(model, data, plan, ctx)
+            final, model_path, export_dir, logged = finish(model, data, plan, ctx)
         except BaseException as exc:
             mark_failed(ctx, exc)
             raise
     distribute.barrier(strategy)  # workers leave together, after the chief's save and export
     return TrainResult(ctx.run_id, ctx.run_name, model, history, model_path, export_dir,
                        ctx.samples_dir, final, (time.time() - started) / 60.0, ctx.tracking_uri,
-                       ctx.experiment_id, ctx.checkpoint_dir)
+                       ctx.experiment_id, ctx.checkpoint_dir, logged)
 
 
 def fill_from_data(run_config: RunConfig, data) -> RunConfig:
@@ -220,15 +223,18 @@ def _differences(stored, now, prefix: str = "") -> list[str]:
 
 # -- the model -------------------------------------------------------------------------------------
 def build_and_restore(plan: RunPlan, strategy, ctx, state):
-    """The model and its optimizers, built and compiled inside the strategy scope, restored from
-    the last checkpoint (every worker gets the chief's weights and epoch)."""
+    """The model and its optimizers, built and compiled inside the strategy scope, given the
+    trained networks it declares (SRGAN's content network: ``model.pretrained_parts()``), restored
+    from the last checkpoint (every worker gets the chief's weights and epoch)."""
     from gen_keras import distribute
+    from gen_keras.eval.translation import hand_in_pretrained
     from gen_keras.models import build_model
     from gen_keras.training.checkpoint import EpochCheckpoint
 
     with strategy.scope():
         model = build_model(plan.config.model, precision=plan.precision)
         model.compile_for_training(plan)
+    hand_in_pretrained(model, plan.config)
     checkpoint = EpochCheckpoint(ctx.checkpoint_dir, model, ctx.run_id, plan.resumable(),
                                  tracking_uri=ctx.tracking_uri)
     initial_epoch = checkpoint.restore() if state is not None else 0
@@ -237,10 +243,11 @@ def build_and_restore(plan: RunPlan, strategy, ctx, state):
     return model, checkpoint, distribute.sync_from_chief(strategy, variables, initial_epoch)
 
 
-def log_run_start(sink, plan: RunPlan, model, data_info, state, initial_epoch: int) -> None:
-    """A fresh run records its config, versions, plan and data set; a resumed run says where it
-    resumed and re-sends the last epoch's metrics if MLflow missed them."""
-    from gen_keras.tracking import log_dataset, run_versions, send_missing_epoch
+def log_run_start(sink, plan: RunPlan, model, data_info, state, initial_epoch: int, folder: Path) -> None:
+    """A fresh run records its config, versions and plan (``config.yaml``, written into ``folder``)
+    and its data set; a resumed run says where it resumed and re-sends the last epoch's metrics if
+    MLflow missed them."""
+    from gen_keras.tracking import log_dataset, log_run_record, run_record, run_versions, send_missing_epoch
 
     if sink is None:
         return
@@ -249,8 +256,8 @@ def log_run_start(sink, plan: RunPlan, model, data_info, state, initial_epoch: i
         send_missing_epoch(sink, state, initial_epoch)
         return
     learning_rates = {name: float(_current_lr(opt)) for name, opt in model.optimizers_to_track().items()}
-    sink.log_params({**plan.config.flat(), **run_versions(), **plan.derived_params(),
-                     "derived.learning_rate": json.dumps(learning_rates)})
+    derived = {**plan.derived_params(), "learning_rate": learning_rates}
+    log_run_record(sink, run_record(plan.config.to_dict(), derived, run_versions()), folder)
     sink.set_tag("gen_keras.kind", plan.config.model.kind)
     sink.set_tag("gen_keras.dataset", plan.config.data.dataset)
     log_dataset(sink, data_info)
@@ -303,18 +310,21 @@ def preview_callback(model, data, ctx):
 # -- after training --------------------------------------------------------------------------------
 def finish(model, data, plan: RunPlan, ctx):
     """Test metrics, then (chief) quality metrics, the saved model, the export and the final
-    state; returns ``(metrics, model path, export folder)``."""
+    state; returns ``(metrics, model path, export folder, the metrics by their MLflow names)``."""
     final = {metric: float(v) for metric, v in model.evaluate(data.test, verbose=0, return_dict=True).items()}
+    logged = {f"test/{k}": v for k, v in final.items()}
     if not ctx.is_chief:
-        return final, None, None
+        return final, None, None, logged
     cfg, sink = plan.config, ctx.sink
-    sink.log_metrics({f"test/{k}": v for k, v in final.items()}, step=cfg.train.epochs)
+    sink.log_metrics(logged, step=cfg.train.epochs)
     if cfg.train.evaluate_at_end:
-        final.update(evaluate_at_end(model, cfg, sink, ctx.samples_dir / "disentanglement", data))
+        quality = evaluate_at_end(model, cfg, sink, ctx.samples_dir / "disentanglement", data)
+        final.update(quality)
+        logged.update({f"eval/{k}": v for k, v in quality.items()})  # as evaluate_at_end logs them
     model_path = save_and_log_model(model, ctx)
     export_dir = export_and_log(model, ctx) if cfg.train.export_at_end else None
     close_run(ctx, model_path, export_dir)
-    return final, model_path, export_dir
+    return final, model_path, export_dir, logged
 
 
 def evaluate_at_end(model, run_config, sink, artifacts_dir: Path | None = None, data=None) -> dict:
@@ -356,9 +366,16 @@ def save_and_log_model(model, ctx) -> Path:
 
 
 def export_and_log(model, ctx) -> Path:
+    """The export, with what the evaluation measured that consumers use: on a factor data set,
+    the factor each code dimension carries (``facts.factors``: the page names its sliders by it)."""
+    import json
+
     from gen_keras.export import export_model
 
-    export_dir = export_model(model, ctx.export_dir, run_id=ctx.run_id, name=ctx.run_name, overwrite=True)
+    measured = ctx.samples_dir / "disentanglement" / "code_factors.json"
+    facts = {"factors": json.loads(measured.read_text())} if measured.is_file() else None
+    export_dir = export_model(model, ctx.export_dir, run_id=ctx.run_id, name=ctx.run_name, overwrite=True,
+                              facts=facts)
     ctx.sink.log_artifact(export_dir, "export")
     ctx.sink.log_mlflow_model(export_dir, ctx.experiment_id, step=0)  # what MLflow's tools load
     return export_dir
