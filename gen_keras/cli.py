@@ -17,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Train, evaluate, export and serve generative image models (AE, VAE, GAN) with Keras 3."))
     parser.add_argument("--version", action="version", version=f"gen-keras {gen_keras.__version__}")
     parser.add_argument("--tf-logs", action="store_true",
-                        help="show TensorFlow's own start-up notices (hidden by default; also "
-                             "GEN_KERAS_TF_LOGS=1)")
+                        help="show the libraries' own notices: TensorFlow's start-up lines, Keras' and "
+                             "numpy's internal warnings, Beam's and MLflow's INFO lines (hidden by default; "
+                             "also GEN_KERAS_TF_LOGS=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
