@@ -112,8 +112,9 @@ def run_record(config: dict, derived: dict, versions: dict) -> dict:
 
 
 def flat_record(record: dict) -> dict[str, str]:
-    """``section.field`` → text, as a run's params used to be (lists as JSON, the rest ``str``)."""
-    return {f"{name}.{key}": json.dumps(value) if isinstance(value, list) else str(value)
+    """``section.field`` → text, as a run's params used to be (lists and mappings as JSON, the
+    rest ``str``)."""
+    return {f"{name}.{key}": json.dumps(value) if isinstance(value, (list, dict)) else str(value)
             for name, values in record.items() for key, value in values.items()}
 
 

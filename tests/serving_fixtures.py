@@ -101,7 +101,7 @@ class ServeProcess:
     """``gen-keras serve`` in its own process group on a free loopback port."""
 
     def __init__(self, args: list[str], log_path: Path):
-        self.port = free_port()
+        self.port = self.chosen_port = free_port()
         self.args = [GEN_KERAS, "serve", "--port", str(self.port), "--log-level", "warning", *args]
         self.log_path = log_path
         self.proc = None
@@ -111,7 +111,19 @@ class ServeProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120.0, ready: bool = True) -> "ServeProcess":
-        return self.launch().wait(timeout, ready)
+        """Launched and ready. A port this object chose itself can be taken by another process
+        (a client's ephemeral port of another test worker) between choosing and binding: then a
+        new free port, at most 3 times; a port the test set stays as it is."""
+        for attempt in range(3):
+            try:
+                return self.launch().wait(timeout, ready)
+            except RuntimeError as exc:
+                if (attempt == 2 or self.port != self.chosen_port
+                        or "address already in use" not in str(exc)):
+                    raise
+                self.port = self.chosen_port = free_port()
+                self.args[self.args.index("--port") + 1] = str(self.port)
+        raise AssertionError("unreachable")
 
     def launch(self) -> "ServeProcess":
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

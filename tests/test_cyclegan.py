@@ -51,11 +51,11 @@ def test_trains_through_the_pipeline_with_four_optimizers_and_two_pools(run, mlf
     assert Image.open(run.samples_dir / "translations" / "epoch_001.png").size == ((10 * 30 + 2) * 2, (6 * 30 + 2) * 2)
     logged = MlflowClient(mlflow_server.uri).get_run(run.run_id).data.metrics
     metrics = {k.split("/", 1)[1] if k.startswith("eval/") else k.replace("/", "_", 1): v
-               for k, v in logged.items()}  # eval/fid_a_48 -> fid_a_48, train/cycle_a -> train_cycle_a
+               for k, v in logged.items()}  # eval/fid_a_48 -> fid_a_48, epoch/cycle_a -> epoch_cycle_a
     for name in ("class_preservation_a2b", "class_preservation_b2a", "class_preservation_a2b_greyscale",
                  "cycle_l1_a", "cycle_l1_b", "fid_a_48", "fid_b_48", "real_a_evaluator_accuracy",
                  "real_b_colour_evaluator_accuracy", "real_b_greyscale_evaluator_accuracy",
-                 "colour_evaluator_test_accuracy", "train_cycle_a", "train_identity", "train_d_a_loss"):
+                 "colour_evaluator_test_accuracy", "epoch_cycle_a", "epoch_identity", "epoch_d_a_loss"):
         assert name in metrics and np.isfinite(metrics[name]), name
     # Each domain's evaluator reads real digits of its domain (the ceilings the scores are read against).
     assert metrics["real_a_evaluator_accuracy"] > 0.9 and metrics["real_b_colour_evaluator_accuracy"] > 0.85

@@ -15,6 +15,7 @@ from gen_keras.artifacts import load_model
 from gen_keras.config import load_config
 from gen_keras.errors import ConfigError
 from gen_keras.models import build_model
+from gen_keras.tracking import logged_config
 from gen_keras.training import train
 
 SMALL = ["model.image_shape=[64,64,1]", "model.latent_dim=6", "model.filters=8", "model.hidden=64",
@@ -190,8 +191,7 @@ def test_each_kind_trains_on_a_dsprites_subset(runs, kind):
     assert set(result.model.tracker_names) <= set(result.history)
     if kind == "beta_tcvae":  # N came from the data: the training images the run reads
         assert result.model.config.dataset_size == 1024
-        run = MlflowClient(result.tracking_uri).get_run(result.run_id)
-        assert run.data.params["model.dataset_size"] == "1024"
+        assert logged_config(MlflowClient(result.tracking_uri), result.run_id)["model.dataset_size"] == "1024"
     else:  # both optimizers stepped once per batch
         steps = int(result.model.optimizer.iterations)
         assert steps == int(result.model.d_optimizer.iterations) == 2 * 1024 // 64

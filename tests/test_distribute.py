@@ -25,6 +25,7 @@ from gen_keras.data import make_datasets
 from gen_keras.errors import ConfigError
 from gen_keras.models import build_model, model_config_class, model_kinds
 from gen_keras.plan import resolve_plan
+from gen_keras.tracking import logged_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_CPUS = '["/cpu:0","/cpu:1"]'
@@ -268,7 +269,7 @@ def test_mirrored_run_logs_global_batch_lr_scaling_and_per_replica_batch(
                               "tracking.experiment=distribute-test",
                               f"tracking.outputs_dir={tmp_path}"])
     result = train(cfg, tracking_uri=mlflow_server.uri)
-    params = MlflowClient(mlflow_server.uri).get_run(result.run_id).data.params
+    params = logged_config(MlflowClient(mlflow_server.uri), result.run_id)  # the run's config.yaml
     assert params["train.batch_size"] == "64"
     assert params["train.lr_scaling"] == "linear"
     assert params["derived.replicas"] == "2"

@@ -27,7 +27,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "pipelines" / "configs"
 # A tiny style-based GAN: every piece is there (mapping, mixing, noise, R1, EMA).
 TINY = ["model.g_filters=4", "model.d_filters=4", "model.max_filters=16", "model.w_dim=16",
         "model.latent_dim=16", "model.mapping_layers=2"]
-ENDPOINTS = {"generate", "generate_truncated", "mapping", "synthesis"}
+ENDPOINTS = {"generate", "generate_truncated", "mapping", "synthesis", "mix"}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_save_and_load_keep_the_average_w_the_fixed_noise_and_both_optimizers(ru
                                   np.asarray(model.generate(z, psi=0.5)))
 
 
-def test_export_has_the_four_operations_with_onnx_parity(run):
+def test_export_has_the_five_operations_with_onnx_parity(run):
     import onnxruntime as ort
 
     from gen_keras.exported.reader import ExportReader
@@ -95,7 +95,8 @@ def test_export_has_the_four_operations_with_onnx_parity(run):
     assert inputs == {"generate": [("z", [None, 16])],
                       "generate_truncated": [("z", [None, 16]), ("psi", [None])],
                       "mapping": [("z", [None, 16])],
-                      "synthesis": [("ws", [None, 6, 16])]}
+                      "synthesis": [("ws", [None, 6, 16])],
+                      "mix": [("z", [None, 16]), ("z_mix", [None, 16]), ("crossover", [None])]}
     for ep in manifest["endpoints"].values():
         assert ep["onnx_parity_max_abs_diff"] <= 1e-4
 
@@ -112,6 +113,11 @@ def test_export_has_the_four_operations_with_onnx_parity(run):
     np.testing.assert_allclose(onnx("mapping", z=z), w, atol=1e-4)
     ws = np.repeat(w[:, None], 6, axis=1)
     np.testing.assert_allclose(onnx("synthesis", ws=ws), want, atol=1e-4)
+    # mix: the styles of z before the crossover layer, those of z_mix from it on (style_mix).
+    z2 = model.sample_latent(4, seed=8)
+    crossover = model.default_crossover
+    np.testing.assert_allclose(onnx("mix", z=z, z_mix=z2, crossover=np.full(4, crossover, np.int32)),
+                               np.asarray(model.style_mix(z, z2, crossover)), atol=1e-4)
     # psi = 0: every code gives the image of the tracked average w.
     at_mean = reader.run("generate_truncated", z=z, psi=np.zeros(4, np.float32))["image"]
     mean_image = np.asarray(model.synthesis(model.w_avg[None]))
@@ -193,7 +199,9 @@ def test_a_mixed_bfloat16_stylegan_exports_float32(tmp_path):
     export_model(model, tmp_path / "export", run_id="test", name="bf16")
     reader = ExportReader(tmp_path / "export")
     assert set(reader.operations) == ENDPOINTS
-    assert {i["dtype"] for ep in reader.manifest["endpoints"].values() for i in ep["inputs"]} == {"float32"}
+    # float32 throughout; the one integer input is mix's crossover layer index
+    assert {(i["name"], i["dtype"]) for ep in reader.manifest["endpoints"].values() for i in ep["inputs"]
+            if i["dtype"] != "float32"} == {("crossover", "int32")}
     z = model.sample_latent(3, seed=5)
     np.testing.assert_allclose(reader.generate(z), np.asarray(float32_twin(model).generate(z)), atol=1e-4)
     # The bf16 model itself differs by its rounding only (the untrained tanh output is steep: mean).
