@@ -79,6 +79,12 @@ SPEED_RECIPES = {
 }
 # Targets of the issue (beta-TCVAE and FactorVAE; each also above the plain VAE's).
 MIG_BAR, FACTORVAE_SCORE_BAR = 0.2, 0.75
+# A code dimension whose mean posterior variance is below this is "active" (the prior's is 1).
+ACTIVE_VARIANCE = 0.5
+# The scores every curve point carries, and the ones the 3-seed table summarizes.
+SCORES = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap", "factorvae_score")
+SUMMARY = ("mig", "factorvae_score", "dci_disentanglement", "dci_completeness", "dci_informativeness",
+           "reconstruction")
 
 
 def parse_args(argv=None):
@@ -109,6 +115,10 @@ def parse_args(argv=None):
                                                        "(tag) in the JSON lines of earlier runs")
     p.add_argument("--plot-from", default=None, help="only draw mig_curve.png (in --outputs) from the JSON "
                                                      "lines a run printed")
+    p.add_argument("--summary-from", default=None,
+                   help="only summarize finished runs: comma-separated JSON-lines files (one locked job per "
+                        "run), the runs of --tag (all when empty) and --models; prints the curve (mean +- sd "
+                        "at each mark) and the table, draws mig_curve.png in --outputs")
     return p.parse_args(argv)
 
 
@@ -124,6 +134,8 @@ def main(argv=None) -> int:
         print(sweep_table([json.loads(line) for line in Path(args.table_from).read_text().splitlines()
                            if line.startswith("{") and '"mark_minutes"' in line and '"curve"' not in line]))
         return 0
+    if args.summary_from:
+        return summary_from(args)
     if args.plot_from:
         runs = [json.loads(line) for line in Path(args.plot_from).read_text().splitlines()
                 if line.startswith("{") and '"curve"' in line]
@@ -175,14 +187,19 @@ def main(argv=None) -> int:
             def measure(m, seed=seed, traced=traced, data_name=data_name, cfg=cfg):
                 if "encode" not in traced:
                     traced["encode"] = compiled_encoder(m)
-                scores = dm.disentanglement_metrics(traced["encode"], data_name, num_samples=samples, seed=seed)
+                value_range = m.value_range
+                scores = dm.disentanglement_metrics(traced["encode"], data_name, value_range=value_range,
+                                                    num_samples=samples, seed=seed)
                 images = int(m.optimizer.iterations.numpy()) * cfg.train.batch_size
-                table = code_factors(traced["encode"], data_name, num_samples=samples, seed=seed)
+                table = code_factors(traced["encode"], data_name, num_samples=samples, seed=seed,
+                                     value_range=value_range)
                 top = np.sort(table.mi, axis=0)[::-1]  # per factor: its best and second-best code
-                gaps = {f: round(float(top[0, k] - top[1, k]), 3) for k, f in enumerate(table.factor_names)}
-                return {"images": images, **{k: round(float(scores[k]), 4)
-                                             for k in ("mig", "dci_disentanglement", "factorvae_score")},
-                        "gap_per_factor": gaps, "code_factor": table.factor_of}
+                names = table.factor_names
+                return {"images": images, **{k: round(float(scores[k]), 4) for k in SCORES},
+                        "gap_per_factor": {f: round(float(top[0, k] - top[1, k]), 3) for k, f in enumerate(names)},
+                        "best_mi_per_factor": {f: round(float(top[0, k]), 3) for k, f in enumerate(names)},
+                        "posterior_variance": posterior_variance(m, data_name, value_range, seed),
+                        "code_factor": table.factor_of}
 
             def report(point, model=model, seed=seed):
                 point["images_per_s"] = round(point["images"] / max(point["train_minutes"], 1e-9) / 60, 1)
@@ -289,15 +306,17 @@ def sweep_table(points: list[dict]) -> str:
     runs: dict[tuple, list[dict]] = {}
     for p in points:
         runs.setdefault((p.get("tag", ""), p["model"], p["seed"]), []).append(p)
-    rows = ["| trial | model | seed | MIG at minutes | last: gap shape / scale / orient. / x / y | DCI-D | "
-            "FactorVAE score | img/s |", "|---|---|---|---|---|---|---|---|"]
+    rows = [("| trial | model | seed | MIG at minutes | last: gap shape / scale / orient. / x / y | DCI-D | "
+            "FactorVAE score | active codes | img/s |"), "|---|---|---|---|---|---|---|---|---|"]
     for (tag, model, seed), pts in runs.items():
         pts = sorted(pts, key=lambda p: p["mark_minutes"])
         last = pts[-1]
         gaps = " / ".join(f"{v:.2f}" for v in last.get("gap_per_factor", {}).values()) or "-"
         curve = ", ".join(f"{p['mark_minutes']:g}: {p['mig']:.3f}" for p in pts)
+        active = (sum(v < ACTIVE_VARIANCE for v in last["posterior_variance"])
+                  if last.get("posterior_variance") else "-")
         rows.append(f"| {tag} | {model} | {seed} | {curve} | {gaps} | {last['dci_disentanglement']:.3f} | "
-                    f"{last['factorvae_score']:.3f} | {last.get('images_per_s', 0):,.0f} |")
+                    f"{last['factorvae_score']:.3f} | {active} | {last.get('images_per_s', 0):,.0f} |")
     return "\n".join(rows)
 
 
@@ -334,10 +353,74 @@ def reconstruction(model, cfg) -> float:
     return round(float(-np.mean(np.asarray(model.log_likelihood(x, model.decoder_output(mean))))), 2)
 
 
+def posterior_variance(model, dataset: str, value_range, seed: int, n: int = 1000) -> list[float]:
+    """Per code dimension, the mean posterior variance over ``n`` rendered images: ~1 is a code the
+    model does not use (its posterior is the prior), well below 1 an active one."""
+    import numpy as np
+
+    from gen_keras.data import factor_sampler
+
+    sampler = factor_sampler(dataset, value_range)
+    images = sampler.observations(sampler.sample_factors(n, np.random.default_rng(seed + 1)))
+    out = model.encode(images)
+    if not isinstance(out, (tuple, list)):  # an autoencoder: no posterior
+        return []
+    return [round(float(v), 3) for v in np.exp(np.asarray(out[1], np.float32)).mean(axis=0)]
+
+
+def summary_from(args) -> int:
+    """The curve and the table of finished runs read back from their JSON lines (each run of the
+    3-seed confirmation is its own locked job, so its own output)."""
+    runs = []
+    for name in args.summary_from.split(","):
+        runs += [json.loads(line) for line in Path(name).read_text().splitlines()
+                 if line.startswith("{") and '"curve"' in line]
+    models = [m for m in args.models.split(",") if m] if args.models != ",".join(MODELS) else []
+    runs = [r for r in runs if (not args.tag or r.get("tag") == args.tag) and (not models or r["model"] in models)]
+    if not runs:
+        raise SystemExit(f"bench: no run of tag {args.tag!r} in {args.summary_from}")
+    by_model: dict[str, list[dict]] = {}
+    for r in runs:
+        by_model.setdefault(r["model"], []).append(r)
+    summary = {m: summarize([r["final"] for r in rs]) for m, rs in by_model.items()}
+    for m, s in summary.items():
+        print(json.dumps({"model": m, "seeds": sorted(r["seed"] for r in by_model[m]), "summary": s,
+                          "targets": targets(m, s, summary)}), flush=True)
+    print(curve_table(by_model))
+    print()
+    seeds = sorted({len(rs) for rs in by_model.values()})
+    print(table(summary, "/".join(map(str, seeds)), max(r["budget_minutes"] for r in runs)))
+    Path(args.outputs).mkdir(parents=True, exist_ok=True)
+    print(plot_curves(runs, Path(args.outputs)), file=sys.stderr)
+    return 0
+
+
+def curve_table(by_model: dict[str, list[dict]]) -> str:
+    """Markdown: per model, mean ± sd over seeds of MIG and the FactorVAE score at each mark."""
+    marks = sorted({p["mark_minutes"] for rs in by_model.values() for r in rs for p in r["curve"]})
+    rows = ["| model | seeds | " + " | ".join(f"{m:g} min" for m in marks) + " |",
+            "|---|---|" + "---|" * len(marks)]
+    for model, rs in by_model.items():
+        cells = []
+        for mark in marks:
+            pts = [p for r in rs for p in r["curve"] if p["mark_minutes"] == mark]
+            cells.append(" / ".join(_mean_sd([p[k] for p in pts]) for k in ("mig", "factorvae_score"))
+                         if pts else "-")
+        rows.append(f"| {model} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "MIG / FactorVAE score at each mark (mean ± sd over seeds)\n\n" + "\n".join(rows)
+
+
+def _mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {sd:.3f}"
+
+
 def summarize(finals: list[dict]) -> dict:
     out = {}
-    for key in ("mig", "dci_disentanglement", "factorvae_score", "reconstruction"):
-        values = [f[key] for f in finals]
+    for key in SUMMARY:
+        values = [f[key] for f in finals if key in f]
+        if not values:
+            continue
         out[key] = {"mean": round(statistics.fmean(values), 4),
                     "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
     return out
@@ -353,12 +436,15 @@ def targets(model: str, s: dict, summary: dict) -> dict:
             "factorvae_score": {"value": fvs, "bar": f">= {FACTORVAE_SCORE_BAR}", "met": fvs >= FACTORVAE_SCORE_BAR}}
 
 
-def table(summary: dict, seeds: int, minutes: float) -> str:
+def table(summary: dict, seeds, minutes: float) -> str:
+    keys = [k for k in SUMMARY if k != "reconstruction"]
+    heads = {"mig": "MIG", "factorvae_score": "FactorVAE score", "dci_disentanglement": "DCI-D",
+             "dci_completeness": "DCI-C", "dci_informativeness": "DCI-I"}
     rows = [f"{seeds} seed(s), {minutes:g} training minutes each (final values, mean ± sd)\n",
-            "| model | MIG | DCI-D | FactorVAE score | reconstruction (nats) |",
-            "|---|---|---|---|---|"]
+            "| model | " + " | ".join(heads[k] for k in keys) + " | reconstruction (nats) |",
+            "|---|" + "---|" * (len(keys) + 1)]
     for m, s in summary.items():
-        cells = [f"{s[k]['mean']:.3f} ± {s[k]['sd']:.3f}" for k in ("mig", "dci_disentanglement", "factorvae_score")]
+        cells = [f"{s[k]['mean']:.3f} ± {s[k]['sd']:.3f}" if k in s else "-" for k in keys]
         rows.append(f"| {m} | " + " | ".join(cells) + f" | {s['reconstruction']['mean']:.1f} ± {s['reconstruction']['sd']:.1f} |")
     return "\n".join(rows)
 

@@ -162,4 +162,6 @@ def data_cache(tmp_path_factory):
 def smoke_overrides(tmp_path, data_cache):
     """Config overrides for a short, real run on a slice of mnist10k, writing under tmp_path."""
     return [f"tracking.outputs_dir={tmp_path / 'outputs'}", "train.progress=false",
-            "data.limit_train=1024", "data.limit_test=256", "train.batch_size=64"]
+            "data.limit_train=1024", "data.limit_test=256", "train.batch_size=64",
+            # the end-of-training quality metrics have their own tests (test_eval_cli.py)
+            "train.evaluate_at_end=false"]
