@@ -237,6 +237,21 @@ def exclusive_lock(path: str | Path, what: str, wait_s: float = 0.0):
         f.close()
 
 
+def lock_is_held(path: str | Path) -> bool:
+    """Whether another process holds the ``flock`` of ``path`` now (:func:`exclusive_lock`);
+    False when there is no such file."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
 def sha256_file(path: str | Path) -> str:
     """The sha256 of a file's bytes, read a MiB at a time."""
     import hashlib

@@ -23,6 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
+def chromium_or_skip():
+    """``(chromium binary, playwright's sync_playwright)`` for the browser tests; skips without
+    them, fails instead when ``GEN_KERAS_REQUIRE_BROWSER=1`` (CI: the browser tests must run)."""
+    import shutil
+
+    binary = shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if not Path(binary).exists() or sync_playwright is None:
+        if os.environ.get("GEN_KERAS_REQUIRE_BROWSER") == "1":
+            pytest.fail("GEN_KERAS_REQUIRE_BROWSER=1 but Chromium or playwright is missing")
+        pytest.skip("no browser")
+    return binary, sync_playwright
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,14 +6,13 @@ errors, and "did you mean" for a near miss."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, ROOT, free_port
+from conftest import PYTHON, ROOT, chromium_or_skip, free_port
 
 GEN_KERAS = str(Path(PYTHON).with_name("gen-keras"))
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -110,19 +109,6 @@ def test_serve_takes_one_export_folder_given_directly(tmp_path, elsewhere):
 
 
 # -- the MLflow UI ------------------------------------------------------------------------------------
-def _chromium():
-    binary = shutil.which("chromium") or "/usr/bin/chromium"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if not Path(binary).exists() or sync_playwright is None:
-        if os.environ.get("GEN_KERAS_REQUIRE_BROWSER") == "1":
-            pytest.fail("GEN_KERAS_REQUIRE_BROWSER=1 but Chromium or playwright is missing")
-        pytest.skip("no browser")
-    return binary, sync_playwright
-
-
 @pytest.fixture(scope="module")
 def ui_run(mlflow_server, tmp_path_factory, data_cache):
     from gen_keras.config import load_config
@@ -156,7 +142,7 @@ def test_the_mlflow_ui_opens_on_the_runs_table(mlflow_server, ui_run, tmp_path):
 
     from gen_keras.tracking import run_url
 
-    binary, sync_playwright = _chromium()
+    binary, sync_playwright = chromium_or_skip()
     exp_id = MlflowClient(mlflow_server.uri).get_run(ui_run.run_id).info.experiment_id
     shots = Path(os.environ.get("GEN_KERAS_SCREENSHOT_DIR", tmp_path))
     with sync_playwright() as p:

@@ -9,7 +9,6 @@ a publish that fails half way leaves the previous export serving.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import math
 import os
 import subprocess
@@ -22,6 +21,7 @@ import tensorflow as tf
 from mlflow import MlflowClient
 
 from gen_keras.artifacts import load_model
+from gen_keras.files import lock_is_held
 from gen_keras.config import load_config
 from gen_keras.errors import ConfigError
 from gen_keras.eval import gate_score
@@ -83,18 +83,6 @@ def gate_tags(client, version: str) -> dict:
 
 def versions(client) -> list[str]:
     return sorted((v.version for v in client.search_model_versions(f"name='{NAME}'")), key=int)
-
-
-def lock_is_held(path: Path) -> bool:
-    if not path.exists():
-        return False
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
 
 
 def assert_serving(job, version: str) -> dict:

@@ -30,7 +30,7 @@ from PIL import Image
 
 from gen_keras.tracking import logged_config
 
-from conftest import PYTHON, ROOT, free_port, wait_http
+from conftest import PYTHON, ROOT, chromium_or_skip, free_port, wait_http
 
 GEN_KERAS = str(Path(PYTHON).with_name("gen-keras"))
 VENV = Path(PYTHON).parents[1]
@@ -240,19 +240,6 @@ SECTIONS = """() => Array.from(document.querySelectorAll('*')).filter(e => e.chi
   && /^\\(\\d+\\)$/.test(e.textContent.trim())).map(e => e.parentElement.textContent.trim().replace(/\\(\\d+\\)$/, ''))"""
 
 
-def chromium():
-    binary = shutil.which("chromium") or "/usr/bin/chromium"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if not Path(binary).exists() or sync_playwright is None:
-        if os.environ.get("GEN_KERAS_REQUIRE_BROWSER") == "1":
-            pytest.fail("GEN_KERAS_REQUIRE_BROWSER=1 but Chromium or playwright is missing")
-        pytest.skip("no browser")
-    return binary, sync_playwright
-
-
 @pytest.fixture(scope="module")
 def mlflow_ui(first_run, tmp_path_factory):
     """The ``mlflow ui`` command the end of training printed, on a free port instead of 5000."""
@@ -293,7 +280,7 @@ def test_mlflow_ui_from_landing_page_to_the_whole_sample_grid(first_run, mlflow_
     base, link = mlflow_ui
     run_name = MlflowClient(f"sqlite:///{cwd / 'mlflow' / 'mlflow.db'}").get_run(run_id).info.run_name
     shots = Path(os.environ.get("GEN_KERAS_SCREENSHOT_DIR", tmp_path))
-    binary, sync_playwright = chromium()
+    binary, sync_playwright = chromium_or_skip()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=binary, headless=True, args=FLAGS)
         try:

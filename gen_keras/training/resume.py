@@ -16,12 +16,12 @@ take its weights and epoch when the model is restored (``distribute.sync_from_ch
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import logging
 from pathlib import Path
 
 from gen_keras.checkpoint_state import STATE, read_state, update_state
 from gen_keras.errors import ArtifactIntegrityError, ConfigError
+from gen_keras.files import lock_is_held
 
 log = logging.getLogger("gen_keras.training")
 
@@ -135,13 +135,4 @@ def _state_or_none(folder: Path) -> dict | None:
 
 def _held(folder: Path) -> bool:
     """Whether a process holds the run's lock (is training it now)."""
-    path = lock_path(folder)
-    if not path.exists():
-        return False
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
+    return lock_is_held(lock_path(folder))
