@@ -86,7 +86,7 @@ class RssMonitor:
 
 
 def build_export(kind: str, root: Path) -> Path:
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 

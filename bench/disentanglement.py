@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         return 0
     import numpy as np
 
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.eval import disentanglement as dm
     from gen_keras.eval.curve import QualityClock
     from gen_keras.eval.factor_codes import code_factors
@@ -259,7 +259,7 @@ def speed_child(name: str, args) -> dict:
     """Train recipe ``name`` for ``args.speed_seconds`` after ``args.warmup``; its img/s."""
     import keras
 
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
 
     config, extra = SPEED_RECIPES[name]

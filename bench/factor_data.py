@@ -154,7 +154,7 @@ def run_stream_child(dataset: str, root: Path, args) -> dict:
 def stream_rate(dataset: str, data_dir: str, batches: int, warmup: int) -> dict:
     import resource
 
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data import make_datasets
 
     channels = 1 if dataset.startswith("dsprites") else 3

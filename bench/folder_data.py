@@ -197,7 +197,7 @@ def prepare(folder: str, cache: str, workers: int, phase: str, part_writer=None)
 
 
 def run_config(folder: str, cache: str, recipe: str, extra=()):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
 
     return load_config(ROOT / "pipelines" / "configs" / f"{recipe}.yaml", [
         f"data.dataset=folder:{folder}", f"data.data_dir={cache}", "train.progress=false",

@@ -42,7 +42,7 @@ def epoch_level(cfg, epoch: int, images_per_epoch: int) -> float:
 
 
 def main(argv=None) -> int:
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.models.dcgan import _base_and_upsamplings
     from gen_keras.models.progressive import resolution_at
 

@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     n_samples = args.num_samples or (256 if args.smoke else 2000)
     k = args.iwae_k or (10 if args.smoke else 5000)
 
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.eval import evaluate_model, is_vae_family
     from gen_keras.eval.evaluator import get_evaluator
     from gen_keras.precision import float32_twin, resolve
@@ -243,7 +243,7 @@ def curve_config(recipe: str) -> Path:
 def curves(args, stamp: str, uri: str, evaluator, floor: dict, n: int, n_samples: int) -> int:
     """One JSON line per point (recipe, mark), then one per recipe with its whole curve; the
     FID curves as a PNG in --outputs (curve_fid.png)."""
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.eval import evaluate_model
     from gen_keras.eval.curve import QualityClock, curve_png
     from gen_keras.precision import float32_twin

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--outputs", default=str(ROOT / "bench_outputs"))
     args = p.parse_args(argv)
 
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data import load_split_arrays
     from gen_keras.eval import PROBE_TEST_IMAGES, PROBE_TRAIN_IMAGES
     from gen_keras.eval.factor_eval import compiled_encoder

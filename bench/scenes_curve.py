@@ -57,7 +57,7 @@ def parse_args(argv=None):
 
 
 def config(args, recipe: str):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
 
     return load_config(CONFIGS / f"{recipe}.yaml", [
         f"data.dataset=folder:{args.folder}", f"tracking.outputs_dir={args.outputs}",

@@ -162,7 +162,7 @@ def emit(line: dict) -> None:
 
 
 def run_config(kind: str, overrides: list[str], limit: int):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
 
     path = CONFIGS / f"{kind}_mnist10k.yaml"
     base = [f"model.kind={kind}"] if not path.is_file() else []

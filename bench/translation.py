@@ -84,7 +84,7 @@ def targets(kind: str, metrics: dict, minutes: float, baseline: dict | None, tas
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.tracking import default_tracking_uri
     from gen_keras.training import train
 

@@ -18,7 +18,7 @@ import json
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -97,10 +97,12 @@ class DataConfig:
     # (both sides to the target); docs/data.md
     resize: str = "crop"
 
-    def validate(self, prefix: str = "data") -> None:
-        from gen_keras.data.sources import check_dataset_name
-
-        check_dataset_name(self.dataset, f"{prefix}.dataset")
+    def validate(self, prefix: str = "data", check_dataset: Callable[[str, str], None] | None = None) -> None:
+        """``check_dataset(name, field)``: the data layer's check of the data set string
+        (``gen_keras.data.sources.check_dataset_name``, passed in by :mod:`gen_keras.config_loader`:
+        the config layer does not import the data sources)."""
+        if check_dataset is not None:
+            check_dataset(self.dataset, f"{prefix}.dataset")
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"{prefix}.test_fraction={self.test_fraction} must be in (0, 1)")
         _non_negative(self.limit_train, f"{prefix}.limit_train")
@@ -179,9 +181,9 @@ class RunConfig:
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
-    def validate(self) -> "RunConfig":
+    def validate(self, check_dataset: Callable[[str, str], None] | None = None) -> "RunConfig":
         self.model.validate("model")
-        self.data.validate("data")
+        self.data.validate("data", check_dataset)
         self.train.validate("train")
         self.distribute.validate("distribute")
         self.tracking.validate("tracking")
@@ -206,9 +208,11 @@ _SECTIONS = {"data": DataConfig, "train": TrainConfig, "distribute": DistributeC
              "tracking": TrackingConfig}
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                base: dict | None = None) -> RunConfig:
-    """Load a YAML config, apply ``key=value`` overrides (``train.epochs=3``) and validate it."""
+def read_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict | None = None, *, model_config_class: Callable[[str], type],
+                check_dataset: Callable[[str, str], None] | None = None) -> RunConfig:
+    """Load a YAML config, apply ``key=value`` overrides (``train.epochs=3``) and validate it
+    (see :func:`parse_config`; callers use :func:`gen_keras.config_loader.load_config`)."""
     raw: dict[str, Any] = {}
     if base is not None:
         raw = json.loads(json.dumps(base))
@@ -225,29 +229,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raw = _deep_merge(raw, loaded)
     for item in overrides or []:
         raw = _apply_override(raw, item)
-    return config_from_dict(raw)
+    return parse_config(raw, model_config_class=model_config_class, check_dataset=check_dataset)
 
 
-def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+def parse_config(raw: dict[str, Any], *, model_config_class: Callable[[str], type],
+                 check_dataset: Callable[[str, str], None] | None = None) -> RunConfig:
     """Validate a config dict: the run sections first (cheap), then the model section, whose
-    config class comes from the model registry (which loads the model modules, TensorFlow
-    with them) — so a typo in ``train``/``data`` is reported before anything heavy loads."""
-    from gen_keras.models.registry import model_config_class
-
+    config class ``model_config_class(kind)`` gives (the model registry, which loads the model
+    modules, TensorFlow with them) — so a typo in ``train``/``data`` is reported before anything
+    heavy loads. Both lookups are passed in (:mod:`gen_keras.config_loader`): this module is the
+    schema, below the models and the data sources."""
     unknown = set(raw) - {"model", *_SECTIONS}
     if unknown:
         raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected "
                           f"{['model', *_SECTIONS]}{_did_you_mean(unknown, ['model', *_SECTIONS])}")
     sections = {name: _build(cls, raw.get(name) or {}, name) for name, cls in _SECTIONS.items()}
     for name, section in sections.items():
-        section.validate(name)
+        if name == "data":
+            section.validate(name, check_dataset)
+        else:
+            section.validate(name)
     model_raw = dict(raw.get("model") or {})
     kind = model_raw.get("kind", "vae")
     model_cls = model_config_class(kind)  # raises ConfigError naming model.kind
     model = _build(model_cls, model_raw, "model")
     raw = _with_default_dataset(raw, model_cls)
     sections["data"] = _build(DataConfig, raw.get("data") or {}, "data")
-    return RunConfig(model=model, **sections).validate()
+    return RunConfig(model=model, **sections).validate(check_dataset)
 
 
 def _shipped_configs_hint(path: Path) -> str:
@@ -283,9 +291,7 @@ def _with_default_dataset(raw: dict, model_cls) -> dict:
     return {**raw, "data": {**data, "dataset": default}}
 
 
-def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:
-    from gen_keras.models.registry import model_config_class
-
+def parse_model_config(raw: dict[str, Any], model_config_class: Callable[[str], type]) -> ModelConfig:
     cfg = _build(model_config_class(raw.get("kind", "vae")), dict(raw), "model")
     cfg.validate()
     return cfg

@@ -8,7 +8,6 @@ model once.
 """
 from __future__ import annotations
 
-from http.client import HTTPConnection
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ class ServingExports:
 
 
 def _train(config: str, overrides: list[str]):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
 
     return train(load_config(ROOT / config, overrides)).export_dir
@@ -61,7 +61,7 @@ def serving_exports(tmp_path_factory, data_cache) -> ServingExports:
 
 
 def _make_exports(root: Path) -> ServingExports:
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data import load_split_arrays
     from gen_keras.models.registry import model_kinds
 
@@ -186,7 +186,7 @@ STYLE_TINY = ["model.g_filters=4", "model.d_filters=4", "model.max_filters=16", 
 def style_export(target: Path):
     """A tiny untrained style-based generator (28x28, 6 style layers) with a non-zero tracked
     w_avg, exported to ``target``; returns the model (for checks against its own networks)."""
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 
@@ -206,7 +206,7 @@ CYCLE_TINY = ["model.g_filters=4", "model.residual_blocks=1", "model.d_filters=4
 def translator_exports(root: Path) -> dict:
     """Two tiny untrained image-to-image models exported to ``root``: ``upscaler`` (sr_l1, 7x7x1
     → 28x28x1) and ``cycle`` (cyclegan, 28x28x3 both ways); returns the models by name."""
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 

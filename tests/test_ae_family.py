@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from gen_keras.anomaly import score_export, score_model
 from gen_keras.artifacts import load_model
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data import load_split_arrays
 from gen_keras.errors import ConfigError
 from gen_keras.exported.manifest import verify_export

@@ -7,7 +7,7 @@ import pytest
 
 from gen_keras import cli
 from gen_keras.anomaly import per_class_means, score_export, score_model, write_scores_csv
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data import load_split_arrays
 from gen_keras.exported.latents import draw_noise
 from gen_keras.models import build_model

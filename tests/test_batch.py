@@ -19,10 +19,10 @@ import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from gen_keras.batch.pipeline import BatchJob, run  # noqa: E402
-from gen_keras.images import image_png as png  # noqa: E402
 from gen_keras.errors import ArtifactIntegrityError, ConfigError, ModelSourceError  # noqa: E402
 from gen_keras.exported.latents import draw_noise, sample_prior  # noqa: E402
 from gen_keras.exported.reader import ExportReader  # noqa: E402
+from gen_keras.images import image_png as png  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
 
@@ -33,7 +33,7 @@ _EXPORTS: dict = {}
 def tiny_export(kind: str, root: Path) -> Path:
     """An untrained small export of ``kind`` (the batch machinery does not care about quality)."""
     if kind not in _EXPORTS:
-        from gen_keras.config import load_config
+        from gen_keras.config_loader import load_config
         from gen_keras.export import export_model
         from gen_keras.models import build_model
 

@@ -16,7 +16,7 @@ from serving_fixtures import ServeProcess, request
 
 @pytest.fixture(scope="module")
 def colour_runs(tmp_path_factory, data_cache):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
 
     root = tmp_path_factory.mktemp("colour")

@@ -1,7 +1,7 @@
 """Config loading and validation: every bad field is rejected with its name, before training."""
 import pytest
 
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from mlflow import MlflowClient
 
 from gen_keras import distribute
 from gen_keras.artifacts import load_model
-from gen_keras.config import DistributeConfig, load_config, model_config_from_dict
+from gen_keras.config import DistributeConfig
+from gen_keras.config_loader import load_config, model_config_from_dict
 from gen_keras.exported.reader import ExportReader
 from gen_keras.models.cyclegan import CycleGAN
 from gen_keras.precision import float32_twin

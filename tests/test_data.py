@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data import load_split_arrays, make_datasets, mnist10k
 from gen_keras.data.pipeline import fit_image, to_model_range
 from gen_keras.errors import ConfigError
@@ -141,7 +141,6 @@ def test_folder_and_npz_sources_follow_the_one_readers_rules(tmp_path, data_cach
     import threading
 
     from PIL import Image
-
     from test_image_files import png_claiming
 
     x, _ = mnist10k.split_arrays("train")

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from gen_keras import disentanglement_losses as dl
 from gen_keras.artifacts import load_model
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError
 from gen_keras.models import build_model
 from gen_keras.tracking import logged_config

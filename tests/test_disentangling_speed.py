@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from gen_keras.artifacts import load_model
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data.factor_render import RenderedFactorSet
 from gen_keras.data.factor_sets import flat_index
 from gen_keras.data.factor_specs import parse_factor_spec, split_indices

@@ -20,7 +20,8 @@ import pytest
 import tensorflow as tf
 
 from gen_keras import distribute
-from gen_keras.config import DistributeConfig, load_config
+from gen_keras.config import DistributeConfig
+from gen_keras.config_loader import load_config
 from gen_keras.data import make_datasets
 from gen_keras.errors import ConfigError
 from gen_keras.models import build_model, model_config_class, model_kinds

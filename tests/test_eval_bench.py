@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 
 from conftest import PYTHON, ROOT
 

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from gen_keras import cli
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.eval import END_OF_TRAINING_IWAE_K, evaluate_model, gate_score
 from gen_keras.training import train
 

@@ -148,7 +148,7 @@ def test_bernoulli_vae_is_scored_on_binary_images_and_says_so():
 
 def test_mlp_decoder_vae_round_trips_with_the_same_likelihood(tmp_path):
     from gen_keras.artifacts import load_model, save_model
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.errors import ConfigError
 
     cfg = load_config(None, ["model.kind=vae", "model.decoder=mlp", "model.hidden=64",

@@ -13,7 +13,8 @@ import typing
 import numpy as np
 import pytest
 
-from gen_keras.config import ModelConfig, load_config
+from gen_keras.config import ModelConfig
+from gen_keras.config_loader import load_config
 from gen_keras.eval import evaluator as evaluator_mod
 from gen_keras.eval.samples import compare_features, sample_quality
 

@@ -59,7 +59,7 @@ class Painter(Autoencoder):
 
 @pytest.fixture(scope="module")
 def painter(tmp_path_factory, data_cache):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
 
     root = tmp_path_factory.mktemp("painter")

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from gen_keras.config import DataConfig, load_config
+from gen_keras.config import DataConfig
+from gen_keras.config_loader import load_config
 from gen_keras.data import factor_sampler, load_factor_split, make_datasets
 from gen_keras.data.factor_prepare import ensure_prepared, prepared_dir, verify
 from gen_keras.data.factor_sets import flat_index, is_test, splitmix64, subset_flat_indices, unflatten_index
@@ -23,7 +24,7 @@ from gen_keras.data.factor_specs import parse_factor_spec, split_indices
 from gen_keras.data.pipeline import cache_fits
 from gen_keras.data.render_dsprites import DSPRITES
 from gen_keras.data.render_shapes3d import OBJECT, SHAPES3D
-from gen_keras.data.sources import default_data_dir, open_source
+from gen_keras.data.sources import check_dataset_name, default_data_dir, open_source
 from gen_keras.errors import ConfigError, DataIntegrityError
 
 from conftest import ROOT
@@ -74,12 +75,12 @@ def test_index_arithmetic_hash_and_split():
 
 def test_bad_names_list_the_valid_ones():
     with pytest.raises(ConfigError, match="data.dataset='dsprite'.*mnist10k.*dsprites.*shapes3d"):
-        DataConfig(dataset="dsprite").validate()
+        load_config(None, ["data.dataset=dsprite"])
     with pytest.raises(ConfigError, match="data.dataset='dsprites:abc'.*subset size"):
-        DataConfig(dataset="dsprites:abc").validate()
+        load_config(None, ["data.dataset=dsprites:abc"])
     with pytest.raises(ConfigError, match="from 100 to 480,000"):
-        DataConfig(dataset="shapes3d:5").validate()
-    DataConfig(dataset="shapes3d:480000").validate()  # all of it: the full set
+        DataConfig(dataset="shapes3d:5").validate(check_dataset=check_dataset_name)
+    DataConfig(dataset="shapes3d:480000").validate(check_dataset=check_dataset_name)  # all of it
     assert parse_factor_spec("shapes3d:480000").folder_name == "gen_keras_shapes3d"
 
 

@@ -3,7 +3,7 @@ subset at 64x64x1 through ``gen_keras.training.train``, and its encoder's codes 
 images go through the disentanglement metrics."""
 import numpy as np
 
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data import load_factor_split
 from gen_keras.eval import disentanglement as dm
 from gen_keras.training import train

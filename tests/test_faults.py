@@ -18,7 +18,7 @@ import tensorflow as tf
 from mlflow import MlflowClient
 
 from gen_keras.artifacts import load_model
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ExportError
 from gen_keras.export import export_model
 from gen_keras.exported.manifest import verify_export

@@ -111,7 +111,7 @@ def test_serve_takes_one_export_folder_given_directly(tmp_path, elsewhere):
 # -- the MLflow UI ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ui_run(mlflow_server, tmp_path_factory, data_cache):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
 
     out = tmp_path_factory.mktemp("ui")

@@ -263,7 +263,7 @@ def test_bad_folders_are_clear_errors(tmp_path, caplog):
 
 
 def test_config_and_data_path_errors_name_the_field(tmp_path, data_cache):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data import make_datasets
 
     with pytest.raises(ConfigError, match="data.resize='fit'"):
@@ -303,7 +303,7 @@ def test_beam_pipeline_writes_the_same_shards(tmp_path):
 
 # ---- training from a folder ----------------------------------------------------------------------
 def test_one_real_epoch_from_a_folder_records_the_skips(tmp_path, data_cache):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data import make_datasets
     from gen_keras.data.folder_source import run_record
     from gen_keras.training import train

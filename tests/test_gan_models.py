@@ -15,7 +15,8 @@ from mlflow import MlflowClient
 
 from gen_keras import distribute
 from gen_keras.artifacts import load_model
-from gen_keras.config import DistributeConfig, load_config
+from gen_keras.config import DistributeConfig
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError, NonFiniteLossError
 from gen_keras.exported.manifest import verify_export
 from gen_keras.models import build_model

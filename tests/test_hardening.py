@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ROOT, free_port, wait_http
 from gen_keras.errors import ArtifactIntegrityError
 from gen_keras.exported.manifest import sha256_file, verify_export
 from gen_keras.exported.reader import ExportReader
 from gen_keras.files import LockBusy, atomic_write_text, exclusive_lock
 from serving.app import ServeSettings, create_app
 from serving.registry import load_store
+
+from conftest import ROOT, free_port, wait_http
 from serving_fixtures import ServeProcess, request, serving_exports  # noqa: F401
 
 SCRIPT = str(ROOT / "mlflow" / "server.sh")
@@ -137,8 +138,8 @@ def test_non_finite_outputs_are_a_422_and_every_body_is_strict_json(serving_expo
 
 
 def test_the_finite_check_by_hand():
-    from serving.responses import finite
     from serving.errors import RequestError
+    from serving.responses import finite
 
     ok = [np.zeros(3, "float32")]
     assert finite(ok, "generate") is ok
@@ -288,7 +289,7 @@ def test_retrain_notifies_a_running_server_by_pid_file(serving_exports, tmp_path
 
 # -- files: torn state, locks, sidecars ---------------------------------------------------------------
 def test_a_torn_checkpoint_state_is_an_error_naming_the_file(tmp_path, data_cache, mlflow_server):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
     from gen_keras.training.checkpoint import read_state
 
@@ -311,7 +312,7 @@ def test_a_torn_checkpoint_state_is_an_error_naming_the_file(tmp_path, data_cach
 
 
 def test_a_second_trainer_of_the_same_run_is_refused_at_once(tmp_path, data_cache):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
 
     cfg = load_config(ROOT / "pipelines/configs/vae_mnist10k.yaml", [

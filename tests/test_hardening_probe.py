@@ -33,7 +33,7 @@ from serving_fixtures import ServeProcess, request, style_export, translator_exp
 def exports(tmp_path_factory):
     """Tiny untrained exports, written by the real exporter: a VAE, a style-based generator and
     the two translators."""
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 

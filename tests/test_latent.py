@@ -11,7 +11,7 @@ from PIL import Image
 
 from gen_keras import cli, latent
 from gen_keras.artifacts import load_model, sha256_file
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
 from gen_keras.exported.manifest import verify_export
 from gen_keras.exported.sources import download_run_export

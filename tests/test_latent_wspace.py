@@ -85,7 +85,8 @@ def test_vector_arithmetic_in_z_and_its_errors():
 
 
 def test_cli_gan_arithmetic_labels_with_the_evaluator(style_dir, tmp_path, capsys, data_cache):
-    from gen_keras.config import DataConfig, RunConfig, model_config_from_dict
+    from gen_keras.config import DataConfig, RunConfig
+    from gen_keras.config_loader import model_config_from_dict
     from gen_keras.eval.evaluator import get_evaluator
 
     reader = open_export(style_dir)

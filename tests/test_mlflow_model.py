@@ -25,7 +25,7 @@ NAME = "pyfunc-digits"
 def registered(mlflow_server, tmp_path_factory, data_cache):
     from mlflow import MlflowClient
 
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.retrain import register_run
     from gen_keras.training import train
 

@@ -113,7 +113,7 @@ def test_two_workers_log_one_run_and_match_a_single_process(tmp_path, mlflow_ser
     from mlflow import MlflowClient
 
     from gen_keras.artifacts import load_model
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data import mnist10k
     from gen_keras.data.sources import default_data_dir
     from gen_keras.models import build_model

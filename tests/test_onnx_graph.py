@@ -50,7 +50,7 @@ def test_prelu_is_not_folded_when_a_part_is_used_elsewhere():
 
 
 def test_an_srresnet_export_ships_the_folded_graph(tmp_path):
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.export import export_model
     from gen_keras.exported.manifest import verify_export
     from gen_keras.models import build_model

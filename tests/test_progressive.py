@@ -11,7 +11,7 @@ import tensorflow as tf
 from mlflow import MlflowClient
 from test_faults import kill_in_epoch_2, optimizer_iterations, the_run
 
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError
 from gen_keras.models import build_model
 from gen_keras.models import progressive as pg

@@ -72,11 +72,12 @@ def test_embed_cli_writes_npz_and_parquet(tmp_path, capsys, data_cache):
 def test_fine_tuning_from_the_encoder_beats_random_init_at_100_labels(tmp_path, data_cache):
     import keras
 
-    from conftest import ROOT
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data import load_split_arrays
     from gen_keras.finetune import classifier_from_encoder, fine_tune, load_trained
     from gen_keras.training import train
+
+    from conftest import ROOT
 
     cfg = load_config(ROOT / "pipelines/configs/vae_mnist10k.yaml", [
         "train.epochs=4", "train.progress=false", "train.evaluate_at_end=false",

@@ -21,16 +21,25 @@ import tensorflow as tf
 from mlflow import MlflowClient
 
 from gen_keras.artifacts import load_model
-from gen_keras.files import lock_is_held
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError
 from gen_keras.eval import gate_score
 from gen_keras.exported.manifest import verify_export
+from gen_keras.files import lock_is_held
 from gen_keras.models.registry import register_model
 from gen_keras.models.vae import VAE, VAEConfig
-from gen_keras.retrain import (EXIT_BUSY, EXIT_KEPT, EXIT_PROMOTED, RetrainError, decide,
-                               job_lock_path, publish_champion, retrain, served_version,
-                               slot_run_name)
+from gen_keras.retrain import (
+    EXIT_BUSY,
+    EXIT_KEPT,
+    EXIT_PROMOTED,
+    RetrainError,
+    decide,
+    job_lock_path,
+    publish_champion,
+    retrain,
+    served_version,
+    slot_run_name,
+)
 from gen_keras.training.checkpoint import read_state
 
 from conftest import PYTHON, ROOT

@@ -20,7 +20,7 @@ import pytest
 from mlflow import MlflowClient
 
 from gen_keras.checkpoint_state import read_state
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 
 from conftest import PYTHON, ROOT, free_port
 

@@ -16,7 +16,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data import make_datasets
 from gen_keras.data.render_shapes3d import BACKGROUND, OBJECT, SKY_RGB
 from gen_keras.data.scenes import PALETTE, label_map_to_palette, palette_to_label_map

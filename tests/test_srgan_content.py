@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError
 
 from conftest import ROOT

@@ -103,7 +103,7 @@ def test_a_republish_replaces_the_folder_and_leaves_nothing(tmp_path):
 
 def test_the_next_real_export_removes_a_killed_exports_folder(tmp_path):
     """The issue's case end to end: a process killed while exporting, then a real export."""
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 

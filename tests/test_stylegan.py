@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from gen_keras import distribute
 from gen_keras.artifacts import load_model
-from gen_keras.config import DistributeConfig, load_config
+from gen_keras.config import DistributeConfig
+from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError
 from gen_keras.models import build_model
 from gen_keras.models import style_layers as sl

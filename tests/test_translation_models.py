@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from PIL import Image
 
 from gen_keras.artifacts import load_model
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data.translation import load_translation_split
 from gen_keras.exported.reader import ExportReader
 from gen_keras.precision import float32_twin

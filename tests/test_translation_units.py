@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from gen_keras import translation_losses as tl
-from gen_keras.config import load_config, model_config_from_dict
+from gen_keras.config_loader import load_config, model_config_from_dict
 from gen_keras.data import make_datasets, mnist10k
 from gen_keras.data.translation import (
     LUMA,

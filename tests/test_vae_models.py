@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from gen_keras import losses
 from gen_keras.artifacts import load_model, save_model
-from gen_keras.config import load_config
+from gen_keras.config_loader import load_config
 from gen_keras.data import make_datasets
 from gen_keras.errors import ArtifactIntegrityError, ExportError
 from gen_keras.export import export_model

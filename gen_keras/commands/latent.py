@@ -290,7 +290,8 @@ def _interpolate(args, m, rng, images):
 def _gan_arithmetic(args, m):
     import json
 
-    from gen_keras.config import DataConfig, RunConfig, model_config_from_dict
+    from gen_keras.config import DataConfig, RunConfig
+    from gen_keras.config_loader import model_config_from_dict
     from gen_keras.eval.evaluator import get_evaluator
     from gen_keras.latent.wspace import vector_arithmetic
 

@@ -30,7 +30,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.data.folder_prepare import Settings, ensure_prepared
     from gen_keras.data.paths import default_data_dir
     from gen_keras.errors import ConfigError

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from gen_keras.commands.train import sigterm_interrupts
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.retrain import (
         EXIT_BUSY,
         EXIT_FAILED,

@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from gen_keras.config import load_config
+    from gen_keras.config_loader import load_config
     from gen_keras.training import train
 
     cfg = load_config(args.config, args.overrides)

@@ -26,7 +26,7 @@ class ExportedGenerator:
     records, shaped like a model for :func:`gen_keras.eval.samples.generate_samples`."""
 
     def __init__(self, reader):
-        from gen_keras.config import model_config_from_dict
+        from gen_keras.config_loader import model_config_from_dict
 
         reader.adapter.for_task("generate")  # a clear error for an export without a generator
         self.reader = reader
@@ -39,7 +39,8 @@ def run_config_from_params(params: dict[str, str], model_config):
     """Rebuild a RunConfig from a run's logged params (``section.field`` → str) and its model."""
     import yaml
 
-    from gen_keras.config import DataConfig, DistributeConfig, TrackingConfig, TrainConfig, config_from_dict
+    from gen_keras.config import DataConfig, DistributeConfig, TrackingConfig, TrainConfig
+    from gen_keras.config_loader import config_from_dict
 
     known = {"data": DataConfig, "train": TrainConfig, "distribute": DistributeConfig,
              "tracking": TrackingConfig}

@@ -67,7 +67,7 @@ class GenerativeModel(keras.Model):
     def __init__(self, config=None, seed: int = 0, precision: str = "float32", **kwargs):
         super().__init__(**kwargs)
         if isinstance(config, dict):
-            from gen_keras.config import model_config_from_dict
+            from gen_keras.config_loader import model_config_from_dict
 
             config = model_config_from_dict(config)
         self.config = config
