@@ -51,14 +51,19 @@ def test_bad_stream_and_encoder_refused():
         load_config(None, ["model.kind=beta_tcvae", "model.warmup_steps=-1"])
 
 
+def compiled_with_batch(cfg):
+    """The model compiled with its optimizer built (its step can be set), and 6 sparse images."""
+    m = build_model(cfg.model)
+    m.compile(optimizer="adam")
+    m.optimizer.build(m.trainable_variables)
+    return m, (np.random.default_rng(0).uniform(size=(6, 64, 64, 1)) > 0.9).astype("float32")
+
+
 def test_beta_tcvae_warmup_scales_the_kl_part_by_hand():
     """loss = reconstruction + min(1, t / W) x (alpha mi + beta tc + gamma dim_kl)."""
     cfg = load_config(None, ["model.kind=beta_tcvae", "model.dataset_size=100", "model.warmup_steps=8",
                              "model.beta=5", *MLP])
-    m = build_model(cfg.model)
-    x = (np.random.default_rng(0).uniform(size=(6, 64, 64, 1)) > 0.9).astype("float32")
-    m.compile(optimizer="adam")
-    m.optimizer.build(m.trainable_variables)
+    m, x = compiled_with_batch(cfg)
     for step, weight in [(0, 0.0), (2, 0.25), (8, 1.0), (20, 1.0)]:
         m.optimizer.iterations.assign(step)
         terms = m.loss_terms(x)
@@ -79,10 +84,7 @@ def test_beta_tcvae_capacity_schedule_by_hand():
     """With capacity: loss = reconstruction + (beta - 1) tc + w |KL - C(t)|, C(t) = C_max min(1, t / T)."""
     cfg = load_config(None, ["model.kind=beta_tcvae", "model.dataset_size=100", "model.beta=4",
                              "model.capacity_max=20", "model.capacity_steps=10", "model.capacity_weight=2", *MLP])
-    m = build_model(cfg.model)
-    x = (np.random.default_rng(0).uniform(size=(6, 64, 64, 1)) > 0.9).astype("float32")
-    m.compile(optimizer="adam")
-    m.optimizer.build(m.trainable_variables)
+    m, x = compiled_with_batch(cfg)
     for step, capacity in [(0, 0.0), (5, 10.0), (10, 20.0), (30, 20.0)]:
         m.optimizer.iterations.assign(step)
         t = m.loss_terms(x)
