@@ -23,20 +23,23 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
-def chromium_or_skip():
+def chromium_or_skip() -> tuple[str, object]:
     """``(chromium binary, playwright's sync_playwright)`` for the browser tests; skips without
     them, fails instead when ``GEN_KERAS_REQUIRE_BROWSER=1`` (CI: the browser tests must run)."""
     import shutil
 
-    binary = shutil.which("chromium") or "/usr/bin/chromium"
+    required = os.environ.get("GEN_KERAS_REQUIRE_BROWSER") == "1"
+    binary = next((b for b in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
+                   if b and Path(b).exists()), None)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
-    if not Path(binary).exists() or sync_playwright is None:
-        if os.environ.get("GEN_KERAS_REQUIRE_BROWSER") == "1":
-            pytest.fail("GEN_KERAS_REQUIRE_BROWSER=1 but Chromium or playwright is missing")
-        pytest.skip("no browser")
+    if binary is None or sync_playwright is None:
+        missing = "the chromium binary" if binary is None else "the playwright package"
+        if required:
+            pytest.fail(f"GEN_KERAS_REQUIRE_BROWSER=1 but {missing} is missing (apt-get install chromium)")
+        pytest.skip(f"{missing} is not installed")
     return binary, sync_playwright
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import chromium_or_skip
 from serving_fixtures import ServeProcess, request, serving_exports, style_export, translator_exports  # noqa: F401
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -52,20 +53,7 @@ def _grid_ready(seed: int) -> str:
             f"document.getElementById('status').dataset.state === 'ready'; }}")
 
 
-def _browser_or_skip() -> tuple[str, object]:
-    required = os.environ.get("GEN_KERAS_REQUIRE_BROWSER") == "1"
-    binary = next((b for b in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")
-                   if b and Path(b).exists()), None)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if binary is None or sync_playwright is None:
-        missing = "the chromium binary" if binary is None else "the playwright package"
-        if required:
-            pytest.fail(f"GEN_KERAS_REQUIRE_BROWSER=1 but {missing} is missing (apt-get install chromium)")
-        pytest.skip(f"{missing} is not installed")
-    return binary, sync_playwright
+_browser_or_skip = chromium_or_skip  # (test_colour and test_export_contract import it by this name)
 
 
 @pytest.fixture(scope="module")
