@@ -17,9 +17,7 @@ workers="${GEN_KERAS_TEST_WORKERS:-$(.venv/bin/python -c 'import os; print(min(l
 parallel=()
 if [ "$workers" -gt 1 ]; then
   parallel=(-n "$workers" --dist loadfile)
-  # Each worker's TensorFlow gets its share of the cores for one op's threads (its default is
-  # every core, so N workers would spin N x cores threads on the cores): measured on 2 cores with
-  # 2 workers, two heavy test files took 43.4 / 44.0 s instead of 49.6 / 45.8 s.
+files took 43.4 / 44.0 s instead of 49.6 / 45.8 s.
   cores="$(.venv/bin/python -c 'import os; print(len(os.sched_getaffinity(0)))')"
   export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-$(( cores / workers > 0 ? cores / workers : 1 ))}"
 fi
