@@ -17,8 +17,5 @@ workers="${GEN_KERAS_TEST_WORKERS:-$(.venv/bin/python -c 'import os; print(min(l
 parallel=()
 if [ "$workers" -gt 1 ]; then
   parallel=(-n "$workers" --dist loadfile)
-files took 43.4 / 44.0 s instead of 49.6 / 45.8 s.
-  cores="$(.venv/bin/python -c 'import os; print(len(os.sched_getaffinity(0)))')"
-  export TF_NUM_INTRAOP_THREADS="${TF_NUM_INTRAOP_THREADS:-$(( cores / workers > 0 ? cores / workers : 1 ))}"
 fi
 .venv/bin/python -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"
