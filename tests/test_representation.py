@@ -4,6 +4,7 @@ generator-only export and a bad file name; a classifier built from a really trai
 beats the same classifier from random initialization at 100 labels."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,51 @@ def test_probes_see_structure_that_pixels_hide():
     assert report["probe_linear_codes"] == 1.0 and report["probe_linear_pixels"] < 0.6
     assert set(report) == {f"{m}_{s}" for s in ("codes", "pixels", "pca")
                            for m in ("probe_linear", "probe_30_labels", "kmeans_nmi", "kmeans_acc")}
+
+
+def test_a_probe_on_more_features_than_rows_fits_the_same_model_in_the_rows_span():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 60)
+    a = np.eye(3)[y] @ rng.standard_normal((3, 500)) + 2.0 * rng.standard_normal((60, 500))
+    a[5] = a[4]  # a repeated row: the span has 59 directions
+    b = rng.standard_normal((40, 500))
+    ra, rb = probes.row_space(a, b)
+    assert ra.shape == (60, 59) and rb.shape == (40, 59)
+    np.testing.assert_allclose(ra @ ra.T, a @ a.T, atol=1e-8)  # inner products kept
+    np.testing.assert_allclose(rb @ ra.T, b @ a.T, atol=1e-8)
+    full = LogisticRegression(max_iter=5000, tol=1e-10).fit(a, y)
+    reduced = LogisticRegression(max_iter=5000, tol=1e-10).fit(ra, y)
+    np.testing.assert_allclose(reduced.decision_function(rb), full.decision_function(b), atol=1e-4)
+    tall = rng.standard_normal((80, 5))
+    assert probes.row_space(tall, b[:, :5])[0] is tall  # fewer features than rows: unchanged
+
+
+def test_pixel_and_pca_baselines_are_computed_once_per_data(tmp_path, monkeypatch):
+    """The baselines depend on the data only: the second evaluation on the same arrays reads
+    the kept table (the same figures, the file untouched); other arrays or another width are a
+    new entry; a damaged entry is computed again."""
+    from gen_keras.eval import cached_baselines
+
+    monkeypatch.setenv("GEN_KERAS_CACHE", str(tmp_path))
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    x = (np.eye(3)[y] @ rng.standard_normal((3, 40)) + rng.standard_normal((300, 40))).astype(np.float32)
+    first = cached_baselines(x[:200], y[:200], x[200:], y[200:], 4, 0)
+    assert first == probes.baseline_report(y[:200], y[200:], x[:200], x[200:], 4, seed=0)
+    assert set(first) == {f"{m}_{s}" for s in ("pixels", "pca")
+                          for m in ("probe_linear", "probe_100_labels", "kmeans_nmi", "kmeans_acc")}
+    [kept] = (tmp_path / "probe_baselines").iterdir()
+    stamp = kept.stat().st_mtime_ns
+    assert cached_baselines(x[:200], y[:200], x[200:], y[200:], 4, 0) == first
+    assert kept.stat().st_mtime_ns == stamp
+    cached_baselines(x[:200], y[:200], x[200:], y[200:], 3, 0)  # another PCA width
+    cached_baselines(x[1:201], y[1:201], x[200:], y[200:], 4, 0)  # other training images
+    assert len(list((tmp_path / "probe_baselines").iterdir())) == 3
+    kept.write_text('{"probe_linear_pixels": "high"}')
+    assert cached_baselines(x[:200], y[:200], x[200:], y[200:], 4, 0) == first
+    assert json.loads(kept.read_text()) == first
 
 
 def test_embed_cli_writes_npz_and_parquet(tmp_path, capsys, data_cache):

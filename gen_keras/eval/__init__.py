@@ -141,7 +141,9 @@ def _add_representation(out: Metrics, model, run_config, seed: int, data=None) -
     encode = compiled_encoder(model)
     codes_train = np.concatenate([encode(x_train[i:i + 500]) for i in range(0, len(x_train), 500)])
     codes_test = np.concatenate([encode(x_test[i:i + 500]) for i in range(0, len(x_test), 500)])
-    out.update(representation_report(codes_train, y_train, codes_test, y_test, x_train, x_test, seed=seed))
+    baselines = cached_baselines(x_train, y_train, x_test, y_test, int(codes_train.shape[1]), seed)
+    out.update(representation_report(codes_train, y_train, codes_test, y_test, x_train, x_test,
+                                     seed=seed, baselines=baselines))
     out.notes["gen_keras.eval.representation"] = (
         f"codes (posterior means for the VAE family) of {len(x_train)} train / {len(x_test)} test "
         f"{run_config.data.dataset} images; logistic-regression probes on all and on 100 / 1,000 "
@@ -227,3 +229,42 @@ __all__ = [
     "is_vae_family",
     "load_for_eval",
 ]
+
+
+_BASELINE_KEY = re.compile(r"^(probe_linear|probe_\d+_labels|kmeans_nmi|kmeans_acc)_(pixels|pca)$")
+
+
+def cached_baselines(x_train, y_train, x_test, y_test, width: int, seed: int) -> dict[str, float]:
+    """The pixel and PCA probes (:func:`gen_keras.eval.probes.baseline_report`) of these arrays,
+    computed once and kept in ``<cache>/probe_baselines/<sha256>.json``, the key a digest of the
+    arrays (dtype, shape, bytes), ``width``, ``seed`` and the probe settings: every run on the same
+    data and limits shares them (on 64x64 images the pixel probes cost tens of seconds; the codes'
+    own probes are cheap). A file that is not a table of such figures is computed again."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from gen_keras.eval.evaluator import cache_root
+    from gen_keras.eval.probes import FEW_LABEL_DRAWS, FEW_LABELS, baseline_report
+    from gen_keras.files import atomic_write_text
+
+    digest = hashlib.sha256(json.dumps(["probe-baselines-1", int(width), int(seed), list(FEW_LABELS),
+                                        FEW_LABEL_DRAWS]).encode())
+    for array in (x_train, y_train, x_test, y_test):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    path = cache_root().parent / "probe_baselines" / f"{digest.hexdigest()}.json"
+    try:
+        kept = json.loads(path.read_text())
+        if (isinstance(kept, dict) and {"probe_linear_pixels", "probe_linear_pca"} <= set(kept)
+                and all(isinstance(k, str) and _BASELINE_KEY.match(k) and isinstance(v, float)
+                        and 0.0 <= v <= 1.0 for k, v in kept.items())):
+            return kept
+    except (OSError, ValueError):
+        pass
+    figures = baseline_report(y_train, y_test, x_train, x_test, width, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(figures))
+    return figures
