@@ -53,8 +53,46 @@ def mws_log_densities(z: tf.Tensor, mean: tf.Tensor, log_var: tf.Tensor,
     return log_qz, log_prod_qzd
 
 
+def mss_log_weights(batch: tf.Tensor, dataset_size: int) -> tf.Tensor:
+    """``[B, B]`` log importance weights of minibatch stratified sampling (Chen et al. 2018,
+    appendix C.2) for a minibatch of B examples out of N (``dataset_size``), K = B - 1 others per
+    row: the sample's own example ``1/N``, one designated other (here the next, ``(i + 1) mod B``)
+    ``(N - K) / (N K)``, each remaining other ``1/K``; each row sums to 1. Where MWS weighs every
+    member ``1/(N B)``, MSS counts the other members as the rest of the data set and the own
+    example as one in N. Worked example: B = 3, N = 10 gives rows of (0.1, 0.4, 0.5) in turn."""
+    b = tf.shape(batch)[0]
+    n = float(dataset_size)
+    k = tf.cast(tf.maximum(b - 1, 1), tf.float32)
+    own = tf.eye(b)
+    designated = tf.roll(own, shift=1, axis=1) * (1.0 - own)
+    rest = 1.0 - own - designated
+    weights = own / n + designated * (n - k) / (n * k) + rest / k
+    return tf.math.log(tf.maximum(weights, 1e-30))
+
+
+def mss_log_densities(z: tf.Tensor, mean: tf.Tensor, log_var: tf.Tensor,
+                      dataset_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Minibatch stratified sampling estimates of ``log q(z_i)`` and ``sum_d log q(z_id)`` (the
+    same quantities as :func:`mws_log_densities`, weighted by :func:`mss_log_weights`):
+
+        log q(z_i)  ~= logsumexp_j  (log w_ij + log q(z_i  | x_j))
+        log q(z_id) ~= logsumexp_j  (log w_ij + log q(z_id | x_j))
+    """
+    if int(dataset_size) < 1:
+        raise ValueError(f"dataset_size={dataset_size}: the MSS estimator needs the number of "
+                         "training examples N >= 1")
+    pairs = pairwise_log_density(z, mean, log_var)  # [M, M, L]
+    log_w = mss_log_weights(z, dataset_size)
+    log_qz = tf.reduce_logsumexp(tf.reduce_sum(pairs, axis=2) + log_w, axis=1)
+    log_prod_qzd = tf.reduce_sum(tf.reduce_logsumexp(pairs + log_w[:, :, None], axis=1), axis=1)
+    return log_qz, log_prod_qzd
+
+
+ESTIMATORS = {"mws": mws_log_densities, "mss": mss_log_densities}
+
+
 def tc_decomposition(z: tf.Tensor, mean: tf.Tensor, log_var: tf.Tensor,
-                     dataset_size: int) -> dict[str, tf.Tensor]:
+                     dataset_size: int, estimator: str = "mws") -> dict[str, tf.Tensor]:
     """The three parts of the ELBO's KL term (Chen et al. 2018, eq. 2), per example:
 
     - ``mi``     index-code mutual information  ``log q(z|x) - log q(z)``
@@ -62,13 +100,14 @@ def tc_decomposition(z: tf.Tensor, mean: tf.Tensor, log_var: tf.Tensor,
     - ``dim_kl`` dimension-wise KL              ``sum_d log q(z_d) - log p(z)``
 
     with ``p = N(0, I)``, ``z ~ q(z|x)`` one sample per example and ``log q(z)``,
-    ``sum_d log q(z_d)`` the :func:`mws_log_densities` estimates. Their batch means estimate
+    ``sum_d log q(z_d)`` the :func:`mws_log_densities` (``estimator="mws"``) or
+    :func:`mss_log_densities` (``"mss"``) estimates. Their batch means estimate
     ``I_q(z; n)``, ``KL(q(z) || prod_d q(z_d))`` and ``sum_d KL(q(z_d) || p(z_d))``, and the three
     add up exactly to the single-sample KL estimate ``log q(z|x) - log p(z)``.
     """
     log_qz_x = log_normal_diag(z, mean, log_var)
     log_pz = log_standard_normal(z)
-    log_qz, log_prod_qzd = mws_log_densities(z, mean, log_var, dataset_size)
+    log_qz, log_prod_qzd = ESTIMATORS[estimator](z, mean, log_var, dataset_size)
     return {"mi": log_qz_x - log_qz, "tc": log_qz - log_prod_qzd, "dim_kl": log_prod_qzd - log_pz}
 
 

@@ -64,6 +64,31 @@ def test_mws_log_densities_match_the_formula():
         dl.mws_log_densities(*one, 0)
 
 
+def test_mss_weights_and_log_densities_match_the_formula():
+    """Minibatch stratified sampling (Chen et al. 2018, appendix C.2) with B = 3, N = 10: own
+    example 1/10, the next one (10 - 2) / (10 * 2) = 0.4, the remaining one 1/2."""
+    z, mean, log_var = _tiny_batch()
+    weights = np.exp(dl.mss_log_weights(z.astype("float32"), 10))
+    np.testing.assert_allclose(weights, [[0.1, 0.4, 0.5], [0.5, 0.1, 0.4], [0.4, 0.5, 0.1]], rtol=1e-6)
+    m, dims = z.shape
+
+    def q(i, j, d):  # N(z_id; mean_jd, var_jd)
+        var = math.exp(log_var[j, d])
+        return math.exp(-(z[i, d] - mean[j, d]) ** 2 / (2 * var)) / math.sqrt(2 * math.pi * var)
+
+    want_qz = [math.log(sum(weights[i, j] * math.prod(q(i, j, d) for d in range(dims)) for j in range(m)))
+               for i in range(m)]
+    want_prod = [sum(math.log(sum(weights[i, j] * q(i, j, d) for j in range(m))) for d in range(dims))
+                 for i in range(m)]
+    got_qz, got_prod = dl.mss_log_densities(*(t.astype("float32") for t in (z, mean, log_var)), 10)
+    np.testing.assert_allclose(got_qz, want_qz, rtol=1e-5)
+    np.testing.assert_allclose(got_prod, want_prod, rtol=1e-5)
+    terms = dl.tc_decomposition(*(t.astype("float32") for t in (z, mean, log_var)), 10, estimator="mss")
+    np.testing.assert_allclose(terms["tc"], np.subtract(want_qz, want_prod), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="tc_estimator='mwss'"):
+        load_config(None, ["model.kind=beta_tcvae", "model.tc_estimator=mwss"])
+
+
 def test_tc_decomposition_terms_and_their_sum():
     z, mean, log_var = _tiny_batch()
     terms = dl.tc_decomposition(*(t.astype("float32") for t in (z, mean, log_var)), 10)

@@ -51,6 +51,10 @@ class BetaTCVAEConfig(VAEConfig):
     # N of the minibatch weighted sampling estimator. 0 = filled by the training pipeline with
     # the number of training images; set it yourself when building the model outside it.
     dataset_size: int = 0
+    # The minibatch estimator of log q(z) and log q(z_d) (Chen et al. 2018, appendix C):
+    # "mws" minibatch weighted sampling, every member weighted 1/(N M); "mss" minibatch
+    # stratified sampling, the own example 1/N and the others as the rest of the data.
+    tc_estimator: str = "mws"
     # > 0: the whole KL part (the three weighted terms) is multiplied by min(1, t / warmup_steps)
     # at optimizer step t, the KL warm-up of Bowman et al. 2016 (as the beta_vae kind's).
     warmup_steps: int = 0
@@ -76,6 +80,9 @@ class BetaTCVAEConfig(VAEConfig):
             raise ConfigError(f"{prefix}.capacity_max={self.capacity_max} replaces the mi and dim_kl "
                               f"weights by the capacity term: leave alpha and gamma at 1 (got "
                               f"{self.alpha}, {self.gamma})")
+        if self.tc_estimator not in dl.ESTIMATORS:
+            raise ConfigError(f"{prefix}.tc_estimator={self.tc_estimator!r}: one of "
+                              f"{', '.join(sorted(dl.ESTIMATORS))}")
         if self.dataset_size < 0:
             raise ConfigError(f"{prefix}.dataset_size={self.dataset_size} must be >= 0 "
                               "(0: the training pipeline fills in the number of training images)")
@@ -113,7 +120,7 @@ class BetaTCVAE(VAE):
         mean, log_var = self.encode(x, labels, training=training)
         z = self.reparameterize(mean, log_var)
         reconstruction = -self.log_likelihood(x, self.decoder_output(z, labels, training))
-        parts = dl.tc_decomposition(z, mean, log_var, c.dataset_size)
+        parts = dl.tc_decomposition(z, mean, log_var, c.dataset_size, c.tc_estimator)
         kl = losses.kl_divergence(mean, log_var)
         weight, capacity = self.schedule()
         if c.capacity_max > 0:
