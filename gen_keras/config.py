@@ -192,14 +192,6 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def flat(self) -> dict[str, str]:
-        """The resolved config as flat ``section.field -> str`` pairs (for MLflow params)."""
-        out: dict[str, str] = {}
-        for section, values in self.to_dict().items():
-            for key, value in values.items():
-                out[f"{section}.{key}"] = json.dumps(value) if isinstance(value, list) else str(value)
-        return out
-
 
 # --------------------------------------------------------------------------------------------
 # Loading

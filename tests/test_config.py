@@ -3,6 +3,7 @@ import pytest
 
 from gen_keras.config_loader import load_config
 from gen_keras.errors import ConfigError
+from gen_keras.tracking import flat_record
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 VAE = ROOT / "pipelines" / "configs" / "vae_mnist10k.yaml"
@@ -12,7 +13,7 @@ def test_quickstart_config_loads_with_defaults():
     cfg = load_config(VAE)
     assert cfg.model.kind == "vae" and tuple(cfg.model.image_shape) == (28, 28, 1)
     assert cfg.data.dataset == "mnist10k" and cfg.train.batch_size == 128
-    flat = cfg.flat()
+    flat = flat_record(cfg.to_dict())  # as the run record reads it back
     assert flat["model.kind"] == "vae" and flat["model.image_shape"] == "[28, 28, 1]"
 
 

@@ -41,8 +41,8 @@ def exports(tmp_path_factory):
     vae = build_model(load_config(ROOT / "pipelines/configs/vae_mnist10k.yaml",
                                   ["model.latent_dim=4", "model.filters=4", "model.hidden=16"]).model)
     export_model(vae, root / "vae", name="vae")
-    style_export(root / "style")
-    translator_exports(root)
+    style_export(root / "style", tmp_path_factory)
+    translator_exports(root, tmp_path_factory)
     return root
 
 

@@ -24,7 +24,7 @@ GOLDEN_DCGAN = Path(__file__).parent / "fixtures" / "golden" / "exports" / "dcga
 @pytest.fixture(scope="module")
 def style_dir(tmp_path_factory):
     target = tmp_path_factory.mktemp("wspace") / "style"
-    style_export(target)
+    style_export(target, tmp_path_factory)
     return target
 
 

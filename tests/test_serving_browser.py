@@ -407,7 +407,7 @@ def test_download_buttons_give_the_servers_pngs(page, server, tmp_path):
 @pytest.fixture(scope="module")
 def style_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("style_models")
-    style_export(root / "style")
+    style_export(root / "style", tmp_path_factory)
     shutil.copytree(Path(__file__).parent / "fixtures" / "golden" / "exports" / "dcgan", root / "dcgan")
     proc = ServeProcess(["--models", str(root)], root.parent / "style_serve.log").start()
     yield proc
@@ -473,7 +473,7 @@ def test_truncation_slider_and_mixing_grid_show_the_servers_images(browser, styl
 @pytest.fixture(scope="module")
 def translate_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("translate_models")
-    translator_exports(root)
+    translator_exports(root, tmp_path_factory)
     shutil.copytree(Path(__file__).parent / "fixtures" / "golden" / "exports" / "dcgan", root / "dcgan")
     proc = ServeProcess(["--models", str(root)], root.parent / "translate_serve.log").start()
     yield proc

@@ -26,7 +26,7 @@ def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("style_serving")
     for name in ("vae", "dcgan"):
         shutil.copytree(GOLDEN / name, root / name)
-    model = style_export(root / "style")
+    model = style_export(root / "style", tmp_path_factory)
     with TestClient(create_app(load_store(root, backend="onnx"))) as client:
         yield client, model
 

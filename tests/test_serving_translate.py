@@ -28,7 +28,7 @@ GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "exports"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("translators")
-    models = translator_exports(root)
+    models = translator_exports(root, tmp_path_factory)
     shutil.copytree(GOLDEN / "dcgan", root / "dcgan")
     proc = ServeProcess(["--models", str(root), "--max-n", "8"], root.parent / "translate_serve.log").start()
     yield proc, models
