@@ -204,6 +204,9 @@ def _make_style_export(folder: Path, name: str) -> str:
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same untrained weights in every test run
     model = build_model(load_config(ROOT / "pipelines/configs/stylegan_mnist10k.yaml", STYLE_TINY).model)
     w_avg = np.random.default_rng(0).standard_normal(16).astype(np.float32)
     for net in (model.generator, model.generator_ema):
@@ -241,6 +244,9 @@ def _make_translator_exports(folder: Path) -> str:
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 
+    import keras
+
+    keras.utils.set_random_seed(0)
     for name, (config, tiny) in TRANSLATORS.items():
         model = build_model(load_config(ROOT / "pipelines/configs" / config, tiny).model)
         export_model(model, folder / name, name=name)
