@@ -146,4 +146,7 @@ masked="$(printf '%s' "$backend" | sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#')"
 echo "MLflow tracking server: http://$host:$port  (backend $masked, artifacts $artifacts${app:+, $app}; listening: $listening)" >&2
 echo "Point training and serving at it: export MLFLOW_TRACKING_URI=http://$host:$port" >&2
 export MLFLOW_BACKEND_STORE_URI="$backend"
+# MLflow 3's background job runners (huey consumers, for its GenAI features) are not used by
+# gen-keras: off unless set (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true turns them back on).
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 exec "$mlflow_bin" server "${args[@]}"
