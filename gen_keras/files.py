@@ -32,6 +32,13 @@ from typing import Callable
 from gen_keras.errors import GenKerasError
 
 
+def cache_dir(*parts: str) -> Path:
+    """The project's cache, ``$GEN_KERAS_CACHE`` (default ``~/.cache/gen_keras``), or a folder in
+    it: ``tfds`` (prepared data), ``evaluators``, ``probe_baselines``, ``models`` and ``runs``
+    (fetched exports), ``locks``. The one place that reads the variable."""
+    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras")).joinpath(*parts)
+
+
 class LockBusy(GenKerasError):
     """Another process holds the lock; nothing was done."""
 

@@ -57,15 +57,34 @@ def fine_tune(classifier, x, y, *, head_epochs: int = 100, head_lr: float = 1e-2
     Pretrained Features and Underperform Out-of-Distribution"): train the softmax layer (and the
     code normalization) on the frozen encoder, then the whole network at a small learning rate,
     so that the first large gradients of a random head do not wreck the pretrained features.
-    Returns the compiled classifier (metrics: accuracy)."""
+    An epoch is one pass over the (few) examples in a new random order (seeded by
+    ``keras.utils.set_random_seed``); each phase is one ``fit`` over all its passes, one pass per
+    call into the compiled step, because with 100 examples Keras' per-epoch work (a new iterator,
+    metric resets, callbacks) cost as much as the training itself. Returns the compiled
+    classifier (metrics: accuracy)."""
     import keras
 
     encoder = next(layer for layer in classifier.layers if isinstance(layer, keras.Model))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    encoder.trainable = False
-    classifier.compile(optimizer=keras.optimizers.Adam(head_lr), loss=loss, metrics=["accuracy"])
-    classifier.fit(x, y, epochs=head_epochs, batch_size=batch_size, verbose=verbose)
-    encoder.trainable = True
-    classifier.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=["accuracy"])
-    classifier.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=verbose)
+    for trainable, passes, rate in ((False, head_epochs, head_lr), (True, epochs, lr)):
+        encoder.trainable = trainable
+        data, per_pass = _passes(x, y, passes, batch_size)
+        classifier.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"],
+                           steps_per_execution=per_pass)
+        classifier.fit(data, epochs=1, steps_per_epoch=passes * per_pass, verbose=verbose)
     return classifier
+
+
+def _passes(x, y, passes: int, batch_size: int):
+    """``(dataset, batches per pass)``: ``passes`` passes over ``(x, y)``, each in a new order."""
+    import math
+
+    import tensorflow as tf
+
+    n = len(x)
+    if n < 1 or n != len(y) or passes < 1 or batch_size < 1:
+        raise ValueError(f"fine_tune needs examples with one label each and passes, batch_size >= 1 "
+                         f"(got {n} images, {len(y)} labels, {passes} passes, batch_size {batch_size})")
+    data = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, reshuffle_each_iteration=True)
+            .batch(batch_size).repeat(passes))
+    return data, math.ceil(n / batch_size)

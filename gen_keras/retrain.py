@@ -214,11 +214,11 @@ def job_lock(model_name: str, tracking_uri: str | None = None, wait_s: float = 0
 def job_lock_path(model_name: str, tracking_uri: str) -> Path:
     """``$GEN_KERAS_CACHE/locks/retrain-<store hash>-<model name>.lock``, the hash of the
     store's one spelling (:func:`gen_keras.stores.normalize`)."""
-    from gen_keras.exported.sources import default_cache_dir
+    from gen_keras.files import cache_dir
     from gen_keras.stores import normalize
 
     key = hashlib.sha256(normalize(tracking_uri).encode()).hexdigest()[:12]
-    return default_cache_dir() / "locks" / f"retrain-{key}-{model_name}.lock"
+    return cache_dir("locks", f"retrain-{key}-{model_name}.lock")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -184,71 +184,62 @@ STYLE_TINY = ["model.g_filters=4", "model.d_filters=4", "model.max_filters=16", 
               "model.latent_dim=16", "model.mapping_layers=2"]
 
 
-def style_export(target: Path, tmp_path_factory):
-    """A tiny untrained style-based generator (28x28, 6 style layers) with a non-zero tracked
-    w_avg, exported to ``target``; returns the model (for checks against its own networks).
-    Built and exported once per test run (conftest.made_once; the ONNX conversion is the slow
-    part), copied for each caller; the model is read back from its saved ``.keras`` file."""
+def untrained_exports(root: Path, tmp_path_factory, specs: dict, prepare=None) -> dict:
+    """Tiny untrained models, ``specs`` ``{name: (config file, overrides)}``, each exported to
+    ``root / name``; returns the models by name, read back from their saved ``.keras`` files.
+    Built (seeded, so the same weights in every test run), exported and saved once per test run
+    (conftest.made_once; the ONNX conversion is the slow part), copied for each caller.
+    ``prepare(name, model)`` may set state before the export (a module-level function: its
+    name is part of the key)."""
     from conftest import made_once
     from gen_keras.artifacts import load_model
 
-    shared = Path(made_once(tmp_path_factory, f"style_export_{target.name}",
-                            lambda folder: _make_style_export(folder, target.name)))
-    shutil.copytree(shared / target.name, target)
-    return load_model(shared / "model.keras")
-
-
-def _make_style_export(folder: Path, name: str) -> str:
-    from gen_keras.artifacts import save_model
-    from gen_keras.config_loader import load_config
-    from gen_keras.export import export_model
-    from gen_keras.models import build_model
-
-    import keras
-
-    keras.utils.set_random_seed(0)  # the same untrained weights in every test run
-    model = build_model(load_config(ROOT / "pipelines/configs/stylegan_mnist10k.yaml", STYLE_TINY).model)
-    w_avg = np.random.default_rng(0).standard_normal(16).astype(np.float32)
-    for net in (model.generator, model.generator_ema):
-        net.get_layer("truncation").w_avg.assign(w_avg)
-    export_model(model, folder / name, name=name)
-    save_model(model, folder / "model.keras")
-    return str(folder)
-
-
-SR_TINY = ["model.g_filters=4", "model.residual_blocks=1"]
-CYCLE_TINY = ["model.g_filters=4", "model.residual_blocks=1", "model.d_filters=4"]
-
-
-def translator_exports(root: Path, tmp_path_factory) -> dict:
-    """Two tiny untrained image-to-image models exported to ``root``: ``upscaler`` (sr_l1, 7x7x1
-    → 28x28x1) and ``cycle`` (cyclegan, 28x28x3 both ways); returns the models by name. Built
-    and exported once per test run (as :func:`style_export`), copied for each caller."""
-    from conftest import made_once
-    from gen_keras.artifacts import load_model
-
-    shared = Path(made_once(tmp_path_factory, "translator_exports", _make_translator_exports))
+    key = "untrained_" + "_".join(specs) + (f"_{prepare.__name__}" if prepare else "")
+    shared = Path(made_once(tmp_path_factory, key, lambda folder: _make_untrained(folder, specs, prepare)))
     models = {}
-    for name in TRANSLATORS:
+    for name in specs:
         shutil.copytree(shared / name, root / name)
         models[name] = load_model(shared / f"{name}.keras")
     return models
 
 
-TRANSLATORS = {"upscaler": ("sr_l1_sr4.yaml", SR_TINY), "cycle": ("cyclegan_mnistm.yaml", CYCLE_TINY)}
+def _make_untrained(folder: Path, specs: dict, prepare) -> str:
+    import keras
 
-
-def _make_translator_exports(folder: Path) -> str:
     from gen_keras.artifacts import save_model
     from gen_keras.config_loader import load_config
     from gen_keras.export import export_model
     from gen_keras.models import build_model
 
-    import keras
-
     keras.utils.set_random_seed(0)
-    for name, (config, tiny) in TRANSLATORS.items():
-        model = build_model(load_config(ROOT / "pipelines/configs" / config, tiny).model)
+    for name, (config, overrides) in specs.items():
+        model = build_model(load_config(ROOT / "pipelines/configs" / config, overrides).model)
+        if prepare is not None:
+            prepare(name, model)
         export_model(model, folder / name, name=name)
         save_model(model, folder / f"{name}.keras")
     return str(folder)
+
+
+def _tracked_w_avg(name, model) -> None:
+    w_avg = np.random.default_rng(0).standard_normal(16).astype(np.float32)
+    for net in (model.generator, model.generator_ema):
+        net.get_layer("truncation").w_avg.assign(w_avg)
+
+
+def style_export(target: Path, tmp_path_factory):
+    """A tiny untrained style-based generator (28x28, 6 style layers) with a non-zero tracked
+    w_avg, exported to ``target``; returns the model (for checks against its own networks)."""
+    specs = {target.name: ("stylegan_mnist10k.yaml", STYLE_TINY)}
+    return untrained_exports(target.parent, tmp_path_factory, specs, _tracked_w_avg)[target.name]
+
+
+SR_TINY = ["model.g_filters=4", "model.residual_blocks=1"]
+CYCLE_TINY = ["model.g_filters=4", "model.residual_blocks=1", "model.d_filters=4"]
+TRANSLATORS = {"upscaler": ("sr_l1_sr4.yaml", SR_TINY), "cycle": ("cyclegan_mnistm.yaml", CYCLE_TINY)}
+
+
+def translator_exports(root: Path, tmp_path_factory) -> dict:
+    """Two tiny untrained image-to-image models exported to ``root``: ``upscaler`` (sr_l1, 7x7x1
+    → 28x28x1) and ``cycle`` (cyclegan, 28x28x3 both ways); returns the models by name."""
+    return untrained_exports(root, tmp_path_factory, TRANSLATORS)

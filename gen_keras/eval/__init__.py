@@ -245,9 +245,8 @@ def cached_baselines(x_train, y_train, x_test, y_test, width: int, seed: int) ->
 
     import numpy as np
 
-    from gen_keras.eval.evaluator import cache_root
     from gen_keras.eval.probes import FEW_LABEL_DRAWS, FEW_LABELS, baseline_report
-    from gen_keras.files import atomic_write_text
+    from gen_keras.files import atomic_write_text, cache_dir
 
     digest = hashlib.sha256(json.dumps(["probe-baselines-1", int(width), int(seed), list(FEW_LABELS),
                                         FEW_LABEL_DRAWS]).encode())
@@ -255,7 +254,7 @@ def cached_baselines(x_train, y_train, x_test, y_test, width: int, seed: int) ->
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
-    path = cache_root().parent / "probe_baselines" / f"{digest.hexdigest()}.json"
+    path = cache_dir("probe_baselines", f"{digest.hexdigest()}.json")
     try:
         kept = json.loads(path.read_text())
         if (isinstance(kept, dict) and {"probe_linear_pixels", "probe_linear_pca"} <= set(kept)

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -47,7 +46,9 @@ class Recipe:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras")) / "evaluators"
+    from gen_keras.files import cache_dir
+
+    return cache_dir("evaluators")
 
 
 def to_unit_range(images, value_range) -> np.ndarray:
@@ -139,7 +140,7 @@ def get_evaluator(run_config, *, recipe: Recipe | None = None, retrain: bool = F
     the next process, whose cache key includes the train split's content).
     """
     recipe = recipe or Recipe()
-    memo = (run_config.data.dataset, run_config.data.data_dir, os.environ.get("GEN_KERAS_CACHE"),
+    memo = (run_config.data.dataset, run_config.data.data_dir, str(cache_root()),
             tuple(run_config.model.image_shape), json.dumps(dataclasses.asdict(recipe)))
     if memo not in _LOADED or retrain:
         _LOADED[memo] = _load_or_train(run_config, recipe, retrain)

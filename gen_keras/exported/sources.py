@@ -9,19 +9,15 @@ the file.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import urllib.parse
 from pathlib import Path
 
 from gen_keras.errors import ArtifactIntegrityError, ModelSourceError
+from gen_keras.files import cache_dir as project_cache
 
 RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("GEN_KERAS_CACHE", Path.home() / ".cache" / "gen_keras"))
 
 
 def resolve(source: str, *, tracking_uri: str | None = None,
@@ -84,7 +80,7 @@ def download_registered(uri: str, tracking_uri: str | None = None,
     except Exception as exc:
         raise ModelSourceError(f"{uri}: the registry at {store} cannot resolve it ({_why(exc)})") from None
 
-    target = Path(cache_dir or default_cache_dir() / "models") / f"{name}-v{mv.version}"
+    target = Path(cache_dir or project_cache("models")) / f"{name}-v{mv.version}"
 
     def fetch(dst: Path) -> Path:
         model_dir = fetch_artifact(mv.source, dst, store)
@@ -150,7 +146,7 @@ def download_run_export(run_id: str, tracking_uri: str | None = None,
     if "export" not in names:
         raise ModelSourceError(f"MLflow run {run_id} has no 'export' artifact (artifacts: {names}); "
                                "it was trained with train.export_at_end=false or did not finish")
-    target = Path(cache_dir or default_cache_dir() / "runs") / run_id / "export"
+    target = Path(cache_dir or project_cache("runs")) / run_id / "export"
     download_verified(target, lambda dst: fetch_artifact(f"runs:/{run_id}/export", dst, store), f"run {run_id}")
     return target
 
