@@ -90,7 +90,7 @@ class DataConfig:
     # "render" draws every example with the set's renderer as it is read, in a fresh seeded order
     # each epoch (no preparation, no PNG decoding; gen_keras/data/factor_render.py).
     factor_stream: str = "shards"
-    data_dir: str = ""  # TFDS data dir / cache for prepared data; "" = ~/.cache/gen_keras
+    data_dir: str = ""  # TFDS data dir / cache for prepared data; "" = $GEN_KERAS_CACHE/tfds (~/.cache/gen_keras/tfds)
     tfds_timeout_s: float = 5.0
     # folder:<path> only: how each image is brought to model.image_shape — crop (shorter side to
     # the target, centre crop) | pad (longer side to the target, centred on white) | stretch
@@ -187,6 +187,10 @@ class RunConfig:
         self.train.validate("train")
         self.distribute.validate("distribute")
         self.tracking.validate("tracking")
+        # Checks of a model section against the others (a model config may define one).
+        check = getattr(self.model, "validate_run", None)
+        if check is not None:
+            check(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -63,28 +63,42 @@ def fine_tune(classifier, x, y, *, head_epochs: int = 100, head_lr: float = 1e-2
     metric resets, callbacks) cost as much as the training itself. Returns the compiled
     classifier (metrics: accuracy)."""
     import keras
+    import tensorflow as tf
 
     encoder = next(layer for layer in classifier.layers if isinstance(layer, keras.Model))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    for trainable, passes, rate in ((False, head_epochs, head_lr), (True, epochs, lr)):
+    # Several steps per call do not run under (MultiWorker)MirroredStrategy in this Keras
+    # (keras-team/keras#19246, docs/scaling.md): one step per call there.
+    mirrored = isinstance(classifier.distribute_strategy,
+                          tf.distribute.MirroredStrategy | tf.distribute.MultiWorkerMirroredStrategy)
+    for name, trainable, passes, rate in (("head_epochs", False, head_epochs, head_lr),
+                                          ("epochs", True, epochs, lr)):
+        if passes == 0:  # the phase skipped: linear probing only, or fine-tuning only
+            continue
         encoder.trainable = trainable
-        data, per_pass = _passes(x, y, passes, batch_size)
+        data, per_pass = _passes(x, y, name, passes, batch_size)
         classifier.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"],
-                           steps_per_execution=per_pass)
-        classifier.fit(data, epochs=1, steps_per_epoch=passes * per_pass, verbose=verbose)
+                           steps_per_execution=1 if mirrored else per_pass)
+        classifier.fit(data, epochs=1, steps_per_epoch=passes * per_pass, shuffle=False, verbose=verbose)
+    # Returned compiled for one step per call (evaluate / predict / a further fit as usual),
+    # with the optimizer of the last phase and its state.
+    optimizer = classifier.optimizer if classifier.optimizer is not None else keras.optimizers.Adam(lr)
+    classifier.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return classifier
 
 
-def _passes(x, y, passes: int, batch_size: int):
+def _passes(x, y, name: str, passes: int, batch_size: int):
     """``(dataset, batches per pass)``: ``passes`` passes over ``(x, y)``, each in a new order."""
     import math
 
     import tensorflow as tf
 
     n = len(x)
-    if n < 1 or n != len(y) or passes < 1 or batch_size < 1:
-        raise ValueError(f"fine_tune needs examples with one label each and passes, batch_size >= 1 "
-                         f"(got {n} images, {len(y)} labels, {passes} passes, batch_size {batch_size})")
+    if n < 1 or n != len(y):
+        raise ValueError(f"fine_tune needs examples with one label each (got {n} images, {len(y)} labels)")
+    if passes < 0 or batch_size < 1:
+        raise ValueError(f"fine_tune needs {name} >= 0 and batch_size >= 1 (got {name}={passes}, "
+                         f"batch_size={batch_size})")
     data = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, reshuffle_each_iteration=True)
             .batch(batch_size).repeat(passes))
     return data, math.ceil(n / batch_size)

@@ -166,7 +166,15 @@ def pytest_configure(config):
         config.option.loadscopereorder = False
 
 
+# The quick tier (`bash scripts/test.sh -m "not slow"`, for iteration; CI runs everything): every
+# test of a file that takes this long or longer in FILE_SECONDS is marked slow.
+SLOW_FILE_SECONDS = 20
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if FILE_SECONDS.get(item.path.name, 10) >= SLOW_FILE_SECONDS:
+            item.add_marker(pytest.mark.slow)
     if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker sorts alike (a stable sort)
         items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 10))
 

@@ -190,11 +190,15 @@ def untrained_exports(root: Path, tmp_path_factory, specs: dict, prepare=None) -
     Built (seeded, so the same weights in every test run), exported and saved once per test run
     (conftest.made_once; the ONNX conversion is the slow part), copied for each caller.
     ``prepare(name, model)`` may set state before the export (a module-level function: its
-    name is part of the key)."""
-    from conftest import made_once
+    name is part of the key, with the specs)."""
+    import hashlib
+
     from gen_keras.artifacts import load_model
 
-    key = "untrained_" + "_".join(specs) + (f"_{prepare.__name__}" if prepare else "")
+    from conftest import made_once
+
+    what = repr([sorted(specs.items()), prepare.__name__ if prepare else None])
+    key = "untrained_" + "_".join(specs) + "_" + hashlib.sha256(what.encode()).hexdigest()[:12]
     shared = Path(made_once(tmp_path_factory, key, lambda folder: _make_untrained(folder, specs, prepare)))
     models = {}
     for name in specs:

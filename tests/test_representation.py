@@ -139,6 +139,7 @@ def test_fine_tuning_from_the_encoder_beats_random_init_at_100_labels(tmp_path, 
         keras.utils.set_random_seed(1)
         clf = fine_tune(classifier_from_encoder(model, 10, pretrained=pretrained), x_train[few], y_train[few])
         scores[pretrained] = clf.evaluate(x_test, y_test, verbose=0)[1]
+    print(f"test accuracy after LP-FT from the encoder / from scratch: {scores[True]:.4f} / {scores[False]:.4f}")
     assert scores[True] > scores[False] + 0.03, scores
     with pytest.raises(ValueError, match="has no encoder"):
         from gen_keras.models import build_model

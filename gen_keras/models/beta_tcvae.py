@@ -87,6 +87,17 @@ class BetaTCVAEConfig(VAEConfig):
             raise ConfigError(f"{prefix}.dataset_size={self.dataset_size} must be >= 0 "
                               "(0: the training pipeline fills in the number of training images)")
 
+    def validate_run(self, run) -> None:
+        """MSS counts a minibatch's other members as the rest of the data set, so a data set
+        smaller than a batch has no weights: an N set below the batch size is refused here,
+        before anything is read (an N filled from the data cannot be: a batch larger than the
+        data is refused when the data is opened). The global batch is checked, which is
+        stricter than each replica's share needs."""
+        if self.tc_estimator == "mss" and 0 < self.dataset_size < run.train.batch_size:
+            raise ConfigError(f"model.tc_estimator=mss needs at least train.batch_size="
+                              f"{run.train.batch_size} training images, and model.dataset_size is "
+                              f"{self.dataset_size}: lower the batch size or use tc_estimator=mws")
+
 
 @register_model("beta_tcvae", BetaTCVAEConfig)
 @keras.saving.register_keras_serializable(package="gen_keras")

@@ -97,18 +97,12 @@ def fill_from_data(run_config: RunConfig, data) -> RunConfig:
     becomes the number of training images this run reads, after ``data.limit_train``. The
     filled config is what the run logs, checkpoints and saves with the model."""
     model = run_config.model
-    if getattr(model, "dataset_size", None) == 0:
-        n = data.info.num_train
-        if run_config.data.limit_train:
-            n = min(n, run_config.data.limit_train)
-        run_config = dataclasses.replace(run_config, model=dataclasses.replace(model, dataset_size=n))
-    model = run_config.model
-    if getattr(model, "tc_estimator", None) == "mss" and model.dataset_size < run_config.train.batch_size:
-        # MSS counts a minibatch's other members as the rest of the data set: N < B has no weights.
-        raise ConfigError(f"model.tc_estimator=mss needs at least train.batch_size="
-                          f"{run_config.train.batch_size} training images, and model.dataset_size is "
-                          f"{model.dataset_size}: lower the batch size or use tc_estimator=mws")
-    return run_config
+    if getattr(model, "dataset_size", None) != 0:
+        return run_config
+    n = data.info.num_train
+    if run_config.data.limit_train:
+        n = min(n, run_config.data.limit_train)
+    return dataclasses.replace(run_config, model=dataclasses.replace(model, dataset_size=n))
 
 
 # -- the tracking run ----------------------------------------------------------------------------
