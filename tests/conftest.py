@@ -168,7 +168,7 @@ def pytest_configure(config):
 
 # The quick tier (`bash scripts/test.sh -m "not slow"`, for iteration; CI runs everything): every
 # test of a file that takes this long or longer in FILE_SECONDS is marked slow.
-SLOW_FILE_SECONDS = 20
+SLOW_FILE_SECONDS = 17
 
 
 def pytest_collection_modifyitems(config, items):
