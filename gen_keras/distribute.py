@@ -125,14 +125,15 @@ def layout(strategy, steps_per_execution: int = 1):
                   supported if supported < steps else 0)
 
 
-def supported_steps_per_execution(steps: int, strategy) -> int:
+def supported_steps_per_execution(steps: int, strategy, name: str = "train.steps_per_execution") -> int:
     """``steps``, or 1 under (MultiWorker)MirroredStrategy, where Keras 3.15 / TF 2.21 cannot
-    run several steps per call (keras-team/keras#19246); a warning says so."""
+    run several steps per call (keras-team/keras#19246); a warning naming the setting (``name``)
+    says so."""
     steps = int(steps)
     if steps > 1 and isinstance(strategy, tf.distribute.MirroredStrategy
                                           | tf.distribute.MultiWorkerMirroredStrategy):
-        log.warning("train.steps_per_execution=%d is not supported under %s by this Keras "
-                    "(keras-team/keras#19246); running 1 step per execution", steps,
+        log.warning("%s=%d is not supported under %s by this Keras "
+                    "(keras-team/keras#19246); running 1 step per execution", name, steps,
                     type(strategy).__name__)
         return 1
     return steps

@@ -63,14 +63,11 @@ def fine_tune(classifier, x, y, *, head_epochs: int = 100, head_lr: float = 1e-2
     metric resets, callbacks) cost as much as the training itself. Returns the compiled
     classifier (metrics: accuracy)."""
     import keras
-    import tensorflow as tf
+
+    from gen_keras.distribute import supported_steps_per_execution
 
     encoder = next(layer for layer in classifier.layers if isinstance(layer, keras.Model))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    # Several steps per call do not run under (MultiWorker)MirroredStrategy in this Keras
-    # (keras-team/keras#19246, docs/scaling.md): one step per call there.
-    mirrored = isinstance(classifier.distribute_strategy,
-                          tf.distribute.MirroredStrategy | tf.distribute.MultiWorkerMirroredStrategy)
     for name, trainable, passes, rate in (("head_epochs", False, head_epochs, head_lr),
                                           ("epochs", True, epochs, lr)):
         if passes == 0:  # the phase skipped: linear probing only, or fine-tuning only
@@ -78,7 +75,8 @@ def fine_tune(classifier, x, y, *, head_epochs: int = 100, head_lr: float = 1e-2
         encoder.trainable = trainable
         data, per_pass = _passes(x, y, name, passes, batch_size)
         classifier.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=["accuracy"],
-                           steps_per_execution=1 if mirrored else per_pass)
+                           steps_per_execution=supported_steps_per_execution(
+                               per_pass, classifier.distribute_strategy, "fine_tune's batches per pass"))
         classifier.fit(data, epochs=1, steps_per_epoch=passes * per_pass, shuffle=False, verbose=verbose)
     # Returned compiled for one step per call (evaluate / predict / a further fit as usual),
     # with the optimizer of the last phase and its state.

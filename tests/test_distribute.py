@@ -370,7 +370,11 @@ def test_steps_per_execution_falls_back_to_one_under_mirrored(caplog):
     mirrored = distribute.make_strategy(DistributeConfig("mirrored", ["/cpu:0", "/cpu:1"]))
     with caplog.at_level("WARNING", logger="gen_keras.distribute"):
         assert distribute.supported_steps_per_execution(4, mirrored) == 1
-    assert "keras-team/keras#19246" in caplog.text
+    assert "keras-team/keras#19246" in caplog.text and "train.steps_per_execution=4" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gen_keras.distribute"):  # fine_tune names its own setting
+        assert distribute.supported_steps_per_execution(5, mirrored, "fine_tune's batches per pass") == 1
+    assert "fine_tune's batches per pass=5 is not supported" in caplog.text
     assert distribute.supported_steps_per_execution(4, tf.distribute.get_strategy()) == 4
     assert distribute.supported_steps_per_execution(1, mirrored) == 1
 

@@ -242,7 +242,7 @@ def train_classifier(x_train, y_train, x_test, y_test, num_classes: int, recipe:
           .shuffle(len(x_train), seed=recipe.seed)
           .map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .batch(recipe.batch_size).prefetch(tf.data.AUTOTUNE))
-    model.fit(ds, epochs=recipe.epochs, verbose=0)
+    model.fit(ds, epochs=recipe.epochs, shuffle=False, verbose=0)  # ds is shuffled
     logits = model.predict(x_test.astype(np.float32), batch_size=500, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, -1) == y_test))
     return model, {"test_accuracy": accuracy, "num_classes": int(num_classes),

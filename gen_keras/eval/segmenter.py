@@ -176,7 +176,7 @@ def train_segmenter(x_train, y_train, x_test, y_test, num_classes: int, recipe: 
           .shuffle(len(x_train), seed=recipe.seed)
           .map(flip, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .batch(recipe.batch_size).prefetch(tf.data.AUTOTUNE))
-    network.fit(ds, epochs=recipe.epochs, verbose=0)
+    network.fit(ds, epochs=recipe.epochs, shuffle=False, verbose=0)  # ds is shuffled
     logits = network.predict(x_test.astype(np.float32) / 255.0, batch_size=250, verbose=0)
     scores = segmentation_scores(confusion_matrix(y_test, np.argmax(logits, -1), num_classes))
     return network, {"test_accuracy": scores["pixel_accuracy"], "test_mean_iou": scores["mean_iou"],

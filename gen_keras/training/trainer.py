@@ -279,7 +279,7 @@ def fit(model, data, plan: RunPlan, ctx, checkpoint, initial_epoch: int, verbose
     if verbose is None:
         verbose = (1 if sys.stdout.isatty() else 2) if cfg.train.progress else 0
     return model.fit(data.train, validation_data=data.test, epochs=cfg.train.epochs,
-                     initial_epoch=initial_epoch, verbose=verbose,
+                     initial_epoch=initial_epoch, verbose=verbose, shuffle=False,  # tf.data shuffles
                      callbacks=[*training_callbacks(model, data, ctx, checkpoint), *extra]).history
 
 
