@@ -12,7 +12,8 @@ from gen_keras import losses
 from gen_keras.config import ModelConfig
 from gen_keras.errors import ConfigError
 from gen_keras.models.base import Endpoint, GenerativeModel
-from gen_keras.models.networks import TensorFunction, conv_decoder, conv_encoder, mlp_decoder, mlp_encoder
+from gen_keras.models.networks import (TensorFunction, broadcast_decoder, conv_decoder, conv_encoder,
+                                      mlp_decoder, mlp_encoder)
 from gen_keras.models.registry import register_model
 
 
@@ -27,9 +28,14 @@ class VAEConfig(ModelConfig):
     # the convention behind the published MNIST likelihoods; "none" trains on grey levels.
     binarize: str = "dynamic"
     # "conv" (transposed convolutions) | "mlp" (`decoder_layers` dense layers of `hidden` units):
-    # ~50x cheaper per call, which makes the k = 5000 importance-sampled NLL affordable on a CPU.
+    # ~50x cheaper per call, which makes the k = 5000 importance-sampled NLL affordable on a CPU
+    # | "broadcast" (a spatial broadcast decoder: the code and each cell's coordinates through
+    # `decoder_layers` per-cell layers of `broadcast_units`, on a `broadcast_grid`-square lattice
+    # of pixel blocks; networks.broadcast_decoder).
     decoder: str = "conv"
     decoder_layers: int = 2
+    broadcast_grid: int = 16
+    broadcast_units: int = 64
     # "conv" (strided convolutions + one dense layer of `hidden`) | "mlp" (`encoder_layers` dense
     # layers of `hidden` units on the flattened image; Chen et al. 2018's dSprites encoder is
     # 4096-1200-1200-z): on a CPU a dense layer runs near the matmul peak, convolutions do not.
@@ -38,11 +44,18 @@ class VAEConfig(ModelConfig):
 
     def validate(self, prefix="model"):
         super().validate(prefix)
-        for part in ("encoder", "decoder"):
-            if getattr(self, part) not in ("conv", "mlp"):
-                raise ConfigError(f"{prefix}.{part}={getattr(self, part)!r} is not one of ['conv', 'mlp']")
+        for part, kinds in (("encoder", ["conv", "mlp"]), ("decoder", ["conv", "mlp", "broadcast"])):
+            if getattr(self, part) not in kinds:
+                raise ConfigError(f"{prefix}.{part}={getattr(self, part)!r} is not one of {kinds}")
             if getattr(self, f"{part}_layers") < 1:
                 raise ConfigError(f"{prefix}.{part}_layers={getattr(self, f'{part}_layers')} must be >= 1")
+        if self.decoder == "broadcast":
+            if self.broadcast_units < 1:
+                raise ConfigError(f"{prefix}.broadcast_units={self.broadcast_units} must be >= 1")
+            height, width = self.image_shape[0], self.image_shape[1]
+            if self.broadcast_grid < 1 or height % self.broadcast_grid or width % self.broadcast_grid:
+                raise ConfigError(f"{prefix}.broadcast_grid={self.broadcast_grid} must divide the "
+                                  f"image's height and width ({height} x {width})")
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ConfigError(f"{prefix}.likelihood={self.likelihood!r} is not one of "
                               "['bernoulli', 'gaussian']")
@@ -83,6 +96,10 @@ class VAE(GenerativeModel):
         if c.decoder == "mlp":
             return mlp_decoder(c.image_shape, c.latent_dim, hidden=c.hidden,
                                num_layers=c.decoder_layers, label_count=self.label_count())
+        if c.decoder == "broadcast":
+            return broadcast_decoder(c.image_shape, c.latent_dim, units=c.broadcast_units,
+                                     grid=c.broadcast_grid, num_layers=c.decoder_layers,
+                                     label_count=self.label_count())
         return conv_decoder(c.image_shape, c.latent_dim, filters=c.filters, hidden=c.hidden,
                             label_count=self.label_count())
 
