@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "pipelines" / "configs"
 # The dsprites networks, data and training of the shipped beta_tcvae / factor_vae configs (issue
 # 26's recipe), for the baselines.
-ARCH = ["model.image_shape=[64,64,1]", "model.latent_dim=6", "model.encoder=mlp", "model.decoder=mlp",
+ARCH = ["model.image_shape=[64,64,1]", "model.latent_dim=6", "model.encoder=mlp", "model.decoder=broadcast",
+        "model.broadcast_grid=16", "model.broadcast_units=64",
         "model.hidden=512", "model.encoder_layers=2", "model.decoder_layers=2", "model.likelihood=bernoulli",
         "model.binarize=none", "data.dataset=dsprites", "data.factor_stream=render", "train.batch_size=256",
         "train.learning_rate=0.001", "train.mixed_precision=mixed_bfloat16", "train.steps_per_execution=8"]
@@ -46,7 +47,7 @@ MODELS = {
     # The colour scenes at 64x64x3 (issue 26, part 4: reported, no target).
     "beta_tcvae_shapes3d": ("beta_tcvae_shapes3d.yaml", []),
     "vae_shapes3d": ("vae_mnist10k.yaml", [*ARCH, "model.image_shape=[64,64,3]", "model.latent_dim=10",
-                                           "data.dataset=shapes3d"]),  # as beta_tcvae_shapes3d.yaml
+                                           "model.decoder=mlp", "data.dataset=shapes3d"]),  # as beta_tcvae_shapes3d.yaml
 }
 # Training speed (--speed): the shipped dsprites recipes as they were before issue 26 ("today":
 # conv networks of 16 base filters, batch 64, the dsprites:20000 subset from its shards, the
