@@ -145,7 +145,13 @@ def test_code_factors_order_and_labels_by_hand():
     assert t.label(2) == "z2: x (0.60)" and t.label(1) == "z1: -"
     d = t.as_dict()
     assert d["factors"] == ["shape", "x", "y"] and d["dimensions"][3] == {
-        "dim": 3, "factor": "shape", "mi": 0.9, "mi_per_factor": [0.9, 0.0, 0.0]}
+        "dim": 3, "factor": "shape", "active": True, "mi": 0.9, "mi_per_factor": [0.9, 0.0, 0.0]}
+    # z4's codes hardly move over the data (variance 0.005 against z0's 1.0, below 1%): a VAE's
+    # unused dimension, whose faint MI with x names nothing; 0.02 (2%) still counts
+    t = CodeFactors(("shape", "x", "y"), mi, np.array([1.0, 0.5, 0.02, 0.9, 0.005]))
+    assert list(t.active) == [True, True, True, True, False]
+    assert t.factor_of == ["y", None, "x", "shape", None] and t.label(4) == "z4: -"
+    assert t.order() == [3, 2, 0, 1, 4] and t.as_dict()["dimensions"][4]["active"] is False
 
 
 def test_latent_traverse_labels_rows_by_factor(run, tmp_path, capsys):

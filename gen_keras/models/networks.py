@@ -123,9 +123,9 @@ def broadcast_decoder(image_shape, latent_dim: int, *, units: int = 64, grid: in
     Because the decoder is told where each cell is, moving the picture along x is one direction
     in its first layer's input (x and the code enter it linearly), so the cheapest code for a
     position factor is one code per axis — the inductive bias the paper measured for position.
-    The paper broadcasts to every pixel with 3x3 convolutions; per-pixel layers cost ~10x the
-    dense decoder on this CPU, so this one broadcasts to 16 x 16 cells of 4 x 4 pixels (as fast as
-    the dense decoder; measured in docs/disentanglement.md).
+    The paper broadcasts to every pixel with 3x3 convolutions; per-pixel layers cost 12-24x the
+    dense decoder on this CPU, so this one broadcasts to 16 x 16 cells of 4 x 4 pixels (0.77x the
+    dense decoder's images/s; ``bench/decoder_speed.py``, docs/disentanglement.md).
     """
     h_img, w_img, channels = (int(d) for d in image_shape)
     inputs, h = _code_inputs(latent_dim, label_count)
