@@ -77,7 +77,8 @@ class CodeFactors:
         return f"z{j}: {name} ({self.best_mi[j]:.2f})" if name else f"z{j}: -"
 
     def as_dict(self) -> dict:
-        """Plain values (for JSON, a manifest): per dimension its factor, MI, and the MI row."""
+        """Plain values (for JSON, a manifest): per dimension its factor, whether its codes move
+        (:attr:`active`), its MI, and the MI row."""
         active = self.active
         return {"factors": list(self.factor_names),
                 "dimensions": [{"dim": j, "factor": self.factor_of[j], "active": bool(active[j]),
