@@ -133,14 +133,18 @@ def test_fine_tuning_from_the_encoder_beats_random_init_at_100_labels(tmp_path, 
     model = load_trained(path=result.model_path)  # the saved file, as a user would start
     x_train, y_train = load_split_arrays(cfg, "train")
     x_test, y_test = load_split_arrays(cfg, "test")
-    few = probes.balanced_draw(y_train, 100, seed=0)
-    scores = {}
-    for pretrained in (True, False):  # the same classifier and recipe, from the encoder or from scratch
-        keras.utils.set_random_seed(1)
-        clf = fine_tune(classifier_from_encoder(model, 10, pretrained=pretrained), x_train[few], y_train[few])
-        scores[pretrained] = clf.evaluate(x_test, y_test, verbose=0)[1]
-    print(f"test accuracy after LP-FT from the encoder / from scratch: {scores[True]:.4f} / {scores[False]:.4f}")
-    assert scores[True] > scores[False] + 0.03, scores
+    # The mean over three class-balanced draws of 100 labels: one draw's margin swings with the
+    # draw and with the CPU's rounding (draw 0 alone: +6 points on an AMX host, +2 on an AVX-512 one).
+    scores = {True: [], False: []}
+    for draw in range(3):
+        few = probes.balanced_draw(y_train, 100, seed=draw)
+        for pretrained in (True, False):  # the same classifier and recipe, from the encoder or from scratch
+            keras.utils.set_random_seed(1)
+            clf = fine_tune(classifier_from_encoder(model, 10, pretrained=pretrained), x_train[few], y_train[few])
+            scores[pretrained].append(clf.evaluate(x_test, y_test, verbose=0)[1])
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    print(f"test accuracy after LP-FT from the encoder / from scratch: {mean[True]:.4f} / {mean[False]:.4f}")
+    assert mean[True] > mean[False] + 0.03, scores
     with pytest.raises(ValueError, match="has no encoder"):
         from gen_keras.models import build_model
 

@@ -118,7 +118,10 @@ def truncate(w: tf.Tensor, w_avg: tf.Tensor, psi: tf.Tensor) -> tf.Tensor:
     as drawn, 0 gives the average w (the "mean face"), between trades variety for typicality
     (Karras et al. 2019, sec. 3.1 and appendix B; Marchesi 2017)."""
     w_avg = tf.cast(w_avg, w.dtype)
-    return w_avg + tf.cast(psi, w.dtype)[:, None] * (w - w_avg)
+    psi = tf.cast(psi, w.dtype)[:, None]
+    # As a weighted sum, exact at both ends whatever the CPU's rounding: psi = 1 returns w itself
+    # and psi = 0 w_avg itself (w_avg + psi (w - w_avg) is off by an ulp at psi = 1).
+    return psi * w + (1.0 - psi) * w_avg
 
 
 # ----------------------------------------------------------------------------------------------
