@@ -115,22 +115,43 @@ def load_split_arrays(run_config, split: str, limit: int = 0):
                       type(run_config.model).value_range, limit=limit, seed=run_config.train.seed)
 
 
+# Splits of the sets that never change once prepared (mnist10k, the rendered factor sets), kept
+# per process: an evaluation reads the same split several times (probes, reference sets,
+# baselines), each read a TFDS open and a decode of every image. Callers get copies.
+_SPLITS: dict = {}
+_SPLITS_KEPT = 6
+
+
 def load_split(data_cfg, split: str, image_shape, value_range, limit: int = 0, seed: int = 0):
     """One split of ``data_cfg.dataset`` as numpy ``(images in value_range, int32 labels)``,
     prepared as the training pipeline prepares it. ``seed`` is the split seed of sources
     without their own test split (a training run's ``train.seed``)."""
+    from gen_keras.data.factor_specs import is_factor_dataset
     from gen_keras.data.pipeline import make_pipeline
+    from gen_keras.data.sources import default_data_dir
 
     if split not in ("train", "test"):
         raise ConfigError(f"split={split!r} is not one of ['train', 'test']")
     if is_translation_dataset(data_cfg.dataset):
         raise ConfigError(f"data.dataset={data_cfg.dataset!r} is an image-to-image task: read it "
                           "with gen_keras.data.translation.load_translation_split")
+    key = None
+    if data_cfg.dataset == "mnist10k" or is_factor_dataset(data_cfg.dataset):
+        key = (repr(data_cfg), str(default_data_dir(data_cfg.data_dir)), split, tuple(image_shape),
+               tuple(value_range), int(limit), int(seed))
+        if key in _SPLITS:
+            images, labels = _SPLITS[key]
+            return images.copy(), labels.copy()
     splits, _ = open_source(data_cfg, seed=seed, image_shape=tuple(image_shape))
     ds = make_pipeline(splits[split], image_shape=tuple(image_shape), value_range=tuple(value_range),
                        batch_size=1000, training=False, seed=0, cache=False, limit=limit)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
-    return np.concatenate(xs), np.concatenate(ys).astype(np.int32)
+    images, labels = np.concatenate(xs), np.concatenate(ys).astype(np.int32)
+    if key is not None:
+        while len(_SPLITS) >= _SPLITS_KEPT:
+            _SPLITS.pop(next(iter(_SPLITS)))
+        _SPLITS[key] = (images.copy(), labels.copy())
+    return images, labels
 
 
 def load_factor_split(data_cfg, split: str, limit: int = 10_000, *, value_range=None,
