@@ -76,7 +76,10 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120.0) -> "MlflowServer":
+        from gen_keras.stores import ensure_store
+
         self.root.mkdir(parents=True, exist_ok=True)
+        ensure_store(f"sqlite:///{self.root / 'mlflow.db'}")  # as training makes a new store
         log = open(self.root / "server.log", "ab")
         self.proc = subprocess.Popen(
             [str(Path(PYTHON).with_name("mlflow")), "server",

@@ -59,6 +59,42 @@ def test_one_store_has_one_spelling_and_resolving_creates_nothing(tmp_path, monk
     assert tracking_uri(None, "") == "http://127.0.0.1:5000"
 
 
+def test_a_new_store_is_a_copy_of_the_empty_store_and_nothing_is_replaced(tmp_path, monkeypatch):
+    """ensure_store makes a new SQLite store from the empty store of this MLflow version (made
+    once in the cache by MLflow's own migrations): MLflow opens it as its own, with the Default
+    experiment its own way and a registry; an existing file is never replaced."""
+    from mlflow.store.db import utils as db_utils
+
+    from gen_keras.stores import empty_store_template, ensure_store
+
+    monkeypatch.setenv("GEN_KERAS_CACHE", str(tmp_path / "cache"))
+    ensure_store(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
+    template = empty_store_template()
+    assert template.parent == tmp_path / "cache" / "mlflow_stores" and template.is_file()
+    made = template.stat().st_mtime_ns
+    store = tmp_path / "b" / "mlflow.db"
+    ensure_store(f"sqlite:///{store}")
+    assert template.stat().st_mtime_ns == made and store.read_bytes() == template.read_bytes()
+    assert sorted(p.name for p in store.parent.iterdir()) == ["mlflow.db"]  # no part file left
+    engine = db_utils.create_sqlalchemy_engine(f"sqlite:///{store}")
+    try:
+        db_utils._verify_schema(engine)  # at MLflow's latest schema revision
+    finally:
+        engine.dispose()
+    client = MlflowClient(f"sqlite:///{store}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+    run = client.create_run(client.create_experiment("x"))
+    client.log_metric(run.info.run_id, "m", 1.5)
+    assert client.get_run(run.info.run_id).data.metrics == {"m": 1.5}
+    assert client.create_registered_model("digits").name == "digits"
+    # A file already there (another process's store, or anything) is kept as it is.
+    other = tmp_path / "c" / "mlflow.db"
+    other.parent.mkdir()
+    other.write_bytes(b"not mine")
+    ensure_store(f"sqlite:///{other}")
+    assert other.read_bytes() == b"not mine"
+
+
 def test_the_retrain_lock_is_keyed_on_the_resolved_store(tmp_path, monkeypatch, data_cache):
     """#27.9: ``.../mlflow//mlflow.db`` and ``.../mlflow/mlflow.db`` (and the default store, and a
     relative spelling) are one store, so one lock: the second job exits 4 having done nothing."""
