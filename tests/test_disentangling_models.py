@@ -195,7 +195,7 @@ def runs(tmp_path_factory, data_cache):
     out = {}
     for kind in ("beta_tcvae", "factor_vae"):
         cfg = load_config(None, [
-            f"model.kind={kind}", *SMALL, "data.dataset=dsprites:2000", "data.limit_train=1024",
+            f"model.kind={kind}", *SMALL, "data.dataset=dsprites:2000", "data.limit_train=512",
             "data.limit_test=64", "train.epochs=2",
             "train.batch_size=64", "train.steps_per_execution=1", "train.progress=false",
             # One kind runs the end-of-training evaluation (the disentanglement metrics).
@@ -215,11 +215,11 @@ def test_each_kind_trains_on_a_dsprites_subset(runs, kind):
         assert np.isfinite(values).all(), (name, values)
     assert set(result.model.tracker_names) <= set(result.history)
     if kind == "beta_tcvae":  # N came from the data: the training images the run reads
-        assert result.model.config.dataset_size == 1024
-        assert logged_config(MlflowClient(result.tracking_uri), result.run_id)["model.dataset_size"] == "1024"
+        assert result.model.config.dataset_size == 512
+        assert logged_config(MlflowClient(result.tracking_uri), result.run_id)["model.dataset_size"] == "512"
     else:  # both optimizers stepped once per batch
         steps = int(result.model.optimizer.iterations)
-        assert steps == int(result.model.d_optimizer.iterations) == 2 * 1024 // 64
+        assert steps == int(result.model.d_optimizer.iterations) == 2 * 512 // 64
 
 
 @pytest.mark.parametrize("kind", ["beta_tcvae", "factor_vae"])
