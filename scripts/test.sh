@@ -22,4 +22,5 @@ parallel=()
 if [ "$workers" -gt 1 ]; then
   parallel=(-n "$workers" --dist loadfile)
 fi
-.venv/bin/python -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"
+# The 25 slowest tests close the report (where to look when the suite grows).
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "${parallel[@]}" "$@"
