@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -265,6 +266,10 @@ def test_power_iteration_finds_the_top_singular_value():
 
 
 def test_spectral_layers_normalize_and_update_their_estimate_only_in_training():
+    # Seeded: the kernel drawn from the worker's random state (which the tests before it move)
+    # once had its two largest singular values so close that 30 power iterations were 2e-3 off;
+    # seeds 0-19 all come within 1e-5.
+    keras.utils.set_random_seed(0)
     layer = sn.SpectralDense(3)
     layer.build((None, 6))
     x = tf.random.stateless_normal([4, 6], seed=[1, 2])
