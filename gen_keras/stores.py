@@ -116,9 +116,7 @@ def empty_store_template() -> Path | None:
     revision, no experiment yet (MLflow adds the Default experiment, with this store's own
     artifact root, when it first opens the copy) — made once per MLflow version in the
     project's cache (``$GEN_KERAS_CACHE/mlflow_stores``); None if it cannot be made."""
-    import fcntl
-
-    from gen_keras.files import cache_dir
+    from gen_keras.files import atomic_write, cache_dir, exclusive_lock
 
     try:
         import mlflow
@@ -126,24 +124,25 @@ def empty_store_template() -> Path | None:
 
         folder = cache_dir("mlflow_stores")
         template = folder / f"empty-mlflow-{mlflow.__version__}-{db_utils._get_latest_schema_revision()}.db"
-        if template.is_file():
-            return template
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not template.is_file():
-                part = folder / f".{template.name}.{os.getpid()}.part"
-                part.unlink(missing_ok=True)
-                engine = db_utils.create_sqlalchemy_engine(f"sqlite:///{part}")
-                try:
-                    db_utils._initialize_tables(engine)
-                    db_utils._verify_schema(engine)
-                finally:
-                    engine.dispose()
-                os.replace(part, template)
+        if not template.is_file():
+            with exclusive_lock(folder / ".lock", "making the empty MLflow store", wait_s=120):
+                if not template.is_file():
+                    atomic_write(template, _make_empty_store)
         return template
     except Exception:  # noqa: BLE001 — MLflow's internals moved: MLflow makes each store itself
         return None
+
+
+def _make_empty_store(path: Path) -> None:
+    """MLflow's own schema migrations into the (empty) SQLite file ``path``."""
+    from mlflow.store.db import utils as db_utils
+
+    engine = db_utils.create_sqlalchemy_engine(f"sqlite:///{path}")
+    try:
+        db_utils._initialize_tables(engine)
+        db_utils._verify_schema(engine)
+    finally:
+        engine.dispose()
 
 
 def require_existing_store(uri: str, deadline_s: float = SERVER_DEADLINE_S) -> None:
