@@ -182,6 +182,50 @@ def pytest_collection_modifyitems(config, items):
         items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 10))
 
 
+# GEN_KERAS_TEST_CPU_LOG=<folder>: each test's CPU seconds (this process and the child processes it
+# waited for) appended as JSON lines, one file per worker — where the suite's CPU goes, which the
+# wall-clock durations under several workers on shared cores do not say.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    folder = os.environ.get("GEN_KERAS_TEST_CPU_LOG")
+    if not folder:
+        yield
+        return
+    import resource
+
+    own, children, started = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), time.time()
+    yield
+    _cpu_row(folder, {"test": item.nodeid, "own": round(_cpu(resource.RUSAGE_SELF) - own, 2),
+                      "children": round(_cpu(resource.RUSAGE_CHILDREN) - children, 2),
+                      "wall": round(time.time() - started, 2)})
+
+
+def pytest_sessionfinish(session):
+    """With GEN_KERAS_TEST_CPU_LOG: the process's whole CPU (start-up, imports and collection
+    included) as one more row, ``<process>``."""
+    folder = os.environ.get("GEN_KERAS_TEST_CPU_LOG")
+    if folder:
+        import resource
+
+        _cpu_row(folder, {"test": "<process>", "own": round(_cpu(resource.RUSAGE_SELF), 2),
+                          "children": round(_cpu(resource.RUSAGE_CHILDREN), 2)})
+
+
+def _cpu(who) -> float:
+    import resource
+
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_row(folder: str, row: dict) -> None:
+    import json
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.jsonl", "a") as out:
+        out.write(json.dumps(row) + "\n")
+
+
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory):
     """One prepared TFDS cache for the whole test run (mnist10k is prepared once into it, the
