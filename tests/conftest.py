@@ -3,6 +3,7 @@ it, so the mirrored-strategy paths run for real on a CPU-only machine."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -191,8 +192,6 @@ def pytest_runtest_protocol(item, nextitem):
     if not folder:
         yield
         return
-    import resource
-
     own, children, started = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN), time.time()
     yield
     _cpu_row(folder, {"test": item.nodeid, "own": round(_cpu(resource.RUSAGE_SELF) - own, 2),
@@ -205,15 +204,11 @@ def pytest_sessionfinish(session):
     included) as one more row, ``<process>``."""
     folder = os.environ.get("GEN_KERAS_TEST_CPU_LOG")
     if folder:
-        import resource
-
         _cpu_row(folder, {"test": "<process>", "own": round(_cpu(resource.RUSAGE_SELF), 2),
                           "children": round(_cpu(resource.RUSAGE_CHILDREN), 2)})
 
 
 def _cpu(who) -> float:
-    import resource
-
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
