@@ -202,7 +202,8 @@ def step_curve(args) -> int:
         return score(images, value_range, ref, evaluator, hue_nets, args.seed)
 
     def report(point):
-        print(json.dumps({"curve": args.recipe, "config": f"{args.recipe}.yaml", **point}), flush=True)
+        print(json.dumps({"curve": args.recipe, "config": f"{args.recipe}.yaml",
+                          **({"settings": args.overrides} if args.overrides else {}), **point}), flush=True)
 
     clock = ResumableClock(marks, measure, report, state_path, args.pause_after)
     started = time.time()
@@ -216,7 +217,8 @@ def step_curve(args) -> int:
     del keras
     saved = json.loads(state_path.read_text())
     state_path.write_text(json.dumps({**saved, "export_dir": str(result.export_dir), "run_id": result.run_id}))
-    print(json.dumps({"curve": args.recipe, "config": f"{args.recipe}.yaml", "run_id": result.run_id,
+    print(json.dumps({"curve": args.recipe, "config": f"{args.recipe}.yaml",
+                      **({"settings": args.overrides} if args.overrides else {}), "run_id": result.run_id,
                       "export_dir": str(result.export_dir), "wall_minutes_last_slot":
                       round((time.time() - started) / 60, 2), "load_average": round(os.getloadavg()[0], 1),
                       "floor_fid": floor.get(f"fid_{ref.n}"), "points": clock.points}), flush=True)
