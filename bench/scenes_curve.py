@@ -201,9 +201,12 @@ def step_curve(args) -> int:
         (out / f"{args.recipe}_{len(clock.points) + 1}.png").write_bytes(grid)
         return score(images, value_range, ref, evaluator, hue_nets, args.seed)
 
+    # what every line starts with: the curve, its config and the --set settings it ran with
+    head = {"curve": args.recipe, "config": f"{args.recipe}.yaml",
+            **({"settings": args.overrides} if args.overrides else {})}
+
     def report(point):
-        print(json.dumps({"curve": args.recipe, "config": f"{args.recipe}.yaml",
-                          **({"settings": args.overrides} if args.overrides else {}), **point}), flush=True)
+        print(json.dumps({**head, **point}), flush=True)
 
     clock = ResumableClock(marks, measure, report, state_path, args.pause_after)
     started = time.time()
@@ -217,8 +220,7 @@ def step_curve(args) -> int:
     del keras
     saved = json.loads(state_path.read_text())
     state_path.write_text(json.dumps({**saved, "export_dir": str(result.export_dir), "run_id": result.run_id}))
-    print(json.dumps({"curve": args.recipe, "config": f"{args.recipe}.yaml",
-                      **({"settings": args.overrides} if args.overrides else {}), "run_id": result.run_id,
+    print(json.dumps({**head, "run_id": result.run_id,
                       "export_dir": str(result.export_dir), "wall_minutes_last_slot":
                       round((time.time() - started) / 60, 2), "load_average": round(os.getloadavg()[0], 1),
                       "floor_fid": floor.get(f"fid_{ref.n}"), "points": clock.points}), flush=True)
