@@ -7,7 +7,8 @@
 "own" is the CPU of the pytest process that ran the test (every TensorFlow thread of it),
 "children" the CPU of the processes it waited for (a server stopped by a fixture counts for
 the test that stopped it). Each pytest process adds a ``<process>`` row at its end: its whole
-CPU, start-up and collection included.
+CPU, start-up and collection included (the xdist controller's row is marked ``controller``: its
+children are the workers, counted by their own rows).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def summary(rows: list[dict], top: int) -> str:
     out = [f"{len(rows)} tests, {total:.0f} CPU-s (own {sum(r['own'] for r in rows):.0f}, "
            f"children {sum(r['children'] for r in rows):.0f})"]
     if processes:
-        whole = sum(r["own"] + r["children"] for r in processes)
+        # the controller's children are the workers (their own rows): its own CPU only
+        whole = sum(r["own"] + (0.0 if r.get("controller") else r["children"]) for r in processes)
         out.append(f"the {len(processes)} pytest processes: {whole:.0f} CPU-s in all "
                    f"({whole - total:.0f} outside the tests: start-up, collection, the controller)")
     out += ["",

@@ -204,8 +204,12 @@ def pytest_sessionfinish(session):
     included) as one more row, ``<process>``."""
     folder = os.environ.get("GEN_KERAS_TEST_CPU_LOG")
     if folder:
+        # The xdist controller's children are the workers, whose own rows count them already.
+        controller = not hasattr(session.config, "workerinput") and bool(
+            getattr(session.config.option, "numprocesses", None))
         _cpu_row(folder, {"test": "<process>", "own": round(_cpu(resource.RUSAGE_SELF), 2),
-                          "children": round(_cpu(resource.RUSAGE_CHILDREN), 2)})
+                          "children": round(_cpu(resource.RUSAGE_CHILDREN), 2),
+                          **({"controller": True} if controller else {})})
 
 
 def _cpu(who) -> float:
