@@ -38,6 +38,8 @@ def test_cli_train_logs_everything_to_a_real_server(mlflow_server, tmp_path, dat
         assert sorted(m.step for m in history) == [1, 2], name
         assert all(np.isfinite(m.value) for m in history)
     assert "test/loss" in run.data.metrics
+    # the end-of-training evaluation the quickstart runs, on the server under its eval/ names
+    assert {"eval/fid_256", "eval/test_nll_k100_nats"} <= set(run.data.metrics), sorted(run.data.metrics)
     # The dataset is recorded as an input of the run.
     full = client.get_run(run.info.run_id)
     assert [d.dataset.name for d in full.inputs.dataset_inputs] == ["mnist10k"]
